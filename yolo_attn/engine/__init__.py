@@ -1,0 +1,1 @@
+"""Train, validate, predict and export: the jobs the command line runs."""

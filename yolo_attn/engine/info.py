@@ -1,0 +1,39 @@
+"""``yolo-attn info``: print a model's layer table and totals."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from yolo_attn.errors import UserError
+from yolo_attn.nn.builder import build_model
+from yolo_attn.nn.summary import layer_table, summarize
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--cfg", help="model YAML")
+    src.add_argument("--weights", help="checkpoint (ours or an upstream YOLOv5/YOLOv7 .pt)")
+    p.add_argument("--nc", type=int, default=None, help="override the number of classes")
+    p.add_argument("--img", type=int, default=640, help="image size for GFLOPs")
+    p.add_argument("--json", action="store_true", help="end with one JSON line of the totals")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    if args.weights:
+        try:
+            from yolo_attn.checkpoint import load_model
+        except ImportError as e:
+            raise UserError("loading weights needs the checkpoint module") from e
+        model = load_model(args.weights).model
+    else:
+        model = build_model(args.cfg, nc=args.nc)
+    summary = summarize(model, args.img)
+    print(layer_table(model))
+    print(
+        f"summary: {summary.layers} layers, {summary.params:,} parameters, {summary.gflops:.2f} GFLOPs at {args.img}, "
+        f"strides {summary.strides}"
+    )
+    if args.json:
+        print(json.dumps(summary.as_dict()))
+    return 0

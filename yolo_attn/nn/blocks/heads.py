@@ -1,0 +1,97 @@
+"""Anchor-based detection head of YOLOv5 (ultralytics/yolov5 ``models/yolo.py``)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from yolo_attn.nn.registry import register
+from yolo_attn.nn.rules import DETECT
+
+
+@register(rule=DETECT)
+class Detect(nn.Module):
+    """One 1x1 conv per level predicting ``na * (nc + 5)`` values. YAML: ``[nc, anchors]``.
+
+    Training returns the raw per-level maps ``(b, na, ny, nx, nc + 5)``; eval returns
+    ``(decoded boxes (b, n, nc + 5) in input pixels, raw maps)``.
+    """
+
+    export = False  # set by the exporter: eval forward then returns only the decoded tensor
+
+    def __init__(self, nc: int = 80, anchors=(), ch=(), inplace: bool = True):
+        super().__init__()
+        self.nc = nc
+        self.no = nc + 5
+        self.nl = len(anchors)
+        self.na = len(anchors[0]) // 2
+        self.inplace = inplace
+        self.register_buffer("anchors", torch.tensor(anchors).float().view(self.nl, -1, 2))
+        self.register_buffer("stride", torch.ones(self.nl), persistent=False)
+        self.m = nn.ModuleList(nn.Conv2d(x, self.no * self.na, 1) for x in ch)
+        self._grids: dict[tuple[int, int, int, torch.device, torch.dtype], tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def forward(self, xs: list[torch.Tensor]):
+        raw = [self.level_output(i, x) for i, x in enumerate(xs)]
+        if self.training:
+            return raw
+        decoded = torch.cat([self.decode(i, p) for i, p in enumerate(raw)], 1)
+        return decoded if self.export else (decoded, raw)
+
+    def level_output(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """Raw predictions of level ``i`` reshaped to ``(b, na, ny, nx, no)``."""
+        x = self.m[i](x)
+        bs, _, ny, nx = x.shape
+        return x.view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()
+
+    def decode(self, i: int, p: torch.Tensor) -> torch.Tensor:
+        """Sigmoid and box decoding of one level: xy = (2s - 0.5 + grid) * stride, wh = (2s)^2 * anchor."""
+        bs, _, ny, nx, _ = p.shape
+        grid, anchor_grid = self.grid(i, nx, ny, p)
+        y = p.sigmoid()
+        xy, wh, conf = y.split((2, 2, self.nc + 1), 4)
+        xy = (xy * 2 + grid) * self.stride[i]
+        wh = (wh * 2) ** 2 * anchor_grid
+        return torch.cat((xy, wh, conf), 4).view(bs, -1, self.no)
+
+    def grid(self, i: int, nx: int, ny: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cell offsets (minus 0.5) and anchor sizes in pixels for level ``i``, cached per shape."""
+        key = (i, nx, ny, like.device, like.dtype)
+        if key not in self._grids or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            yv, xv = torch.meshgrid(
+                torch.arange(ny, device=like.device, dtype=like.dtype),
+                torch.arange(nx, device=like.device, dtype=like.dtype),
+                indexing="ij",
+            )
+            grid = torch.stack((xv, yv), 2).expand(1, self.na, ny, nx, 2) - 0.5
+            anchor_grid = (self.anchors[i] * self.stride[i]).view(1, self.na, 1, 1, 2).expand(1, self.na, ny, nx, 2)
+            self._grids[key] = (grid, anchor_grid.to(like.dtype))
+        return self._grids[key]
+
+    def bind_strides(self, stride: torch.Tensor) -> None:
+        """Store strides, convert anchors from pixels to stride units (fixing their order) and init biases."""
+        self.stride = stride.to(self.anchors.device)
+        self._grids.clear()
+        self.anchors /= self.stride.view(-1, 1, 1)
+        area = self.anchors.prod(-1).view(-1)
+        delta_area, delta_stride = area[-1] - area[0], self.stride[-1] - self.stride[0]
+        if delta_area and delta_area.sign() != delta_stride.sign():
+            self.anchors[:] = self.anchors.flip(0)
+        self.initialize_biases()
+
+    @torch.no_grad()
+    def initialize_biases(self, class_frequency: torch.Tensor | None = None) -> None:
+        """YOLOv5's priors: ~8 objects per 640 image per level; class prior 0.6/nc or class frequencies."""
+        for conv, s in zip(self.m, self.stride):
+            b = conv.bias.view(self.na, -1)
+            b[:, 4] += math.log(8 / (640 / float(s)) ** 2)
+            if class_frequency is None:
+                b[:, 5 : 5 + self.nc] += math.log(0.6 / (self.nc - 0.99999))
+            else:
+                b[:, 5 : 5 + self.nc] += torch.log(class_frequency / class_frequency.sum())
+
+    def _apply(self, fn, *args, **kwargs):
+        self._grids.clear()
+        return super()._apply(fn, *args, **kwargs)

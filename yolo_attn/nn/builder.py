@@ -1,0 +1,200 @@
+"""Build a :class:`DetectionModel` from a YOLOv5 / YOLOv7 / YOLOAir model YAML.
+
+The schema is YOLOv5's ``parse_model``: ``backbone`` and ``head`` are lists of
+``[from, number, module, args]``, scaled by ``depth_multiple`` / ``width_multiple``. Unlike
+``parse_model`` there is no ``eval`` and no per-block branch: each block's registered
+:class:`~yolo_attn.nn.rules.YamlRule` says how its args and channels work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from yolo_attn.errors import UserError
+from yolo_attn.nn.blocks.conv import default_activation
+from yolo_attn.nn.model import DetectionModel
+from yolo_attn.nn.registry import lookup
+from yolo_attn.nn.rules import LayerContext
+from yolo_attn.nn.yaml_values import UnsafeValueError, parse_activation, resolve_value
+
+STRIDE_PROBE_SIZE = 256
+
+
+class ModelConfigError(UserError, ValueError):
+    """A model YAML that cannot be built; the message names the layer and its YAML entry."""
+
+
+@dataclass(frozen=True)
+class LayerRecord:
+    """One built layer as the model summary shows it."""
+
+    index: int
+    source: int | list[int]
+    number: int
+    params: int
+    module: str
+    args: list[Any]
+    out_shape: tuple[int, ...] | None = None
+
+
+def load_model_yaml(cfg: str | Path | dict[str, Any]) -> dict[str, Any]:
+    """Read a model YAML file (or copy a dict) into a plain dict."""
+    if isinstance(cfg, dict):
+        return copy.deepcopy(cfg)
+    path = Path(cfg)
+    if not path.is_file():
+        raise ModelConfigError(f"model YAML not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise ModelConfigError(f"{path}: not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ModelConfigError(f"{path}: expected a mapping with backbone/head, got {type(data).__name__}")
+    data.setdefault("yaml_file", path.name)
+    return data
+
+
+def _entry_text(entry: Any) -> str:
+    return yaml.safe_dump(entry, default_flow_style=True, width=1 << 16).strip()
+
+
+def _check_sources(index: int, source: Any) -> list[int]:
+    sources = [source] if isinstance(source, int) else source
+    if not isinstance(sources, list) or not sources or not all(isinstance(x, int) and not isinstance(x, bool) for x in sources):
+        raise ValueError(f"'from' must be an int or a list of ints, got {source!r}")
+    for x in sources:
+        absolute = index + x if x < 0 else x
+        if index == 0 and x != -1:
+            raise ValueError(f"'from' {x} at layer 0: the first layer can only read the input (-1)")
+        if index > 0 and not 0 <= absolute < index:
+            where = "points forward or to itself" if absolute >= index else "is before layer 0"
+            raise ValueError(f"'from' index {x} {where} (layers 0..{index - 1} exist)")
+    return sources
+
+
+def _layer_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def parse_layers(d: dict[str, Any], ch: int) -> tuple[nn.Sequential, list[int], list[LayerRecord]]:
+    """Turn the ``backbone + head`` entries of a model dict into layers, the save list and records."""
+    for key in ("backbone", "head"):
+        if key not in d:
+            raise ModelConfigError(f"model YAML is missing the top-level key {key!r}")
+        if not isinstance(d[key], list):
+            raise ModelConfigError(f"model YAML key {key!r} must be a list of [from, number, module, args]")
+    if "nc" not in d:
+        raise ModelConfigError("model YAML is missing the top-level key 'nc' (or pass nc=...)")
+    nc = int(d["nc"])
+    gd = float(d.get("depth_multiple", 1.0))
+    gw = float(d.get("width_multiple", 1.0))
+    channel_multiple = int(d.get("channel_multiple", 8))
+    anchors = d.get("anchors")
+    na = (len(anchors[0]) // 2) if isinstance(anchors, list) else (anchors or 3)
+    symbols = {"nc": nc, "anchors": anchors}
+
+    layers: list[nn.Module] = []
+    records: list[LayerRecord] = []
+    save: list[int] = []
+    out_channels: list[int] = []
+    for i, entry in enumerate(d["backbone"] + d["head"]):
+        where = f"layer {i} {_entry_text(entry)}"
+        try:
+            if not isinstance(entry, list) or len(entry) != 4:
+                raise ValueError("each layer must be [from, number, module, args]")
+            source, number, module_name, args = entry
+            sources = _check_sources(i, source)
+            if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+                raise ValueError(f"'number' must be a positive int, got {number!r}")
+            if not isinstance(module_name, str):
+                raise ValueError(f"'module' must be a block name, got {module_name!r}")
+            if not isinstance(args, list):
+                raise ValueError(f"'args' must be a list, got {args!r}")
+            spec = lookup(module_name)
+            if "anchors" in args and anchors is None:
+                raise ValueError("uses 'anchors' but the YAML has no top-level 'anchors'")
+            values = [resolve_value(a, symbols) for a in args]
+            c_in = tuple(ch if i == 0 else out_channels[x] for x in sources)
+            ctx = LayerContext(
+                index=i, c_in=c_in, number=max(round(number * gd), 1) if number > 1 else number,
+                width_multiple=gw, channel_multiple=channel_multiple, nc=nc, num_outputs=na * (nc + 5),
+            )
+            resolved = spec.rule.resolve(values, ctx)
+            try:
+                block = nn.Sequential(*(spec.cls(*resolved.args) for _ in range(resolved.number))) if resolved.number > 1 \
+                    else spec.cls(*resolved.args)
+            except TypeError as e:
+                raise ValueError(f"wrong arguments for {spec.name} (YAML signature {spec.rule.signature}): {e}") from None
+        except KeyError as e:
+            raise ModelConfigError(f"{where}: {e.args[0]}") from None
+        except (ValueError, UnsafeValueError, IndexError, AssertionError, RuntimeError) as e:
+            raise ModelConfigError(f"{where}: {e}") from None
+        block.i, block.f, block.type, block.np = i, source, spec.name, _layer_params(block)
+        save.extend(x % i for x in sources if x != -1)
+        layers.append(block)
+        records.append(LayerRecord(i, source, number, block.np, spec.name, resolved.args))
+        out_channels.append(resolved.c_out)
+    return nn.Sequential(*layers), sorted(set(save)), records
+
+
+def trace_shapes(model: DetectionModel, x: torch.Tensor, records: list[LayerRecord]) -> tuple[Any, list[LayerRecord]]:
+    """Run ``x`` layer by layer; a failing layer raises ModelConfigError naming it. Returns output and records."""
+    outputs: list[Any] = []
+    traced = []
+    entries = model.yaml["backbone"] + model.yaml["head"]
+    for m, record in zip(model.model, records):
+        if m.f != -1:
+            x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
+        try:
+            x = m(x)
+        except (RuntimeError, ValueError, IndexError, TypeError, AssertionError) as e:
+            shapes = [tuple(t.shape) for t in x] if isinstance(x, list) else tuple(x.shape)
+            raise ModelConfigError(
+                f"layer {m.i} {_entry_text(entries[m.i])}: shape mismatch while tracing with input {shapes}: {e}"
+            ) from None
+        outputs.append(x)
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else None
+        traced.append(LayerRecord(**{**record.__dict__, "out_shape": shape}))
+    return x, traced
+
+
+def build_model(
+    cfg: str | Path | dict[str, Any], nc: int | None = None, ch: int = 3, anchors: Any = None
+) -> DetectionModel:
+    """Build a model from a YAML path or dict; ``nc``/``anchors`` override the YAML's values.
+
+    Strides come from a forward pass; anchors end up in stride units (order checked) and the
+    detection biases get YOLOv5's priors. ``model.layer_records`` holds the summary rows.
+    """
+    d = load_model_yaml(cfg)
+    if nc is not None:
+        d["nc"] = int(nc)
+    if anchors is not None:
+        d["anchors"] = anchors
+    ch = int(d.setdefault("ch", ch))
+    activation = d.get("activation")
+    try:
+        act_context = default_activation(parse_activation(activation)) if activation else contextlib.nullcontext()
+    except UnsafeValueError as e:
+        raise ModelConfigError(f"top-level 'activation': {e}") from None
+    with act_context:
+        layers, save, records = parse_layers(d, ch)
+    model = DetectionModel(layers, save, d)
+    model.train()
+    with torch.no_grad():
+        out, model.layer_records = trace_shapes(model, torch.zeros(1, ch, STRIDE_PROBE_SIZE, STRIDE_PROBE_SIZE), records)
+    head = model.head
+    if callable(getattr(head, "bind_strides", None)):
+        levels = out[: head.nl]
+        stride = torch.tensor([STRIDE_PROBE_SIZE / o.shape[-3 if o.dim() == 5 else -2] for o in levels])
+        head.bind_strides(stride)
+        model.stride = head.stride
+    return model

@@ -1,0 +1,47 @@
+"""The detection model: an ``nn.Sequential`` of blocks routed by each layer's ``from`` indices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class DetectionModel(nn.Module):
+    """A YOLO model built from a YAML dict by :func:`yolo_attn.nn.builder.build_model`.
+
+    Its module tree and ``state_dict`` keys match YOLOv5/YOLOv7 (``model.0.conv.weight``, ...).
+    Each layer carries ``i`` (index), ``f`` (from), ``type`` (YAML name) and ``np`` (parameters).
+    """
+
+    def __init__(self, layers: nn.Sequential, save: list[int], yaml: dict[str, Any], names: list[str] | None = None):
+        super().__init__()
+        self.model = layers
+        self.save = save
+        self.yaml = yaml
+        self.nc = int(yaml["nc"])
+        self.names = names or [str(i) for i in range(self.nc)]
+        self.stride = torch.tensor([32.0])
+
+    @property
+    def head(self) -> nn.Module:
+        """The last layer (Detect, IDetect, ...)."""
+        return self.model[-1]
+
+    def forward(self, x: torch.Tensor):
+        outputs: list[torch.Tensor | None] = []
+        for m in self.model:
+            if m.f != -1:
+                x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
+            x = m(x)
+            outputs.append(x if m.i in self.save else None)
+        return x
+
+    @torch.no_grad()
+    def fuse(self) -> DetectionModel:
+        """Re-parameterise for inference: every sub-module with a ``fuse()`` folds itself (Conv+BN, RepConv, ...)."""
+        for m in list(self.modules()):
+            if m is not self and callable(getattr(m, "fuse", None)):
+                m.fuse()
+        return self

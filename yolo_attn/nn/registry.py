@@ -1,0 +1,75 @@
+"""Block registry: YAML names and aliases -> module classes, each with the YAML rule it declares.
+
+A block declares how a YAML line ``[from, number, Block, args]`` becomes constructor arguments
+and an output channel count by passing a :class:`~yolo_attn.nn.rules.YamlRule` to :func:`register`
+beside its class. The builder only ever asks the rule; it has no per-block branches.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from torch import nn
+
+from yolo_attn.nn.rules import PASS_THROUGH, YamlRule
+
+
+@dataclass(frozen=True)
+class BlockSpec:
+    """A registered block: its canonical name, class, rule and aliases."""
+
+    name: str
+    cls: type[nn.Module]
+    rule: YamlRule
+    aliases: tuple[str, ...] = ()
+
+
+_BLOCKS: dict[str, BlockSpec] = {}
+_CANONICAL: dict[str, BlockSpec] = {}
+
+
+def register(*aliases: str, rule: YamlRule = PASS_THROUGH, name: str | None = None):
+    """Class decorator: register a block under its class name (or ``name``) and ``aliases``."""
+
+    def decorate(cls: type[nn.Module]) -> type[nn.Module]:
+        canonical = name or cls.__name__
+        spec = BlockSpec(canonical, cls, rule, tuple(aliases))
+        for key in (canonical, *aliases):
+            previous = _BLOCKS.get(key)
+            if previous is not None and previous.cls is not cls:
+                raise ValueError(f"block name {key!r} is already registered to {previous.cls.__qualname__}")
+            _BLOCKS[key] = spec
+        _CANONICAL[canonical] = spec
+        cls.yaml_rule = rule
+        return cls
+
+    return decorate
+
+
+def register_external(cls: type[nn.Module], *aliases: str, rule: YamlRule = PASS_THROUGH, name: str) -> None:
+    """Register a class defined elsewhere (e.g. ``torch.nn.Upsample`` as ``nn.Upsample``)."""
+    register(*aliases, rule=rule, name=name)(cls)
+
+
+def _ensure_loaded() -> None:
+    # Importing the block packages runs their @register decorators.
+    import yolo_attn.nn.blocks  # noqa: F401
+    import yolo_attn.nn.attention  # noqa: F401
+
+
+def lookup(name: str) -> BlockSpec:
+    """Return the spec registered for ``name``; KeyError with close matches when unknown."""
+    _ensure_loaded()
+    spec = _BLOCKS.get(name)
+    if spec is None:
+        close = difflib.get_close_matches(name, _BLOCKS, n=3, cutoff=0.5)
+        hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        raise KeyError(f"unknown block {name!r}{hint}")
+    return spec
+
+
+def all_blocks() -> list[BlockSpec]:
+    """Every registered block once, sorted by canonical name."""
+    _ensure_loaded()
+    return sorted(_CANONICAL.values(), key=lambda s: s.name.lower())

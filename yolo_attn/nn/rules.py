@@ -1,0 +1,155 @@
+"""YAML rules: how a model-YAML line ``[from, number, Block, args]`` becomes a constructed block.
+
+Every block declares one rule beside its class (``@register(rule=...)``). A rule turns the YAML
+``args`` plus what the builder knows at that layer (input channels, depth/width gains, ``nc``)
+into constructor arguments, the block's output channel count and the number of stacked copies.
+The rules below cover the YOLOv5 / YOLOv7 / YOLOAir conventions; a block with unusual needs
+subclasses :class:`YamlRule` next to its own class.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+def make_divisible(x: float, divisor: int) -> int:
+    """Smallest multiple of ``divisor`` that is >= ``x`` (YOLOv5's width rounding)."""
+    return int(math.ceil(x / divisor) * divisor)
+
+
+@dataclass(frozen=True)
+class LayerContext:
+    """What the builder knows when it resolves layer ``index``."""
+
+    index: int
+    c_in: tuple[int, ...]  # channels of each input, in ``from`` order
+    number: int  # YAML ``number`` after the depth gain
+    width_multiple: float
+    channel_multiple: int
+    nc: int
+    num_outputs: int  # detection output width na * (nc + 5); never width-scaled
+
+    def scale_width(self, c: int) -> int:
+        """Width gain for a channel count, leaving the detection output width alone."""
+        if c == self.num_outputs:
+            return c
+        return make_divisible(c * self.width_multiple, self.channel_multiple)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Constructor arguments, output channels and stacked copies for one layer."""
+
+    args: list[Any]
+    c_out: int
+    number: int
+
+
+class YamlRule:
+    """Base rule. ``signature`` documents the YAML args a user writes."""
+
+    signature: str = "[...]"
+
+    def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class PassThrough(YamlRule):
+    """YOLOv5's fallback: args passed as written, output channels = input channels."""
+
+    signature: str = "[*args]"
+
+    def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
+        return Resolved(list(args), ctx.c_in[0], ctx.number)
+
+
+@dataclass(frozen=True)
+class ConvLike(YamlRule):
+    """``[c2, *rest]`` -> ``Block(c1, scaled c2, *rest)``; output channels are the scaled ``c2``.
+
+    ``repeat_inside``: the YAML ``number`` is passed as the third constructor argument (C3's
+    ``n``) instead of stacking copies. ``extra_widths``: further YAML arg positions that are
+    channel counts and get the same width gain.
+    """
+
+    repeat_inside: bool = False
+    extra_widths: tuple[int, ...] = ()
+    signature: str = "[c2, *args]"
+
+    def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
+        if not args or not isinstance(args[0], int):
+            raise ValueError(f"expects output channels as its first arg, got {args!r}")
+        rest = list(args[1:])
+        for pos in self.extra_widths:
+            if pos - 1 < len(rest) and isinstance(rest[pos - 1], int):
+                rest[pos - 1] = ctx.scale_width(rest[pos - 1])
+        c2 = ctx.scale_width(args[0])
+        built = [ctx.c_in[0], c2, *rest]
+        number = ctx.number
+        if self.repeat_inside:
+            built.insert(2, number)
+            number = 1
+        return Resolved(built, c2, number)
+
+
+@dataclass(frozen=True)
+class PrependInput(YamlRule):
+    """``[*args]`` -> ``Block(c1, *args)``; output channels = input channels (e.g. BatchNorm2d, SE)."""
+
+    signature: str = "[*args]"
+
+    def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
+        return Resolved([ctx.c_in[0], *args], ctx.c_in[0], ctx.number)
+
+
+@dataclass(frozen=True)
+class SumInputs(YamlRule):
+    """Multi-input blocks whose output channels are the sum of the inputs' (Concat)."""
+
+    signature: str = "[dimension=1]"
+
+    def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
+        return Resolved(list(args), sum(ctx.c_in), ctx.number)
+
+
+@dataclass(frozen=True)
+class ChannelFunction(YamlRule):
+    """Args as written; output channels computed by ``channels(c_in, args)`` (Contract, ReOrg, ...)."""
+
+    channels: Callable[[tuple[int, ...], list[Any]], int] = lambda c_in, args: c_in[0]
+    signature: str = "[*args]"
+
+    def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
+        return Resolved(list(args), int(self.channels(ctx.c_in, list(args))), ctx.number)
+
+
+@dataclass(frozen=True)
+class DetectionHead(YamlRule):
+    """``[nc, anchors, *rest]`` -> ``Head(nc, anchors, *rest, ch=[c_in per level])``.
+
+    ``anchors`` may be an int (anchors per level), expanded to placeholder lists as YOLOv5 does.
+    """
+
+    signature: str = "[nc, anchors]"
+
+    def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
+        if len(args) < 2:
+            raise ValueError(f"expects [nc, anchors], got {args!r}")
+        built = list(args)
+        if isinstance(built[1], int):
+            built[1] = [list(range(built[1] * 2))] * len(ctx.c_in)
+        if len(built[1]) != len(ctx.c_in):
+            raise ValueError(f"has {len(built[1])} anchor levels but {len(ctx.c_in)} inputs")
+        built.append(list(ctx.c_in))
+        return Resolved(built, ctx.c_in[0], ctx.number)
+
+
+PASS_THROUGH = PassThrough()
+CONV = ConvLike()
+CSP = ConvLike(repeat_inside=True, signature="[c2, *args] (number -> internal repeats)")
+PREPEND_INPUT = PrependInput()
+CONCAT = SumInputs()
+DETECT = DetectionHead()

@@ -1,0 +1,67 @@
+"""Box format conversion and mapping between letterboxed and original image coordinates."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+Boxes = torch.Tensor | np.ndarray
+
+
+def xywh2xyxy(x: Boxes) -> Boxes:
+    """(cx, cy, w, h) -> (x1, y1, x2, y2)."""
+    y = x.clone() if isinstance(x, torch.Tensor) else np.copy(x)
+    y[..., 0] = x[..., 0] - x[..., 2] / 2
+    y[..., 1] = x[..., 1] - x[..., 3] / 2
+    y[..., 2] = x[..., 0] + x[..., 2] / 2
+    y[..., 3] = x[..., 1] + x[..., 3] / 2
+    return y
+
+
+def xyxy2xywh(x: Boxes) -> Boxes:
+    """(x1, y1, x2, y2) -> (cx, cy, w, h)."""
+    y = x.clone() if isinstance(x, torch.Tensor) else np.copy(x)
+    y[..., 0] = (x[..., 0] + x[..., 2]) / 2
+    y[..., 1] = (x[..., 1] + x[..., 3]) / 2
+    y[..., 2] = x[..., 2] - x[..., 0]
+    y[..., 3] = x[..., 3] - x[..., 1]
+    return y
+
+
+def clip_boxes(boxes: Boxes, shape: tuple[int, int]) -> Boxes:
+    """Clip xyxy boxes in place to an image of ``shape`` (h, w)."""
+    h, w = shape[:2]
+    if isinstance(boxes, torch.Tensor):
+        boxes[..., 0].clamp_(0, w)
+        boxes[..., 1].clamp_(0, h)
+        boxes[..., 2].clamp_(0, w)
+        boxes[..., 3].clamp_(0, h)
+    else:
+        boxes[..., [0, 2]] = boxes[..., [0, 2]].clip(0, w)
+        boxes[..., [1, 3]] = boxes[..., [1, 3]].clip(0, h)
+    return boxes
+
+
+def scale_boxes(
+    letterboxed_shape: tuple[int, int],
+    boxes: Boxes,
+    original_shape: tuple[int, int],
+    ratio_pad: tuple[tuple[float, float], tuple[float, float]] | None = None,
+) -> Boxes:
+    """Map xyxy boxes (in place) from a letterboxed image back to the original image, then clip.
+
+    ``ratio_pad`` = ((gain_h, gain_w), (pad_w, pad_h)) as the letterbox returned it; when None
+    the gain and centred padding are recomputed from the two shapes.
+    """
+    if ratio_pad is None:
+        gain = min(letterboxed_shape[0] / original_shape[0], letterboxed_shape[1] / original_shape[1])
+        pad = (
+            (letterboxed_shape[1] - original_shape[1] * gain) / 2,
+            (letterboxed_shape[0] - original_shape[0] * gain) / 2,
+        )
+    else:
+        gain, pad = ratio_pad[0][0], ratio_pad[1]
+    boxes[..., [0, 2]] -= pad[0]
+    boxes[..., [1, 3]] -= pad[1]
+    boxes[..., :4] /= gain
+    return clip_boxes(boxes, original_shape)
