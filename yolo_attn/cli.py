@@ -24,7 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="yolo-attn", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="yolo-attn", description="YAML-driven YOLO builder and trainer with attention blocks")
     parser.add_argument("--version", action="version", version=f"yolo-attn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
