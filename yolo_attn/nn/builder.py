@@ -66,6 +66,38 @@ def _entry_text(entry: Any) -> str:
     return yaml.safe_dump(entry, default_flow_style=True, width=1 << 16).strip()
 
 
+def _config_name(d: dict[str, Any]) -> str:
+    """``"yolov7.yaml: "`` for a YAML read from a file, ``"model YAML: "`` for a dict."""
+    return f"{d.get('yaml_file', 'model YAML')}: "
+
+
+def _top_level_number(d: dict[str, Any], key: str, kind: type, default: Any) -> Any:
+    value = d.get(key, default)
+    valid_type = (int,) if kind is int else (int, float)
+    if isinstance(value, bool) or not isinstance(value, valid_type) or value <= 0:
+        raise ModelConfigError(f"{_config_name(d)}top-level {key!r} must be a positive {kind.__name__}, got {value!r}")
+    return kind(value)
+
+
+def _anchors_per_level(d: dict[str, Any], anchors: Any) -> int:
+    """Validate ``anchors`` (absent, an int per level, or a list of ``[w, h, w, h, ...]`` per level)."""
+    if anchors is None:
+        return 3
+    if isinstance(anchors, int) and not isinstance(anchors, bool) and anchors > 0:
+        return anchors
+    levels_ok = isinstance(anchors, list) and anchors and all(
+        isinstance(level, list) and level and len(level) % 2 == 0 and len(level) == len(anchors[0])
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in level)
+        for level in anchors
+    )
+    if not levels_ok:
+        raise ModelConfigError(
+            f"{_config_name(d)}top-level 'anchors' must be a positive int or a list of [w, h, w, h, ...] per level "
+            f"with the same number of anchors each, got {anchors!r}"
+        )
+    return len(anchors[0]) // 2
+
+
 def _check_sources(index: int, source: Any) -> list[int]:
     sources = [source] if isinstance(source, int) else source
     if not isinstance(sources, list) or not sources or not all(isinstance(x, int) and not isinstance(x, bool) for x in sources):
@@ -88,17 +120,19 @@ def parse_layers(d: dict[str, Any], ch: int) -> tuple[nn.Sequential, list[int], 
     """Turn the ``backbone + head`` entries of a model dict into layers, the save list and records."""
     for key in ("backbone", "head"):
         if key not in d:
-            raise ModelConfigError(f"model YAML is missing the top-level key {key!r}")
+            raise ModelConfigError(f"{_config_name(d)}missing the top-level key {key!r}")
         if not isinstance(d[key], list):
-            raise ModelConfigError(f"model YAML key {key!r} must be a list of [from, number, module, args]")
+            raise ModelConfigError(
+                f"{_config_name(d)}top-level key {key!r} must be a list of [from, number, module, args]"
+            )
     if "nc" not in d:
-        raise ModelConfigError("model YAML is missing the top-level key 'nc' (or pass nc=...)")
-    nc = int(d["nc"])
-    gd = float(d.get("depth_multiple", 1.0))
-    gw = float(d.get("width_multiple", 1.0))
-    channel_multiple = int(d.get("channel_multiple", 8))
+        raise ModelConfigError(f"{_config_name(d)}missing the top-level key 'nc' (or pass nc=...)")
+    nc = _top_level_number(d, "nc", int, None)
+    gd = _top_level_number(d, "depth_multiple", float, 1.0)
+    gw = _top_level_number(d, "width_multiple", float, 1.0)
+    channel_multiple = _top_level_number(d, "channel_multiple", int, 8)
     anchors = d.get("anchors")
-    na = (len(anchors[0]) // 2) if isinstance(anchors, list) else (anchors or 3)
+    na = _anchors_per_level(d, anchors)
     symbols = {"nc": nc, "anchors": anchors}
 
     layers: list[nn.Module] = []
@@ -106,7 +140,7 @@ def parse_layers(d: dict[str, Any], ch: int) -> tuple[nn.Sequential, list[int], 
     save: list[int] = []
     out_channels: list[int] = []
     for i, entry in enumerate(d["backbone"] + d["head"]):
-        where = f"layer {i} {_entry_text(entry)}"
+        where = f"{_config_name(d)}layer {i} {_entry_text(entry)}"
         try:
             if not isinstance(entry, list) or len(entry) != 4:
                 raise ValueError("each layer must be [from, number, module, args]")
@@ -135,7 +169,7 @@ def parse_layers(d: dict[str, Any], ch: int) -> tuple[nn.Sequential, list[int], 
                 raise ValueError(f"wrong arguments for {spec.name} (YAML signature {spec.rule.signature}): {e}") from None
         except KeyError as e:
             raise ModelConfigError(f"{where}: {e.args[0]}") from None
-        except (ValueError, UnsafeValueError, IndexError, AssertionError, RuntimeError) as e:
+        except (ValueError, TypeError, ArithmeticError, IndexError, AssertionError, RuntimeError) as e:
             raise ModelConfigError(f"{where}: {e}") from None
         block.i, block.f, block.type, block.np = i, source, spec.name, _layer_params(block)
         save.extend(x % i for x in sources if x != -1)
@@ -155,10 +189,11 @@ def trace_shapes(model: DetectionModel, x: torch.Tensor, records: list[LayerReco
             x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
         try:
             x = m(x)
-        except (RuntimeError, ValueError, IndexError, TypeError, AssertionError) as e:
+        except (RuntimeError, ValueError, IndexError, TypeError, AssertionError, ArithmeticError) as e:
             shapes = [tuple(t.shape) for t in x] if isinstance(x, list) else tuple(x.shape)
             raise ModelConfigError(
-                f"layer {m.i} {_entry_text(entries[m.i])}: shape mismatch while tracing with input {shapes}: {e}"
+                f"{_config_name(model.yaml)}layer {m.i} {_entry_text(entries[m.i])}: shape mismatch while tracing "
+                f"with input {shapes}: {e}"
             ) from None
         outputs.append(x)
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else None
@@ -184,7 +219,7 @@ def build_model(
     try:
         act_context = default_activation(parse_activation(activation)) if activation else contextlib.nullcontext()
     except UnsafeValueError as e:
-        raise ModelConfigError(f"top-level 'activation': {e}") from None
+        raise ModelConfigError(f"{_config_name(d)}top-level 'activation': {e}") from None
     with act_context:
         layers, save, records = parse_layers(d, ch)
     model = DetectionModel(layers, save, d)

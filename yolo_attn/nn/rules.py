@@ -128,21 +128,28 @@ class ChannelFunction(YamlRule):
 
 @dataclass(frozen=True)
 class DetectionHead(YamlRule):
-    """``[nc, anchors, *rest]`` -> ``Head(nc, anchors, *rest, ch=[c_in per level])``.
+    """``[nc, anchors, *rest]`` -> ``Head(nc, anchors, *rest, ch=[c_in per input])``.
 
     ``anchors`` may be an int (anchors per level), expanded to placeholder lists as YOLOv5 does.
+    ``inputs_per_level``: heads reading several inputs per anchor level (IAuxDetect: lead + auxiliary).
     """
 
     signature: str = "[nc, anchors]"
+    inputs_per_level: int = 1
 
     def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
         if len(args) < 2:
             raise ValueError(f"expects [nc, anchors], got {args!r}")
         built = list(args)
+        levels, uneven = divmod(len(ctx.c_in), self.inputs_per_level)
         if isinstance(built[1], int):
-            built[1] = [list(range(built[1] * 2))] * len(ctx.c_in)
-        if len(built[1]) != len(ctx.c_in):
-            raise ValueError(f"has {len(built[1])} anchor levels but {len(ctx.c_in)} inputs")
+            built[1] = [list(range(built[1] * 2))] * levels
+        if not isinstance(built[1], list) or uneven or len(built[1]) != levels:
+            anchor_levels = len(built[1]) if isinstance(built[1], list) else built[1]
+            raise ValueError(
+                f"has {anchor_levels!r} anchor levels but {len(ctx.c_in)} inputs "
+                f"({self.inputs_per_level} per anchor level expected)"
+            )
         built.append(list(ctx.c_in))
         return Resolved(built, ctx.c_in[0], ctx.number)
 

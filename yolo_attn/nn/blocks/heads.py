@@ -1,4 +1,6 @@
-"""Anchor-based detection head of YOLOv5 (ultralytics/yolov5 ``models/yolo.py``)."""
+"""Anchor-based detection heads: YOLOv5's Detect (ultralytics/yolov5 ``models/yolo.py``) and YOLOv7's
+IDetect / IAuxDetect (WongKinYiu/yolov7 ``models/yolo.py``), which add YOLOR's implicit layers and
+auxiliary heads to the same decoding."""
 
 from __future__ import annotations
 
@@ -7,8 +9,9 @@ import math
 import torch
 from torch import nn
 
+from yolo_attn.nn.blocks.implicit import ImplicitA, ImplicitM
 from yolo_attn.nn.registry import register
-from yolo_attn.nn.rules import DETECT
+from yolo_attn.nn.rules import DETECT, DetectionHead
 
 
 @register(rule=DETECT)
@@ -42,7 +45,14 @@ class Detect(nn.Module):
 
     def level_output(self, i: int, x: torch.Tensor) -> torch.Tensor:
         """Raw predictions of level ``i`` reshaped to ``(b, na, ny, nx, no)``."""
-        x = self.m[i](x)
+        return self.split_anchors(self.predict(i, x))
+
+    def predict(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        """The output conv of level ``i``: ``(b, na * no, ny, nx)``."""
+        return self.m[i](x)
+
+    def split_anchors(self, x: torch.Tensor) -> torch.Tensor:
+        """``(b, na * no, ny, nx)`` -> ``(b, na, ny, nx, no)``."""
         bs, _, ny, nx = x.shape
         return x.view(bs, self.na, self.no, ny, nx).permute(0, 1, 3, 4, 2).contiguous()
 
@@ -85,13 +95,96 @@ class Detect(nn.Module):
     def initialize_biases(self, class_frequency: torch.Tensor | None = None) -> None:
         """YOLOv5's priors: ~8 objects per 640 image per level; class prior 0.6/nc or class frequencies."""
         for conv, s in zip(self.m, self.stride):
-            b = conv.bias.view(self.na, -1)
-            b[:, 4] += math.log(8 / (640 / float(s)) ** 2)
-            if class_frequency is None:
-                b[:, 5 : 5 + self.nc] += math.log(0.6 / (self.nc - 0.99999))
-            else:
-                b[:, 5 : 5 + self.nc] += torch.log(class_frequency / class_frequency.sum())
+            self._add_bias_prior(conv, float(s), class_frequency)
+
+    def _add_bias_prior(self, conv: nn.Conv2d, stride: float, class_frequency: torch.Tensor | None) -> None:
+        b = conv.bias.view(self.na, -1)
+        b[:, 4] += math.log(8 / (640 / stride) ** 2)
+        if class_frequency is None:
+            b[:, 5 : 5 + self.nc] += math.log(0.6 / (self.nc - 0.99999))
+        else:
+            b[:, 5 : 5 + self.nc] += torch.log(class_frequency / class_frequency.sum())
 
     def _apply(self, fn, *args, **kwargs):
         self._grids.clear()
         return super()._apply(fn, *args, **kwargs)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        # Loaded anchors replace the ones the cached grids were computed from.
+        self._grids.clear()
+        super()._load_from_state_dict(*args, **kwargs)
+
+
+@register(rule=DETECT)
+class IDetect(Detect):
+    """YOLOv7's head: Detect with YOLOR implicit layers, ``im[i](m[i](ia[i](x)))``. YAML: ``[nc, anchors]``.
+
+    ``anchor_grid`` (anchors in pixels, ``(nl, 1, na, 1, 1, 2)``) is kept as a buffer so the
+    ``state_dict`` matches YOLOv7's; decoding uses ``anchors * stride`` like Detect.
+    """
+
+    def __init__(self, nc: int = 80, anchors=(), ch=(), inplace: bool = True):
+        super().__init__(nc, anchors, ch, inplace)
+        self.register_buffer("anchor_grid", self.anchors.clone().view(self.nl, 1, -1, 1, 1, 2))
+        self.ia = nn.ModuleList(ImplicitA(x) for x in ch)
+        self.im = nn.ModuleList(ImplicitM(self.no * self.na) for _ in ch)
+
+    def predict(self, i: int, x: torch.Tensor) -> torch.Tensor:
+        return self.im[i](self.m[i](self.ia[i](x)))
+
+    def bind_strides(self, stride: torch.Tensor) -> None:
+        super().bind_strides(stride)
+        self._sync_anchor_grid()
+
+    @torch.no_grad()
+    def fuse(self) -> None:
+        """Fold ``ia`` and ``im`` into the 1x1 convs: ``m * (W (x + a) + b) = (m W) x + m (W a + b)``.
+
+        The implicit layers stay (as in YOLOv7, so keys and fused parameter counts match) but are reset
+        to the identity (a = 0, m = 1), which also makes a second ``fuse()`` a no-op.
+        """
+        for conv, ia, im in zip(self.m, self.ia, self.im):
+            conv.bias += conv.weight.flatten(1) @ ia.implicit.flatten()
+            scale = im.implicit.flatten()
+            conv.bias *= scale
+            conv.weight *= scale.view(-1, 1, 1, 1)
+            ia.implicit.zero_()
+            im.implicit.fill_(1.0)
+
+    @torch.no_grad()
+    def _sync_anchor_grid(self) -> None:
+        self.anchor_grid.copy_((self.anchors * self.stride.view(-1, 1, 1)).view_as(self.anchor_grid))
+
+    def _save_to_state_dict(self, *args, **kwargs):
+        # Keep the YOLOv7 ``anchor_grid`` key in step with anchors changed after building (autoanchor).
+        self._sync_anchor_grid()
+        super()._save_to_state_dict(*args, **kwargs)
+
+
+@register(rule=DetectionHead(inputs_per_level=2, signature="[nc, anchors] from [lead levels..., aux levels...]"))
+class IAuxDetect(IDetect):
+    """YOLOv7-W6/E6 training head: IDetect on the first ``nl`` inputs plus plain 1x1 auxiliary heads ``m2``
+    on the next ``nl`` (coarse-to-fine lead guided label assignment). YAML: ``[nc, anchors]``.
+
+    Training returns the ``nl`` lead maps followed by the ``nl`` auxiliary maps; eval decodes the lead
+    maps only, exactly like IDetect.
+    """
+
+    def __init__(self, nc: int = 80, anchors=(), ch=(), inplace: bool = True):
+        super().__init__(nc, anchors, ch[: len(anchors)], inplace)
+        self.m2 = nn.ModuleList(nn.Conv2d(x, self.no * self.na, 1) for x in ch[self.nl :])
+
+    def forward(self, xs: list[torch.Tensor]):
+        lead, aux = xs[: self.nl], xs[self.nl :]
+        if not self.training:
+            return super().forward(lead)
+        return [self.level_output(i, x) for i, x in enumerate(lead)] + [
+            self.split_anchors(conv(x)) for conv, x in zip(self.m2, aux)
+        ]
+
+    @torch.no_grad()
+    def initialize_biases(self, class_frequency: torch.Tensor | None = None) -> None:
+        """The same priors for the lead and the auxiliary convs (YOLOv7's ``_initialize_aux_biases``)."""
+        super().initialize_biases(class_frequency)
+        for conv, s in zip(self.m2, self.stride):
+            self._add_bias_prior(conv, float(s), class_frequency)

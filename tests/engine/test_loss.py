@@ -1,0 +1,118 @@
+"""YOLOv5 loss against hand-computed values; OTA loss on a YOLOv7 head."""
+
+from __future__ import annotations
+
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+from torchvision.ops import complete_box_iou_loss
+
+from tests.conftest import CONFIGS
+from yolo_attn import build_model
+from yolo_attn.engine.loss import ComputeLoss, bbox_ciou, scale_loss_gains
+
+HYP = {"box": 0.05, "obj": 1.0, "cls": 0.5, "cls_pw": 1.0, "obj_pw": 1.0, "anchor_t": 4.0, "fl_gamma": 0.0}
+
+
+def fake_head(anchors, nc=1):
+    anchors = torch.tensor(anchors, dtype=torch.float32)
+    return SimpleNamespace(anchors=anchors, nl=anchors.shape[0], na=anchors.shape[1], nc=nc)
+
+
+def test_ciou_hand_computed_cases():
+    boxes1 = torch.tensor([[1.0, 1.0, 2.0, 2.0], [1.0, 1.0, 2.0, 2.0], [1.0, 1.0, 2.0, 2.0]])
+    boxes2 = torch.tensor([[1.0, 1.0, 2.0, 2.0], [4.0, 1.0, 2.0, 2.0], [1.0, 1.0, 4.0, 2.0]])
+    v = 4 / math.pi**2 * (math.atan(2.0) - math.atan(1.0)) ** 2
+    expected = torch.tensor([1.0, -9 / 29, 0.5 - v * v / (v - 0.5 + 1)])
+    torch.testing.assert_close(bbox_ciou(boxes1, boxes2), expected, atol=1e-5, rtol=0)
+
+
+def test_ciou_matches_torchvision_on_random_boxes():
+    g = torch.Generator().manual_seed(0)
+    xy, wh = torch.rand(200, 2, generator=g) * 10, torch.rand(200, 2, generator=g) * 5 + 0.1
+    xy2, wh2 = xy + torch.randn(200, 2, generator=g), wh * (torch.rand(200, 2, generator=g) + 0.5)
+    a, b = torch.cat((xy, wh), 1), torch.cat((xy2, wh2), 1)
+    to_xyxy = lambda t: torch.cat((t[:, :2] - t[:, 2:] / 2, t[:, :2] + t[:, 2:] / 2), 1)  # noqa: E731
+    torch.testing.assert_close(1 - bbox_ciou(a, b), complete_box_iou_loss(to_xyxy(a), to_xyxy(b)), atol=1e-4, rtol=1e-4)
+
+
+def test_targets_use_own_cell_and_two_nearest_neighbours():
+    loss = ComputeLoss(fake_head([[[1.0, 1.0]]]), HYP)
+    preds = [torch.zeros(1, 1, 8, 8, 6)]
+    targets = torch.tensor([[0, 0, 0.3, 0.6, 0.125, 0.125]])  # grid xy (2.4, 4.8): left and down neighbours
+    tcls, tbox, indices, anchors = loss.build_targets(preds, targets)
+    b, a, gj, gi = indices[0]
+    assert sorted(zip(gi.tolist(), gj.tolist())) == [(1, 4), (2, 4), (2, 5)]
+    own = (gi == 2) & (gj == 4)
+    torch.testing.assert_close(tbox[0][own], torch.tensor([[0.4, 0.8, 1.0, 1.0]]))
+    assert b.tolist() == [0, 0, 0] and a.tolist() == [0, 0, 0]
+
+
+def test_targets_rejected_when_wh_ratio_exceeds_anchor_t():
+    loss = ComputeLoss(fake_head([[[1.0, 1.0], [8.0, 8.0]]]), HYP)
+    targets = torch.tensor([[0, 0, 0.5625, 0.5625, 0.75, 0.75]])  # 6 cells: 6x anchor 0 (rejected), 0.75x anchor 1
+    _, _, indices, anchors = loss.build_targets([torch.zeros(1, 2, 8, 8, 6)], targets)
+    assert set(indices[0][1].tolist()) == {1}
+    assert torch.equal(anchors[0][0], torch.tensor([8.0, 8.0]))
+
+
+def test_loss_value_hand_computed():
+    """One 4x4 level, anchor 2x2 cells, a 1x1-cell target centred in cell (2, 2); all logits 0 except obj = c."""
+    c = -2.0
+    loss = ComputeLoss(fake_head([[[2.0, 2.0]]], nc=2), {**HYP, "label_smoothing": 0.1})
+    pred = torch.zeros(2, 1, 4, 4, 7)
+    pred[..., 4] = c
+    pred[0, 0, 2, 2, 5:7] = torch.tensor([1.0, -1.0])
+    targets = torch.tensor([[0, 1, 0.625, 0.625, 0.25, 0.25]])
+    total, items = loss([pred], targets)
+    # Box: predicted (0.5, 0.5, 2, 2) vs target (0.5, 0.5, 1, 1): IoU 1/4, same centre and aspect -> CIoU 0.25.
+    lbox = 0.75 * HYP["box"]
+    # Objectness: target IoU 0.25 at one of 32 cells (2 images x 16), 0 elsewhere; level balance 4.0.
+    p = torch.sigmoid(torch.tensor(c))
+    bce_obj = (-(0.25 * torch.log(p) + 0.75 * torch.log(1 - p)) - 31 * torch.log(1 - p)) / 32
+    lobj = 4.0 * bce_obj * HYP["obj"]
+    # Classes: smoothed targets (0.05, 0.95) for logits (1, -1).
+    s1, s2 = torch.sigmoid(torch.tensor(1.0)), torch.sigmoid(torch.tensor(-1.0))
+    bce_cls = (-(0.05 * torch.log(s1) + 0.95 * torch.log(1 - s1)) - (0.95 * torch.log(s2) + 0.05 * torch.log(1 - s2))) / 2
+    lcls = bce_cls * HYP["cls"]
+    torch.testing.assert_close(items, torch.stack([torch.tensor(lbox), lobj, lcls]).float(), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(total, (items.sum() * 2).view(1))
+
+
+def test_loss_gains_scale_like_yolov5():
+    scaled = scale_loss_gains(HYP, nl=3, nc=20, img_size=320)
+    assert scaled["box"] == pytest.approx(HYP["box"])
+    assert scaled["cls"] == pytest.approx(0.5 * 20 / 80)
+    assert scaled["obj"] == pytest.approx(0.25)
+    assert scale_loss_gains(HYP, nl=4, nc=80, img_size=640)["box"] == pytest.approx(0.05 * 3 / 4)
+
+
+def test_loss_backward_on_built_yolov5n():
+    model = build_model(CONFIGS / "models" / "yolov5n.yaml", nc=3).train()
+    preds = model(torch.rand(2, 3, 64, 64))
+    targets = torch.tensor([[0, 1, 0.5, 0.5, 0.3, 0.4], [1, 2, 0.2, 0.3, 0.1, 0.1]])
+    total, items = ComputeLoss(model.head, HYP)(preds, targets)
+    total.backward()
+    assert torch.isfinite(total).all() and items.shape == (3,) and (items > 0).all()
+    assert model.head.m[0].weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("cfg", ["yolov7-tiny.yaml"])
+def test_ota_loss_backward_on_idetect_head(cfg):
+    from yolo_attn.engine.loss_ota import ComputeLossOTA
+
+    model = build_model(CONFIGS / "models" / cfg, nc=3).train()
+    preds = model(torch.rand(2, 3, 64, 64))
+    targets = torch.tensor([[0, 1, 0.5, 0.5, 0.3, 0.4], [1, 2, 0.2, 0.3, 0.1, 0.1], [1, 0, 0.7, 0.6, 0.2, 0.5]])
+    loss = ComputeLossOTA(model.head, HYP)
+    total, items = loss(preds, targets)
+    total.backward()
+    assert torch.isfinite(total).all() and (items > 0).all()
+    # Dynamic k keeps a subset of the YOLOv5 candidates, at least one per ground truth.
+    _, _, candidates, _ = loss.build_targets(preds, targets)
+    tcls, tbox, indices, _ = loss.ota_targets(preds, targets, 0.5)
+    kept = sum(len(b) for b, *_ in indices)
+    assert 3 <= kept <= sum(len(b) for b, *_ in candidates)
+    assert set(torch.cat(tcls).tolist()) == {0, 1, 2}

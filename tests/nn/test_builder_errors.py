@@ -1,0 +1,140 @@
+"""Bad model YAML gives one ModelConfigError naming the file, the layer index and its YAML entry."""
+
+import copy
+
+import pytest
+import yaml
+
+from yolo_attn import ModelConfigError, build_model
+from yolo_attn.errors import UserError
+from tests.conftest import CONFIGS
+
+
+@pytest.fixture(scope="module")
+def yolov5n() -> dict:
+    return yaml.safe_load((CONFIGS / "models" / "yolov5n.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def yolov7_tiny() -> dict:
+    return yaml.safe_load((CONFIGS / "models" / "yolov7-tiny.yaml").read_text())
+
+
+def with_layer(cfg: dict, index: int, entry: list) -> dict:
+    """A copy of ``cfg`` with layer ``index`` (counted over backbone + head) replaced."""
+    cfg = copy.deepcopy(cfg)
+    n_backbone = len(cfg["backbone"])
+    section, i = ("backbone", index) if index < n_backbone else ("head", index - n_backbone)
+    cfg[section][i] = entry
+    return cfg
+
+
+def build_error(cfg) -> str:
+    with pytest.raises(ModelConfigError) as info:
+        build_model(cfg)
+    assert isinstance(info.value, UserError)
+    return str(info.value)
+
+
+def test_unknown_block_suggests_registered_names(yolov5n):
+    message = build_error(with_layer(yolov5n, 9, [-1, 1, "SPPFF", [1024, 5]]))
+    assert "layer 9 [-1, 1, SPPFF, [1024, 5]]" in message
+    assert "unknown block 'SPPFF'" in message and "did you mean SPPF" in message
+
+
+def test_error_names_the_yaml_file(tmp_path, yolov5n):
+    path = tmp_path / "my-model.yaml"
+    path.write_text(yaml.safe_dump(with_layer(yolov5n, 2, [-1, 1, "C4", [128]])))
+    message = build_error(path)
+    assert message.startswith("my-model.yaml: layer 2 [-1, 1, C4, [128]]")
+    assert "did you mean" in message and "C3" in message
+
+
+@pytest.mark.parametrize(
+    "index, source, expected",
+    [(3, -9, "'from' index -9 is before layer 0"), (3, 5, "'from' index 5 points forward"),
+     (3, 3, "'from' index 3 points forward or to itself"), (0, 0, "the first layer can only read the input"),
+     (12, [-1, 40], "'from' index 40 points forward")],
+)
+def test_from_out_of_range(yolov5n, index, source, expected):
+    message = build_error(with_layer(yolov5n, index, [source, 1, "Conv", [256, 3, 2]]))
+    assert f"layer {index} [{source}".replace("'", "") in message.replace("'", "")
+    assert expected in message
+
+
+@pytest.mark.parametrize(
+    "entry, expected",
+    [([-1, 1, "Conv", [512, 3, 2, None, 1, True, 1, 9]], "wrong arguments for Conv"),
+     ([-1, 1, "Conv", [512, 3.5, 2]], "wrong arguments for Conv"),
+     ([-1, 1, "Conv", ["wide", 3, 2]], "expects output channels as its first arg"),
+     ([-1, 1, "MP", [2, 2, 2]], "wrong arguments for MP"),
+     ([-1, 0, "Conv", [512, 3, 2]], "'number' must be a positive int"),
+     ([-1, 1, "Conv", 512], "'args' must be a list"),
+     ([-1, 1, "Conv"], "each layer must be [from, number, module, args]"),
+     ([-1, 1, "ImplicitA", [7]], "channel 7 does not match the input's 64 channels")],
+)
+def test_wrong_args(yolov5n, entry, expected):
+    message = build_error(with_layer(yolov5n, 5, entry))
+    assert message.startswith("model YAML: layer 5 [")
+    assert expected in message
+
+
+@pytest.mark.parametrize("key", ["backbone", "head", "nc"])
+def test_missing_top_level_keys(yolov5n, key):
+    cfg = copy.deepcopy(yolov5n)
+    del cfg[key]
+    assert f"missing the top-level key '{key}'" in build_error(cfg)
+
+
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [("nc", "eighty", "'nc' must be a positive int"), ("depth_multiple", "x", "'depth_multiple' must be a positive"),
+     ("anchors", [], "'anchors' must be"),
+     ("anchors", [[10, 13, 16], [30, 61, 62], [116, 90, 156]], "'anchors' must be"),
+     ("head", {"a": 1}, "'head' must be a list")],
+)
+def test_bad_top_level_values(yolov5n, key, value, expected):
+    cfg = copy.deepcopy(yolov5n)
+    cfg[key] = value
+    assert expected in build_error(cfg)
+
+
+def test_spatial_mismatch_found_while_tracing(yolov5n):
+    message = build_error(with_layer(yolov5n, 12, [[-1, 4], 1, "Concat", [1]]))
+    assert "layer 12 [[-1, 4], 1, Concat, [1]]: shape mismatch while tracing" in message
+    assert "(1, 128, 16, 16), (1, 64, 32, 32)" in message
+
+
+def test_channel_mismatch_found_while_tracing(yolov5n):
+    message = build_error(with_layer(yolov5n, 10, [[-1, 6], 1, "Shortcut", [1]]))
+    assert "layer 10 [[-1, 6], 1, Shortcut, [1]]: shape mismatch while tracing" in message
+
+
+def test_detect_anchor_levels_must_match_inputs(yolov7_tiny):
+    message = build_error(with_layer(yolov7_tiny, 77, [[74, 75], 1, "IDetect", ["nc", "anchors"]]))
+    assert "layer 77 [[74, 75], 1, IDetect, [nc, anchors]]" in message and "3 anchor levels but 2 inputs" in message
+    message = build_error(with_layer(yolov7_tiny, 77, [[74, 75, 76], 1, "IAuxDetect", ["nc", "anchors"]]))
+    assert "3 anchor levels but 3 inputs (2 per anchor level expected)" in message
+
+
+def pwn(marker) -> str:
+    return f"__import__('os').system('touch {marker}')"
+
+
+@pytest.mark.parametrize("where", ["arg", "module", "activation", "activation arg", "number"])
+def test_injection_is_an_error_and_never_runs(tmp_path, yolov7_tiny, where):
+    marker = tmp_path / "pwned"
+    cfg = copy.deepcopy(yolov7_tiny)
+    if where == "arg":
+        cfg = with_layer(cfg, 3, [-2, 1, "Conv", [32, 1, 1, None, 1, pwn(marker)]])
+    elif where == "module":
+        cfg = with_layer(cfg, 3, [-2, 1, pwn(marker), [32]])
+    elif where == "activation":
+        cfg["activation"] = pwn(marker)
+    elif where == "activation arg":
+        cfg["activation"] = f"nn.LeakyReLU({pwn(marker)})"
+    else:
+        cfg = with_layer(cfg, 3, [-2, pwn(marker), "Conv", [32]])
+    message = build_error(cfg)
+    assert "layer 3" in message or "'activation'" in message
+    assert not marker.exists()

@@ -1,0 +1,466 @@
+"""Detection dataset: label scan (cached), image loading, letterbox, rectangular batches, dataloader.
+
+Behaviour follows YOLOv5's ``LoadImagesAndLabels`` (ultralytics/yolov5, utils/dataloaders.py):
+images resized so the long side is ``img_size``; with ``rect`` the images are sorted by aspect
+ratio and each batch is letterboxed to its own stride-aligned shape
+``ceil(shape * img_size / stride + pad) * stride``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import os
+import random
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from yolo_attn.data.coco_json import image_ids_from_names, read_coco_labels
+from yolo_attn.data.config import SplitSource
+from yolo_attn.data.letterbox import letterbox
+from yolo_attn.errors import UserError
+from yolo_attn.utils.boxes import clip_boxes, xywh2xyxy, xyxy2xywh
+
+LOGGER = logging.getLogger("yolo_attn.data")
+
+IMAGE_SUFFIXES = frozenset({".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm"})
+CACHE_VERSION = 1
+CACHE_ENV = "YOLO_ATTN_CACHE"
+MIN_IMAGE_SIDE = 10  # pixels; smaller images are reported corrupt (YOLOv5's check)
+LABEL_CLIP_EPS = 1e-3  # boxes are clipped this far inside the image before normalising (YOLOv5)
+EXIF_ORIENTATION = 274
+
+Shapes = tuple[tuple[int, int], tuple[tuple[float, float], tuple[float, float]]]
+
+
+def default_cache_dir() -> Path:
+    """``$YOLO_ATTN_CACHE`` or ``~/.cache/yolo-attn/labels``: label caches live outside the (maybe read-only) dataset."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "yolo-attn" / "labels")
+
+
+def label_path_for(image_path: str) -> str:
+    """YOLO layout: ``.../images/.../x.jpg`` -> ``.../labels/.../x.txt`` (the last ``images`` folder)."""
+    images, labels = f"{os.sep}images{os.sep}", f"{os.sep}labels{os.sep}"
+    return os.path.splitext(labels.join(image_path.rsplit(images, 1)))[0] + ".txt"
+
+
+def list_yolo_images(split: SplitSource) -> list[str]:
+    """Image files of a YOLO-layout split: folders searched recursively, list files read line by line."""
+    files: list[str] = []
+    for source in split.sources:
+        if source.is_dir():
+            files += [str(p) for p in source.rglob("*") if p.is_file()]
+        elif source.is_file():
+            for line in source.read_text(encoding="utf-8").splitlines():
+                line = line.strip()
+                if line:
+                    path = Path(line)
+                    files.append(str(path if path.is_absolute() else (source.parent / path).resolve()))
+        else:
+            raise UserError(f"{split.origin}: not found: {source}")
+    images = sorted({f for f in files if os.path.splitext(f)[1].lower() in IMAGE_SUFFIXES})
+    if not images:
+        raise UserError(f"{split.origin}: no images found in {', '.join(map(str, split.sources))}")
+    return images
+
+
+@dataclass
+class ScanSummary:
+    """What the label scan found: images with labels, without (file missing / no boxes), dropped as corrupt."""
+
+    found: int = 0
+    missing: int = 0
+    empty: int = 0
+    corrupt: int = 0
+    messages: list[str] = field(default_factory=list)
+
+    def line(self, prefix: str = "") -> str:
+        total = self.found + self.missing + self.empty + self.corrupt
+        return (
+            f"{prefix}scanned {total} images: {self.found} with labels, {self.missing} label files missing, "
+            f"{self.empty} empty, {self.corrupt} corrupt"
+        )
+
+
+@dataclass
+class ScannedSplit:
+    """The usable images of a split with their labels (n, 5: cls, xc, yc, w, h normalised) and sizes (w, h)."""
+
+    im_files: list[str]
+    labels: list[np.ndarray]
+    shapes: np.ndarray
+    image_ids: list[int]
+    summary: ScanSummary
+
+
+def _image_size(path: str) -> tuple[int, int]:
+    """(w, h) after EXIF rotation, as ``cv2.imread`` will load it; raises on an unreadable image."""
+    with Image.open(path) as im:
+        im.verify()
+    with Image.open(path) as im:
+        if im.format is None or f".{im.format.lower()}" not in IMAGE_SUFFIXES | {".jpeg", ".mpo"}:
+            raise ValueError(f"unsupported image format {im.format}")
+        w, h = im.size
+        if im.getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8):
+            w, h = h, w
+    if w < MIN_IMAGE_SIDE or h < MIN_IMAGE_SIDE:
+        raise ValueError(f"image size {w}x{h} < {MIN_IMAGE_SIDE} pixels")
+    return w, h
+
+
+def parse_label_lines(text: str, nc: int) -> tuple[np.ndarray, list[str]]:
+    """YOLO label text -> (n, 5) float32 rows and a list of problems (malformed lines are dropped).
+
+    A line is ``cls xc yc w h`` (normalised), or ``cls x1 y1 x2 y2 ...`` (a polygon, boxed by its extent).
+    """
+    rows, problems = [], []
+    for number, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        try:
+            values = [float(v) for v in parts]
+        except ValueError:
+            problems.append(f"line {number}: not numbers")
+            continue
+        cls, coords = values[0], np.array(values[1:])
+        if len(coords) > 4 and len(coords) % 2 == 0:
+            xy = coords.reshape(-1, 2)
+            (x1, y1), (x2, y2) = xy.min(0), xy.max(0)
+            coords = np.array([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
+        if len(coords) != 4:
+            problems.append(f"line {number}: expected 5 values (cls xc yc w h), got {len(parts)}")
+        elif not (cls.is_integer() and 0 <= cls < nc):
+            problems.append(f"line {number}: class {parts[0]} outside 0..{nc - 1}")
+        elif not (np.isfinite(coords).all() and (coords >= 0).all() and (coords <= 1).all()):
+            problems.append(f"line {number}: coordinates not normalised to 0..1")
+        else:
+            rows.append([cls, *coords])
+    labels = np.array(rows, dtype=np.float32).reshape(-1, 5)
+    _, first = np.unique(labels, axis=0, return_index=True)
+    if len(first) < len(labels):
+        problems.append(f"{len(labels) - len(first)} duplicate labels removed")
+        labels = labels[np.sort(first)]
+    return labels, problems
+
+
+def _scan_yolo_image(args: tuple[str, int]) -> tuple[str, tuple[int, int] | None, np.ndarray, str, str | None]:
+    """(image, size or None if corrupt, labels, 'found'|'missing'|'empty', warning or None) for one image."""
+    image, nc = args
+    try:
+        size = _image_size(image)
+    except Exception as e:  # any decoder failure means the image is unusable
+        return image, None, np.zeros((0, 5), np.float32), "found", f"{image}: ignoring corrupt image: {e}"
+    label_file = label_path_for(image)
+    if not os.path.isfile(label_file):
+        return image, size, np.zeros((0, 5), np.float32), "missing", None
+    with open(label_file, encoding="utf-8", errors="replace") as f:
+        labels, problems = parse_label_lines(f.read(), nc)
+    warning = f"{label_file}: {'; '.join(problems)}" if problems else None
+    return image, size, labels, "found" if len(labels) else "empty", warning
+
+
+def _scan_coco_image(args: tuple[str, Any]) -> tuple[str, tuple[int, int] | None, np.ndarray, str, str | None]:
+    image, entry = args
+    try:
+        size = _image_size(image)
+    except Exception as e:  # any decoder failure means the image is unusable
+        return image, None, entry.labels, "found", f"{image}: ignoring corrupt image: {e}"
+    return image, size, entry.labels, "found" if len(entry.labels) else "empty", None
+
+
+def _stat_signature(paths: list[str]) -> str:
+    h = hashlib.sha1()
+    for p in paths:
+        try:
+            st = os.stat(p)
+            h.update(f"{p}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{p}\0-\n".encode())
+    return h.hexdigest()
+
+
+def _cache_file(split: SplitSource, cache_dir: Path) -> Path:
+    identity = f"{split.layout}|{'|'.join(map(str, split.sources))}|{split.annotations}"
+    return cache_dir / f"{hashlib.sha1(identity.encode()).hexdigest()[:20]}.cache"
+
+
+def _write_cache(path: Path, key: str, scan: ScannedSplit) -> None:
+    """Plain arrays through ``np.savez`` (no pickled objects), written to a temp file and renamed into place."""
+    s = scan.summary
+    arrays = {
+        "version": np.array(CACHE_VERSION),
+        "key": np.array(key),
+        "im_files": np.array(scan.im_files, dtype=str),
+        "shapes": scan.shapes.astype(np.int64).reshape(-1, 2),
+        "image_ids": np.array(scan.image_ids, dtype=np.int64),
+        "label_counts": np.array([len(lb) for lb in scan.labels], dtype=np.int64),
+        "labels": np.concatenate(scan.labels, 0) if scan.labels else np.zeros((0, 5), np.float32),
+        "counts": np.array([s.found, s.missing, s.empty, s.corrupt], dtype=np.int64),
+        "messages": np.array(s.messages, dtype=str),
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except OSError as e:
+        LOGGER.warning(f"label cache not saved ({path}: {e}); set {CACHE_ENV} to a writable folder")
+
+
+def _read_cache(path: Path, key: str) -> ScannedSplit | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if int(z["version"]) != CACHE_VERSION or str(z["key"]) != key:
+                return None
+            counts = z["label_counts"]
+            labels = np.split(z["labels"].astype(np.float32), np.cumsum(counts)[:-1]) if len(counts) else []
+            found, missing, empty, corrupt = (int(x) for x in z["counts"])
+            return ScannedSplit(
+                im_files=[str(f) for f in z["im_files"]],
+                labels=[lb.reshape(-1, 5) for lb in labels],
+                shapes=z["shapes"].astype(np.int64).reshape(-1, 2),
+                image_ids=[int(i) for i in z["image_ids"]],
+                summary=ScanSummary(found, missing, empty, corrupt, [str(m) for m in z["messages"]]),
+            )
+    except (OSError, KeyError, ValueError, EOFError):
+        return None
+
+
+def _scan(split: SplitSource, yolo_images: list[str] | None) -> ScannedSplit:
+    """Check every image (and YOLO label file) with a few threads; corrupt images are dropped."""
+    if split.layout == "coco":
+        entries = read_coco_labels(split.annotations, split.class_to_category_id)
+        folder = split.sources[0]
+        items: list[tuple[str, Any]] = sorted((str(folder / name), entry) for name, entry in entries.items())
+        scanner = _scan_coco_image
+    else:
+        items = [(image, split.nc) for image in yolo_images or []]
+        scanner = _scan_yolo_image
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        results = list(pool.map(scanner, items))
+    summary = ScanSummary()
+    kept, labels, shapes, coco_ids = [], [], [], []
+    for (image, size, lb, status, warning), (_, entry) in zip(results, items):
+        if warning:
+            summary.messages.append(warning)
+        if size is None:
+            summary.corrupt += 1
+            continue
+        summary.found += status == "found"
+        summary.missing += status == "missing"
+        summary.empty += status == "empty"
+        kept.append(image)
+        labels.append(lb)
+        shapes.append(size)
+        if split.layout == "coco":
+            coco_ids.append(entry.image_id)
+    image_ids = coco_ids if split.layout == "coco" else image_ids_from_names(kept)
+    return ScannedSplit(kept, labels, np.array(shapes, dtype=np.int64).reshape(-1, 2), image_ids, summary)
+
+
+def scan_split(split: SplitSource, cache_dir: Path | str | None = None, prefix: str = "") -> ScannedSplit:
+    """Images and labels of ``split``, from the label cache while the files' sizes and mtimes are unchanged.
+
+    The cache (``<cache_dir>/<hash of the split's paths>.cache``) is keyed on the stats of every
+    image and label file (COCO layout: the json and the image folder's files).
+    """
+    yolo_images = None
+    if split.layout == "coco":
+        with os.scandir(split.sources[0]) as entries:
+            key_files = [str(split.annotations)] + sorted(e.path for e in entries)
+    else:
+        yolo_images = list_yolo_images(split)
+        key_files = [p for f in yolo_images for p in (f, label_path_for(f))]
+    key = f"{split.nc}|{_stat_signature(key_files)}"
+    cache = _cache_file(split, Path(cache_dir) if cache_dir else default_cache_dir())
+    scan = _read_cache(cache, key)
+    if scan is None:
+        scan = _scan(split, yolo_images)
+        _write_cache(cache, key, scan)
+    for message in scan.summary.messages:
+        LOGGER.warning(f"{prefix}WARNING {message}")
+    LOGGER.info(scan.summary.line(prefix))
+    if not scan.im_files:
+        raise UserError(f"{split.origin}: no usable images ({scan.summary.line()})")
+    return scan
+
+
+def rect_batch_shapes(shapes: np.ndarray, batch_size: int, img_size: int, stride: int, pad: float) -> tuple[np.ndarray, np.ndarray]:
+    """YOLOv5's rectangular batching: (order sorting images by aspect ratio h/w, (n_batches, 2) h, w shapes).
+
+    Each batch gets the smallest shape holding its images at ``img_size`` on the long side, widened by
+    ``pad`` strides and rounded up to a multiple of ``stride``.
+    """
+    aspect = shapes[:, 1] / shapes[:, 0]
+    order = aspect.argsort()
+    aspect = aspect[order]
+    batch_index = np.arange(len(shapes)) // batch_size
+    n_batches = int(batch_index[-1]) + 1 if len(shapes) else 0
+    relative = np.ones((n_batches, 2))
+    for b in range(n_batches):
+        lo, hi = aspect[batch_index == b].min(), aspect[batch_index == b].max()
+        if hi < 1:
+            relative[b] = hi, 1
+        elif lo > 1:
+            relative[b] = 1, 1 / lo
+    return order, np.ceil(relative * img_size / stride + pad).astype(int) * stride
+
+
+class DetectionDataset(Dataset):
+    """Images and YOLO labels of one split, letterboxed for the model.
+
+    ``labels[i]``: (n, 5) float32 ``cls, xc, yc, w, h`` normalised to the original image;
+    ``shapes``: (N, 2) original (w, h); ``image_ids``: COCO image ids (the json's, or from file names).
+    Subclasses add augmentation in ``__getitem__`` and build the sample with :meth:`load_letterboxed`
+    and :meth:`format_item`.
+    """
+
+    def __init__(
+        self,
+        split: SplitSource,
+        img_size: int = 640,
+        batch_size: int = 16,
+        augment: bool = False,
+        hyp: dict[str, Any] | None = None,
+        rect: bool = False,
+        stride: int = 32,
+        pad: float = 0.0,
+        prefix: str = "",
+        cache_dir: Path | str | None = None,
+    ):
+        split.check_exists()
+        self.split = split
+        self.img_size = img_size
+        self.augment = augment
+        self.hyp = hyp
+        self.rect = rect
+        self.stride = stride
+        scan = scan_split(split, cache_dir, prefix)
+        self.summary = scan.summary
+        self.im_files, self.labels, self.shapes, self.image_ids = scan.im_files, scan.labels, scan.shapes, scan.image_ids
+        self.batch_index = np.arange(len(self.im_files)) // batch_size
+        self.batch_shapes: np.ndarray | None = None
+        if rect:
+            order, self.batch_shapes = rect_batch_shapes(self.shapes, batch_size, img_size, stride, pad)
+            self.im_files = [self.im_files[i] for i in order]
+            self.labels = [self.labels[i] for i in order]
+            self.image_ids = [self.image_ids[i] for i in order]
+            self.shapes = self.shapes[order]
+
+    def __len__(self) -> int:
+        return len(self.im_files)
+
+    def load_image(self, i: int) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+        """BGR image ``i`` resized so its long side is ``img_size``: (image, (h0, w0), (h, w))."""
+        path = self.im_files[i]
+        image = cv2.imread(path)
+        if image is None:
+            raise UserError(f"cannot read image {path}")
+        h0, w0 = image.shape[:2]
+        r = self.img_size / max(h0, w0)
+        if r != 1:
+            interpolation = cv2.INTER_LINEAR if (self.augment or r > 1) else cv2.INTER_AREA
+            image = cv2.resize(image, (math.ceil(w0 * r), math.ceil(h0 * r)), interpolation=interpolation)
+        return image, (h0, w0), image.shape[:2]
+
+    def load_letterboxed(self, i: int) -> tuple[np.ndarray, np.ndarray, Shapes]:
+        """Image ``i`` letterboxed to its batch shape (or ``img_size`` square), labels as ``cls, x1, y1, x2, y2``
+        pixels of that image, and ``((h0, w0), ((h / h0, w / w0), (pad_w, pad_h)))`` for mapping boxes back."""
+        image, (h0, w0), (h, w) = self.load_image(i)
+        shape = self.batch_shapes[self.batch_index[i]] if self.rect else self.img_size
+        image, ratio, pad = letterbox(image, shape, auto=False, scale_up=self.augment)
+        labels = self.labels[i].copy()
+        if len(labels):
+            labels[:, 1:] = xywh2xyxy(labels[:, 1:]) * np.array([ratio[0] * w, ratio[1] * h] * 2, dtype=np.float32)
+            labels[:, [1, 3]] += pad[0]
+            labels[:, [2, 4]] += pad[1]
+        return image, labels, ((h0, w0), ((h / h0, w / w0), pad))
+
+    def format_item(self, image: np.ndarray, labels: np.ndarray, i: int, shapes: Shapes | None):
+        """(CHW RGB uint8 tensor, (n, 6) ``0, cls, xc, yc, w, h`` normalised to ``image``, path, shapes)."""
+        h, w = image.shape[:2]
+        labels_out = torch.zeros((len(labels), 6))
+        if len(labels):
+            boxes = clip_boxes(labels[:, 1:5].astype(np.float32), (h - LABEL_CLIP_EPS, w - LABEL_CLIP_EPS))
+            labels_out[:, 1] = torch.from_numpy(labels[:, 0])
+            labels_out[:, 2:] = torch.from_numpy(xyxy2xywh(boxes) / np.array([w, h, w, h], dtype=np.float32))
+        chw_rgb = np.ascontiguousarray(image.transpose(2, 0, 1)[::-1])
+        return torch.from_numpy(chw_rgb), labels_out, self.im_files[i], shapes
+
+    def __getitem__(self, i: int):
+        image, labels, shapes = self.load_letterboxed(i)
+        return self.format_item(image, labels, i, shapes)
+
+    @staticmethod
+    def collate_fn(batch):
+        """Stack images; concatenate targets with column 0 set to the image's index in the batch."""
+        images, labels, paths, shapes = zip(*batch)
+        for index, lb in enumerate(labels):
+            lb[:, 0] = index
+        return torch.stack(images, 0), torch.cat(labels, 0), paths, shapes
+
+
+def _seed_worker(worker_id: int) -> None:
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def create_dataloader(
+    split: SplitSource,
+    img_size: int,
+    batch_size: int,
+    stride: int,
+    augment: bool = False,
+    hyp: dict[str, Any] | None = None,
+    rect: bool = False,
+    pad: float = 0.0,
+    workers: int = 8,
+    shuffle: bool = False,
+    seed: int = 0,
+    rank: int = -1,
+    dataset_cls: type[DetectionDataset] = DetectionDataset,
+    prefix: str = "",
+    cache_dir: Path | str | None = None,
+) -> tuple[DataLoader, DetectionDataset]:
+    """A DataLoader over ``dataset_cls(split, ...)``; DistributedSampler when ``rank != -1``.
+
+    Worker count as YOLOv5: at most the CPUs per device, the batch size and ``workers``.
+    ``rect`` batches are fixed, so they are never shuffled.
+    """
+    if rect and shuffle:
+        LOGGER.warning("rect batches cannot be shuffled; shuffle=False")
+        shuffle = False
+    dataset = dataset_cls(
+        split, img_size, batch_size, augment=augment, hyp=hyp, rect=rect, stride=int(stride), pad=pad, prefix=prefix, cache_dir=cache_dir
+    )
+    batch_size = min(batch_size, len(dataset))
+    devices = max(torch.cuda.device_count(), 1)
+    num_workers = min((os.cpu_count() or 1) // devices, batch_size if batch_size > 1 else 0, workers)
+    sampler = None if rank == -1 else DistributedSampler(dataset, shuffle=shuffle, seed=seed)
+    generator = torch.Generator()
+    generator.manual_seed(seed + max(rank, 0))
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle and sampler is None,
+        num_workers=num_workers,
+        sampler=sampler,
+        pin_memory=torch.cuda.is_available(),
+        collate_fn=dataset_cls.collate_fn,
+        worker_init_fn=_seed_worker,
+        generator=generator,
+        persistent_workers=num_workers > 0,
+    )
+    return loader, dataset

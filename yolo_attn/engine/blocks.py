@@ -1,0 +1,181 @@
+"""``yolo-attn blocks``: every registered block with its aliases, YAML signature and paper, and for
+attention blocks their parameters, GFLOPs and CPU latency on a reference feature map.
+
+Attention blocks are built from their ``yaml_example`` line through the real builder, so the costs
+are those of the block a user gets from that YAML line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+
+from yolo_attn.errors import UserError
+from yolo_attn.nn.registry import BlockSpec, all_blocks, lookup
+
+REFERENCE_SHAPE = (256, 40, 40)  # (channels, height, width): yolov5s P4 at 640
+EXAMPLE_CHANNELS = 256  # every ``yaml_example`` is valid right after a layer with this many channels
+README_START, README_END = "<!-- blocks:start -->", "<!-- blocks:end -->"
+
+
+@dataclass(frozen=True)
+class BlockCost:
+    """What one block costs on one ``(1, c, h, w)`` input."""
+
+    params: int
+    gflops: float
+    cpu_ms: float | None
+
+
+@dataclass(frozen=True)
+class BlockRow:
+    """One line of the blocks table."""
+
+    name: str
+    aliases: list[str]
+    signature: str
+    paper: str
+    attention: bool
+    params: int | None = None
+    gflops: float | None = None
+    cpu_ms: float | None = None
+    error: str | None = None
+
+
+def is_attention(spec: BlockSpec) -> bool:
+    return spec.cls.__module__.startswith("yolo_attn.nn.attention.")
+
+
+def paper_line(cls: type) -> str:
+    """The first docstring line of ``cls`` without its ``YAML: ...`` part."""
+    doc = inspect.getdoc(cls) or ""
+    first = doc.strip().splitlines()[0] if doc.strip() else ""
+    return first.split(" YAML:")[0].strip()
+
+
+def build_example(spec: BlockSpec, channels: int = EXAMPLE_CHANNELS) -> nn.Module:
+    """Build ``spec``'s ``yaml_example`` after a layer with ``channels`` outputs.
+
+    The line is written for 256 input channels; other widths use YOLOv5's width gain
+    (``width_multiple = channels / 256``), so channel arguments scale as they would in a model YAML.
+    """
+    from yolo_attn.nn.builder import parse_layers
+
+    example = getattr(spec.cls, "yaml_example", None)
+    if not isinstance(example, str):
+        raise UserError(f"{spec.name} has no yaml_example")
+    entry = yaml.safe_load(example)
+    if not isinstance(entry, list) or len(entry) != 4 or entry[0] != -1:
+        raise UserError(f"{spec.name}.yaml_example {example!r} is not a layer line [-1, number, module, args]")
+    model = {"nc": 80, "depth_multiple": 1.0, "width_multiple": channels / EXAMPLE_CHANNELS, "backbone": [entry], "head": []}
+    layers, _, _ = parse_layers(model, channels)
+    return layers[0]
+
+
+def measure(module: nn.Module, shape: tuple[int, int, int], repeats: int = 10) -> BlockCost:
+    """Parameters, GFLOPs (``count_gflops``) and median eval-mode CPU latency in ms (``repeats=0``: no timing)."""
+    from yolo_attn.nn.summary import count_gflops, count_params
+
+    c, h, w = shape
+    gflops = count_gflops(module, (h, w), c)
+    cpu_ms = None
+    if repeats > 0:
+        module = module.eval()
+        x = torch.rand(1, c, h, w)
+        times = []
+        with torch.no_grad():
+            module(x)  # warm-up
+            for _ in range(repeats):
+                start = time.perf_counter()
+                module(x)
+                times.append((time.perf_counter() - start) * 1e3)
+        cpu_ms = statistics.median(times)
+    return BlockCost(count_params(module), gflops, cpu_ms)
+
+
+def block_row(spec: BlockSpec, cost: bool = True, repeats: int = 10) -> BlockRow:
+    """The table row of ``spec``; attention blocks get their cost at :data:`REFERENCE_SHAPE` when ``cost``."""
+    row = BlockRow(spec.name, list(spec.aliases), spec.rule.signature, paper_line(spec.cls), is_attention(spec))
+    if not (cost and row.attention):
+        return row
+    try:
+        measured = measure(build_example(spec, REFERENCE_SHAPE[0]), REFERENCE_SHAPE, repeats)
+    except (UserError, ValueError, RuntimeError, TypeError) as e:
+        return BlockRow(**{**asdict(row), "error": str(e)})
+    return BlockRow(**{**asdict(row), **asdict(measured)})
+
+
+def selected_specs(names: list[str]) -> list[BlockSpec]:
+    """All blocks, or the named ones (names or aliases)."""
+    if not names:
+        return all_blocks()
+    try:
+        return [lookup(name) for name in names]
+    except KeyError as e:
+        raise UserError(e.args[0]) from None
+
+
+def _cell(value: Any) -> str:
+    return str(value).replace("|", "\\|")
+
+
+def markdown_table(rows: list[BlockRow]) -> str:
+    """The blocks table in GitHub markdown."""
+    c, h, w = REFERENCE_SHAPE
+    lines = [
+        f"| Block | Aliases | YAML args | Paper | Params | GFLOPs @{c}x{h}x{w} | CPU ms @{c}x{h}x{w} |",
+        "| --- | --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    for r in rows:
+        params = f"{r.params:,}" if r.params is not None else ""
+        gflops = f"{r.gflops:.3f}" if r.gflops is not None else ""
+        cpu_ms = f"{r.cpu_ms:.2f}" if r.cpu_ms is not None else ("error" if r.error else "")
+        cells = [f"`{r.name}`", ", ".join(f"`{a}`" for a in r.aliases), f"`{r.signature}`", r.paper, params, gflops, cpu_ms]
+        lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
+    return "\n".join(lines)
+
+
+def update_readme(path: Path, table: str) -> None:
+    """Replace the text between the blocks markers of ``path`` with ``table``."""
+    text = path.read_text(encoding="utf-8")
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise UserError(f"{path}: no '{README_START}' ... '{README_END}' markers to write the table between")
+    head = text[: start + len(README_START)]
+    path.write_text(f"{head}\n{table}\n{text[end:]}", encoding="utf-8")
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("names", nargs="*", metavar="NAME", help="only these blocks (names or aliases)")
+    p.add_argument("--json", action="store_true", help="print JSON (one object per block) instead of the table")
+    p.add_argument("--no-cost", action="store_true", help="skip building and timing the attention blocks")
+    p.add_argument("--repeats", type=int, default=10, help="timed forward passes per block (median; 0: no timing)")
+    p.add_argument("--readme", metavar="PATH", help="also write the table into PATH between the blocks markers")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    rows = [block_row(spec, cost=not args.no_cost, repeats=args.repeats) for spec in selected_specs(args.names)]
+    table = markdown_table(rows)
+    if args.json:
+        print(json.dumps([asdict(r) for r in rows], indent=1))
+    else:
+        print(table)
+    if args.readme:
+        update_readme(Path(args.readme), table)
+    return 0
+
+
+__all__ = [
+    "BlockCost", "BlockRow", "REFERENCE_SHAPE", "block_row", "build_example", "is_attention", "markdown_table",
+    "measure", "paper_line", "selected_specs", "update_readme",
+]

@@ -1,0 +1,107 @@
+"""DistributedDataParallel set-up for ``torchrun --nproc_per_node=N -m yolo_attn train ...``.
+
+torchrun sets ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; one process drives one device (one GPU with
+NCCL, or the CPU with Gloo). Rank 0 logs, validates and saves.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from yolo_attn.errors import UserError
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    """This process's place in the job: global rank, local rank, world size and its device."""
+
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank in (-1, 0)
+
+
+def select_device(device: str | None) -> torch.device:
+    """``'cpu'``, ``'0'``, ``'0,1'`` or ``''``/None (first GPU if any, else CPU) -> the device of this process."""
+    spec = (device or "").strip().lower().replace("cuda:", "")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if not spec:
+        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        raise UserError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
+    indices = [int(i) for i in spec.split(",") if i.strip()]
+    if any(i >= torch.cuda.device_count() for i in indices):
+        raise UserError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
+    return torch.device(f"cuda:{indices[0]}")
+
+
+def init_distributed(device: str | None, timeout_s: int = 10800) -> DistributedContext:
+    """Join the torchrun process group when launched by torchrun (world size > 1), else a single-process context."""
+    world_size = int(os.environ.get("WORLD_SIZE", 1))
+    if world_size <= 1:
+        spec = (device or "").strip()
+        if "," in spec:
+            n = len([s for s in spec.split(",") if s.strip()])
+            raise UserError(
+                f"--device {device}: several GPUs need one process each; run "
+                f"'torchrun --nproc_per_node={n} -m yolo_attn train ...'"
+            )
+        return DistributedContext(-1, -1, 1, select_device(device))
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", 0))
+    chosen = select_device(device)
+    if chosen.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise UserError(f"local rank {local_rank} has no GPU ({torch.cuda.device_count()} visible)")
+        torch.cuda.set_device(local_rank)
+        chosen, backend = torch.device("cuda", local_rank), "nccl"
+    else:
+        backend = "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+    return DistributedContext(rank, local_rank, world_size, chosen)
+
+
+def wrap_model(model: nn.Module, context: DistributedContext, sync_bn: bool = False) -> nn.Module:
+    """DDP-wrap ``model`` (optionally converting BatchNorm to SyncBatchNorm) when distributed; else return it."""
+    if not context.enabled:
+        return model
+    if sync_bn:
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    device_ids = [context.local_rank] if context.device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, output_device=device_ids and device_ids[0])
+
+
+def broadcast_object(value: Any, context: DistributedContext, src: int = 0) -> Any:
+    """``value`` of rank ``src`` on every rank (identity when not distributed)."""
+    if not context.enabled:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=src)
+    return holder[0]
+
+
+def barrier(context: DistributedContext) -> None:
+    if context.enabled:
+        dist.barrier()
+
+
+def cleanup(context: DistributedContext) -> None:
+    """Leave the process group (call once at the end of a distributed run)."""
+    if context.enabled and dist.is_initialized():
+        dist.destroy_process_group()

@@ -1,0 +1,103 @@
+"""``yolo-attn export``: the fused model to ONNX (as YOLOv5's ``export.py --include onnx``).
+
+The model is re-parameterised (``DetectionModel.fuse()``: Conv+BN, RepConv, implicit layers) and
+its head set to ``export`` so the graph's one output is the decoded ``(batch, anchors, 5 + nc)`` tensor.
+onnx and onnxruntime come with the ``export`` extra (``pip install yolo-attn[export]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import warnings
+from pathlib import Path
+from types import ModuleType
+
+import torch
+
+from yolo_attn.checkpoint import load_model
+from yolo_attn.errors import UserError
+from yolo_attn.nn.model import DetectionModel
+
+DEFAULT_OPSET = 17
+INPUT_NAME, OUTPUT_NAME = "images", "output"
+
+
+def require(module: str) -> ModuleType:
+    """Import an optional dependency of the ``export`` extra, or say how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise UserError(f"ONNX export needs {module}: pip install 'yolo-attn[export]'") from None
+
+
+def image_shape(img: list[int], stride: int) -> tuple[int, int]:
+    """``--img`` (one size, or height and width) as (h, w); each must be a multiple of ``stride``."""
+    if len(img) not in (1, 2):
+        raise UserError(f"--img takes one size or height and width, got {len(img)} values")
+    h, w = (img[0], img[0]) if len(img) == 1 else img
+    if h <= 0 or w <= 0 or h % stride or w % stride:
+        raise UserError(f"--img {h}x{w}: both sides must be positive multiples of the model's stride {stride}")
+    return h, w
+
+
+def prepare_for_export(model: DetectionModel) -> DetectionModel:
+    """Fuse, switch to eval and make the head return only the decoded tensor (in place)."""
+    model.fuse().eval().float()
+    model.head.export = True
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
+
+
+def export_onnx(
+    model: DetectionModel, path: str | Path, shape: tuple[int, int] = (640, 640), dynamic: bool = False,
+    opset: int = DEFAULT_OPSET,
+) -> Path:
+    """Export ``model`` (fused in place) to ONNX at ``path``; input ``images`` (b, 3, h, w), output ``output``.
+
+    ``dynamic`` makes batch, height and width symbolic. Class names and strides go into the metadata.
+    """
+    onnx = require("onnx")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = prepare_for_export(model)
+    device = next(model.parameters()).device
+    dummy = torch.zeros(1, 3, *shape, device=device)
+    dynamic_axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch", 1: "anchors"}}
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notices
+        torch.onnx.export(
+            model, (dummy,), str(path), dynamo=False, opset_version=opset, do_constant_folding=True,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=dynamic_axes if dynamic else None,
+        )
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto)
+    metadata = {"stride": json.dumps([int(s) for s in model.stride.tolist()]), "names": json.dumps(list(model.names))}
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.save(proto, str(path))
+    return path
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", required=True, help="checkpoint (ours or an upstream YOLOv5/YOLOv7 .pt)")
+    p.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
+    p.add_argument("--img", "--img-size", dest="img", type=int, nargs="+", default=[640], help="size, or height width")
+    p.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width")
+    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset version")
+    p.add_argument("--output", help="output path (default: the weights path with .onnx)")
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    require("onnx")
+    model = load_model(args.weights).model
+    shape = image_shape(args.img, max(int(model.stride.max()), 1))
+    output = Path(args.output) if args.output else Path(args.weights).with_suffix(".onnx")
+    export_onnx(model, output, shape, args.dynamic, args.opset)
+    size_mb = output.stat().st_size / 1e6
+    print(f"exported {args.weights} to {output} ({size_mb:.1f} MB, input 1x3x{shape[0]}x{shape[1]}, opset {args.opset}"
+          f"{', dynamic' if args.dynamic else ''})")
+    return 0

@@ -1,0 +1,58 @@
+"""Pieces shared by several attention papers: YOLOAir's attention YAML rule, channel checks,
+channel shuffle and the channel-wise mean/max pooling that spatial gates start from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from yolo_attn.nn.rules import LayerContext, Resolved, YamlRule
+
+
+@dataclass(frozen=True)
+class WidthThenArgs(YamlRule):
+    """YOLOAir's attention branch (``SEAttention``, ``SKAttention``, ``S2Attention``, ``SOCA``, ...).
+
+    ``[c2, *rest]`` -> ``Block(c1, *rest)``: ``c2`` only declares the output width (width gain applied,
+    as YOLOAir's ``parse_model`` does) and is not passed on. These blocks keep their channels, so a
+    scaled ``c2`` that differs from the input channels is reported at build time instead of breaking
+    the next layer.
+    """
+
+    signature: str = "[c2 (= input channels after width gain), *args]"
+
+    def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
+        if not args or not isinstance(args[0], int) or isinstance(args[0], bool):
+            raise ValueError(f"expects the channel count as its first arg, got {args!r}")
+        c2 = ctx.scale_width(args[0])
+        check_same_width(ctx.c_in[0], c2)
+        return Resolved([ctx.c_in[0], *args[1:]], c2, ctx.number)
+
+
+WIDTH_THEN_ARGS = WidthThenArgs()
+
+
+def check_same_width(c1: int, c2: int | None) -> None:
+    """Attention keeps its input channels: ``c2`` (when given) must equal ``c1``."""
+    if c2 is not None and c2 != c1:
+        raise ValueError(f"keeps its input channels, but the output width is {c2} for {c1} input channels")
+
+
+def require_divisible(channels: int, divisor: int, what: str) -> None:
+    """Build-time check that ``channels`` splits evenly into ``divisor`` (``what`` names it)."""
+    if divisor < 1 or channels % divisor:
+        raise ValueError(f"needs channels divisible by {what} ({divisor}), got {channels} channels")
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet channel shuffle: (b, g*n, h, w) -> interleave the ``groups`` channel groups."""
+    b, c, h, w = x.shape
+    return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
+def channel_mean_max(x: torch.Tensor, max_first: bool = False) -> torch.Tensor:
+    """(b, c, h, w) -> (b, 2, h, w): mean and max over channels (CBAM, LSK; TripletAttention's Z-pool is max first)."""
+    pooled = (x.mean(1, keepdim=True), x.amax(1, keepdim=True))
+    return torch.cat(pooled[::-1] if max_first else pooled, 1)

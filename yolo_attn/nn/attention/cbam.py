@@ -1,0 +1,98 @@
+"""CBAM: Woo et al., "CBAM: Convolutional Block Attention Module", ECCV 2018 (arXiv 1807.06521).
+
+Also home of :class:`SameChannels`, the YAML rule of YOLOAir's channel-keeping attention blocks
+(CBAM, GAMAttention, BAM), which YOLOAir registers like ``Conv``: ``[c2, *args]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from yolo_attn.nn.attention._common import channel_mean_max, check_same_width
+from yolo_attn.nn.registry import register
+from yolo_attn.nn.rules import LayerContext, Resolved, YamlRule
+
+
+@dataclass(frozen=True)
+class SameChannels(YamlRule):
+    """``[c2?, *args]`` -> ``Block(c1, c2, *args)`` for blocks whose output has the input's channels.
+
+    YOLOAir passes such blocks a width-scaled ``c2`` as if they were convolutions; here ``c2`` may be
+    omitted and, when given, must come out (after the width gain) equal to the input channels, so a
+    wrong value fails at build time instead of inside the forward pass.
+    """
+
+    signature: str = "[c2=c1, *args]"
+
+    def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
+        c1 = ctx.c_in[0]
+        if not args:
+            return Resolved([c1, c1], c1, ctx.number)
+        if not isinstance(args[0], int) or isinstance(args[0], bool):
+            raise ValueError(f"expects output channels (= input channels) as its first arg, got {args!r}")
+        c2 = ctx.scale_width(args[0])
+        check_same_width(c1, c2)
+        return Resolved([c1, c2, *args[1:]], c1, ctx.number)
+
+
+class ChannelAttention(nn.Module):
+    """CBAM channel attention: ``sigmoid(MLP(avgpool(x)) + MLP(maxpool(x)))``, MLP = 1x1 convs without bias."""
+
+    def __init__(self, channels: int, ratio: int = 16):
+        super().__init__()
+        hidden = max(channels // ratio, 1)
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.max_pool = nn.AdaptiveMaxPool2d(1)
+        self.f1 = nn.Conv2d(channels, hidden, 1, bias=False)
+        self.relu = nn.ReLU()
+        self.f2 = nn.Conv2d(hidden, channels, 1, bias=False)
+        self.sigmoid = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        avg = self.f2(self.relu(self.f1(self.avg_pool(x))))
+        peak = self.f2(self.relu(self.f1(self.max_pool(x))))
+        return self.sigmoid(avg + peak)
+
+
+class SpatialAttention(nn.Module):
+    """CBAM spatial attention: ``sigmoid(conv_kxk([mean_c(x), max_c(x)]))``."""
+
+    def __init__(self, kernel_size: int = 7):
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"spatial attention kernel_size must be odd, got {kernel_size}")
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=False)
+        self.sigmoid = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.sigmoid(self.conv(channel_mean_max(x)))
+
+
+@register(rule=SameChannels(signature="[c2=c1, ratio=16, kernel_size=7]"))
+class CBAM(nn.Module):
+    """Convolutional Block Attention Module (Woo et al., ECCV 2018). YAML: ``[c2=c1, ratio=16, kernel_size=7]``.
+
+    Channel attention (shared bias-free MLP over average- and max-pooled features), then spatial
+    attention (a ``kernel_size`` conv over the channel mean and max); both multiply the features.
+    Layout and ``state_dict`` keys follow YOLOAir/yolov5_research (``channel_attention.f1``, ...).
+    Example: ``[-1, 1, CBAM, [1024]]`` (``c2`` is width-scaled and must equal the input channels).
+    """
+
+    yaml_example: ClassVar[str] = "[-1, 1, CBAM, [256]]"
+
+    def __init__(self, c1: int, c2: int | None = None, ratio: int = 16, kernel_size: int = 7):
+        super().__init__()
+        check_same_width(c1, c2)
+        self.channel_attention = ChannelAttention(c1, ratio)
+        self.spatial_attention = SpatialAttention(kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.channel_attention(x) * x
+        return self.spatial_attention(x) * x
+
+
+__all__ = ["CBAM", "ChannelAttention", "SpatialAttention", "SameChannels"]

@@ -1,0 +1,49 @@
+"""Criss-Cross attention (Huang et al., CCNet, ICCV 2019)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from yolo_attn.nn.attention._common import WIDTH_THEN_ARGS
+from yolo_attn.nn.registry import register
+
+
+@register("CCA", "CrissCross", rule=WIDTH_THEN_ARGS)
+class CrissCrossAttention(nn.Module):
+    """Criss-Cross attention (Huang, Wang, Huang, Huang, Wei, Liu, "CCNet: Criss-Cross Attention for Semantic
+    Segmentation", ICCV 2019, arXiv:1811.11721; official code speedinghzl/CCNet).
+
+    Each position attends to the positions in its row and column (itself counted once: the column
+    term masks it out, as the official code does). Query/key have ``c1 // 8`` channels;
+    ``y = gamma * attention + x`` with ``gamma`` initialised to 0. One pass; CCNet's RCCA applies it twice.
+
+    YAML ``[c2]`` -> ``CrissCrossAttention(c1)`` (``c2`` = input channels after width gain),
+    e.g. ``[-1, 1, CrissCrossAttention, [1024]]``.
+    """
+
+    yaml_example: ClassVar[str] = "[-1, 1, CrissCrossAttention, [256]]"
+
+    def __init__(self, c1: int):
+        super().__init__()
+        if c1 < 8:
+            raise ValueError(f"needs at least 8 channels (query/key use c1 // 8), got {c1}")
+        self.query_conv = nn.Conv2d(c1, c1 // 8, 1)
+        self.key_conv = nn.Conv2d(c1, c1 // 8, 1)
+        self.value_conv = nn.Conv2d(c1, c1, 1)
+        self.gamma = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.shape[2]
+        q, k, v = self.query_conv(x), self.key_conv(x), self.value_conv(x)
+        energy_col = torch.einsum("bchw,bcgw->bhwg", q, k)  # keys in the same column (rows g)
+        self_mask = torch.eye(h, dtype=torch.bool, device=x.device)[:, None, :]  # (h, 1, g)
+        energy_col = energy_col.masked_fill(self_mask, float("-inf"))
+        energy_row = torch.einsum("bchw,bchv->bhwv", q, k)  # keys in the same row (columns v)
+        attention = torch.cat((energy_col, energy_row), -1).softmax(-1)
+        out = torch.einsum("bhwg,bcgw->bchw", attention[..., :h], v) + torch.einsum(
+            "bhwv,bchv->bchw", attention[..., h:], v
+        )
+        return self.gamma * out + x

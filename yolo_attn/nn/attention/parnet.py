@@ -1,0 +1,39 @@
+"""ParNet attention: RepVGG-style block with Skip-Squeeze-Excitation (Goyal et al., NeurIPS 2022)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from yolo_attn.nn.blocks.conv import Conv
+from yolo_attn.nn.registry import register
+
+
+@register("ParNetBlock", "SSE")
+class ParNetAttention(nn.Module):
+    """ParNet block with Skip-Squeeze-Excitation (Goyal, Bochkovskiy, Deng, Koltun, "Non-deep Networks",
+    NeurIPS 2022, arXiv:2110.07641; official code imankgoyal/NonDeepNetworks).
+
+    ``y = SiLU(BN(conv1x1(x)) + BN(conv3x3(x)) + SSE(x))`` where the SSE skip branch is
+    ``BN(x) * sigmoid(conv1x1(avgpool(BN(x))))``.
+
+    YAML ``[c1]`` -> ``ParNetAttention(c1)`` (args as written, as in YOLOAir: ``c1`` is the real input
+    channel count), e.g. ``[-1, 1, ParNetAttention, [512]]``.
+    """
+
+    yaml_example: ClassVar[str] = "[-1, 1, ParNetAttention, [256]]"
+
+    def __init__(self, c1: int):
+        super().__init__()
+        self.conv1x1 = Conv(c1, c1, 1, act=False)
+        self.conv3x3 = Conv(c1, c1, 3, act=False)
+        self.sse_bn = nn.BatchNorm2d(c1)
+        self.sse_fc = nn.Conv2d(c1, c1, 1)
+        self.act = nn.SiLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skip = self.sse_bn(x)
+        skip = skip * self.sse_fc(skip.mean((2, 3), keepdim=True)).sigmoid()
+        return self.act(self.conv1x1(x) + self.conv3x3(x) + skip)

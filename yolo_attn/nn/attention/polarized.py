@@ -1,0 +1,81 @@
+"""Polarized Self-Attention (Liu, Liu, Fan, Huang, 2021): parallel and sequential layouts."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from yolo_attn.nn.attention._common import check_same_width
+from yolo_attn.nn.registry import register
+
+
+class _PolarizedGates(nn.Module):
+    """The two PSA branches; each returns a sigmoid gate for its input.
+
+    Channel-only: ``W_v`` (c -> c/2) pooled by a softmax over positions from ``W_q`` (c -> 1), then
+    ``W_z`` (c/2 -> c), LayerNorm, sigmoid. Spatial-only: ``W_q`` (c -> c/2) globally pooled and
+    softmaxed over channels, dotted with ``W_v`` (c -> c/2) at every position, sigmoid.
+    ``kernel_size`` is accepted for the official/YOLOAir signature ``(inplanes, planes, kernel_size)``;
+    the official code only derives an unused padding from it (all projections are 1x1).
+    """
+
+    def __init__(self, c1: int, c2: int | None = None, kernel_size: int = 1):
+        super().__init__()
+        check_same_width(c1, c2)
+        if c1 < 2:
+            raise ValueError(f"needs at least 2 channels, got {c1}")
+        half = c1 // 2
+        self.ch_wv = nn.Conv2d(c1, half, 1, bias=False)
+        self.ch_wq = nn.Conv2d(c1, 1, 1, bias=False)
+        self.ch_wz = nn.Conv2d(half, c1, 1, bias=False)
+        self.ch_norm = nn.LayerNorm([c1, 1, 1])
+        self.sp_wv = nn.Conv2d(c1, half, 1, bias=False)
+        self.sp_wq = nn.Conv2d(c1, half, 1, bias=False)
+
+    def channel_gate(self, x: torch.Tensor) -> torch.Tensor:
+        """(b, c, h, w) -> (b, c, 1, 1)."""
+        q = self.ch_wq(x).flatten(2).softmax(-1)  # (b, 1, hw)
+        z = torch.einsum("bcn,bn->bc", self.ch_wv(x).flatten(2), q[:, 0])[..., None, None]
+        return self.ch_norm(self.ch_wz(z)).sigmoid()
+
+    def spatial_gate(self, x: torch.Tensor) -> torch.Tensor:
+        """(b, c, h, w) -> (b, 1, h, w)."""
+        q = self.sp_wq(x).mean((2, 3)).softmax(-1)  # (b, c/2)
+        return torch.einsum("bc,bchw->bhw", q, self.sp_wv(x))[:, None].sigmoid()
+
+
+@register("PSA_p", "ParallelPolarizedSelfAttention")
+class PolarizedSelfAttention(_PolarizedGates):
+    """Polarized Self-Attention, parallel layout (Liu, Liu, Fan, Huang, "Polarized Self-Attention: Towards
+    High-quality Pixel-wise Regression", arXiv:2107.00782, 2021; official code DeLightCMU/PSA ``PSA_p``).
+
+    ``y = x * A_ch(x) + x * A_sp(x)``.
+
+    YAML ``[c1, c2=c1, kernel_size=1]`` -> ``PolarizedSelfAttention(c1, c2)`` (args as written, as in
+    YOLOAir), e.g. ``[-1, 1, PSA_p, [512, 512]]``.
+    """
+
+    yaml_example: ClassVar[str] = "[-1, 1, PolarizedSelfAttention, [256, 256]]"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.channel_gate(x) + x * self.spatial_gate(x)
+
+
+@register("PSA_s", "SequentialPolarizedSelfAttention")
+class SequentialPolarized(_PolarizedGates):
+    """Polarized Self-Attention, sequential layout (Liu, Liu, Fan, Huang, "Polarized Self-Attention: Towards
+    High-quality Pixel-wise Regression", arXiv:2107.00782, 2021; official code DeLightCMU/PSA ``PSA_s``).
+
+    ``z = x * A_ch(x)``, ``y = z * A_sp(z)``.
+
+    YAML ``[c1, c2=c1, kernel_size=1]`` -> ``SequentialPolarized(c1, c2)`` (args as written, as in
+    YOLOAir), e.g. ``[-1, 1, PSA_s, [512, 512, False]]``.
+    """
+
+    yaml_example: ClassVar[str] = "[-1, 1, SequentialPolarized, [256, 256]]"
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = x * self.channel_gate(x)
+        return z * self.spatial_gate(z)

@@ -1,0 +1,41 @@
+"""Selective Kernel attention (Li, Wang, Hu, Yang, CVPR 2019)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from yolo_attn.nn.attention._common import WIDTH_THEN_ARGS
+from yolo_attn.nn.blocks.conv import Conv
+from yolo_attn.nn.registry import register
+
+
+@register("SKNet", "SKConv", rule=WIDTH_THEN_ARGS)
+class SKAttention(nn.Module):
+    """Selective Kernel attention (Li, Wang, Hu, Yang, "Selective Kernel Networks", CVPR 2019, arXiv:1903.06586).
+
+    Split: one conv-BN-ReLU branch per kernel size. Fuse: sum the branches, global average pool,
+    ``fc`` to ``d = max(L, c1 // reduction)``. Select: one ``fc`` per branch, softmax across branches,
+    weighted sum. Defaults follow YOLOAir's ``SKAttention`` (kernels 1/3/5/7, groups 1).
+
+    YAML ``[c2, kernels=[1, 3, 5, 7], reduction=16, group=1, L=32]`` -> ``SKAttention(c1, ...)``
+    (``c2`` = input channels after width gain), e.g. ``[-1, 1, SKAttention, [1024]]``.
+    """
+
+    yaml_example: ClassVar[str] = "[-1, 1, SKAttention, [256, [3, 5], 16, 1, 32]]"
+
+    def __init__(self, c1: int, kernels: Sequence[int] = (1, 3, 5, 7), reduction: int = 16, group: int = 1, L: int = 32):
+        super().__init__()
+        d = max(L, c1 // reduction)
+        self.convs = nn.ModuleList(Conv(c1, c1, k, 1, None, group, act=nn.ReLU()) for k in kernels)
+        self.fc = nn.Linear(c1, d)
+        self.fcs = nn.ModuleList(nn.Linear(d, c1) for _ in kernels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feats = torch.stack([conv(x) for conv in self.convs])  # (k, b, c, h, w)
+        z = self.fc(feats.sum(0).mean((2, 3)))
+        weights = torch.stack([fc(z) for fc in self.fcs]).softmax(0)  # (k, b, c)
+        return (weights[..., None, None] * feats).sum(0)

@@ -1,0 +1,66 @@
+"""Second-order channel attention (Dai, Cai, Zhang, Xia, Zhang, SAN, CVPR 2019)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from yolo_attn.nn.attention._common import WIDTH_THEN_ARGS
+from yolo_attn.nn.registry import register
+
+MAX_COVARIANCE_SIZE = 1000  # the official code pools over at most a central 1000 x 1000 window
+
+
+def covariance_pool(x: torch.Tensor) -> torch.Tensor:
+    """(b, c, h, w) -> (b, c, c) sample covariance over positions (iSQRT-COV's ``X I_hat X^T``)."""
+    flat = x.flatten(2)
+    centered = flat - flat.mean(-1, keepdim=True)
+    return centered @ centered.transpose(1, 2) / flat.shape[-1]
+
+
+def newton_schulz_sqrtm(a: torch.Tensor, iterations: int = 5) -> torch.Tensor:
+    """Matrix square root of SPD ``a`` (b, n, n): trace pre-normalisation, ``iterations`` (>= 2) coupled
+    Newton-Schulz steps and trace post-compensation, as iSQRT-COV / SAN's ``Sqrtm`` (forward pass)."""
+    n = a.shape[-1]
+    eye3 = 3.0 * torch.eye(n, dtype=a.dtype, device=a.device).expand_as(a)
+    trace = a.diagonal(dim1=-2, dim2=-1).sum(-1)[:, None, None]
+    a_norm = a / trace
+    zy = 0.5 * (eye3 - a_norm)
+    y, z = a_norm @ zy, zy
+    for _ in range(iterations - 2):
+        zy = 0.5 * (eye3 - z @ y)
+        y, z = y @ zy, zy @ z
+    return 0.5 * y @ (eye3 - z @ y) * trace.sqrt()
+
+
+@register("SecondOrderChannelAttention", rule=WIDTH_THEN_ARGS)
+class SOCA(nn.Module):
+    """Second-order channel attention (Dai, Cai, Zhang, Xia, Zhang, "Second-order Attention Network for Single
+    Image Super-Resolution", CVPR 2019; official code daitao/SAN). No arXiv preprint; CVPR 2019 pp. 11065-11074.
+
+    Global covariance pooling, matrix square root by 5 Newton-Schulz iterations, column means as the
+    channel descriptor, then a 1x1-conv MLP (reduction ``reduction``) and a sigmoid gate.
+
+    YAML ``[c2, reduction=8]`` -> ``SOCA(c1, reduction)`` (``c2`` = input channels after width gain),
+    e.g. ``[-1, 1, SOCA, [1024]]``.
+    """
+
+    yaml_example: ClassVar[str] = "[-1, 1, SOCA, [256, 8]]"
+
+    def __init__(self, c1: int, reduction: int = 8):
+        super().__init__()
+        hidden = c1 // reduction
+        if hidden < 1:
+            raise ValueError(f"reduction {reduction} leaves no hidden units for {c1} channels")
+        self.conv_du = nn.Sequential(
+            nn.Conv2d(c1, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, c1, 1), nn.Sigmoid()
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        top, left = max(h - MAX_COVARIANCE_SIZE, 0) // 2, max(w - MAX_COVARIANCE_SIZE, 0) // 2
+        window = x[..., top : top + MAX_COVARIANCE_SIZE, left : left + MAX_COVARIANCE_SIZE]
+        descriptor = newton_schulz_sqrtm(covariance_pool(window)).mean(1)  # (b, c)
+        return x * self.conv_du(descriptor[..., None, None])
