@@ -94,6 +94,11 @@ def test_missing_corrupt_and_foreign_files(tmp_path):
     truncated.write_bytes(truncated.read_bytes()[:2000])
     with pytest.raises(UserError, match="truncated.pt"):
         load_model(truncated)
+    partial = make_checkpoint(tiny_model(), names=NAMES)
+    del partial["state_dict"]["model.0.conv.weight"]
+    save_checkpoint(tmp_path / "partial.pt", partial)
+    with pytest.raises(UserError, match="partial.pt: weights do not match .* missing model.0.conv.weight, unexpected"):
+        load_model(tmp_path / "partial.pt")
     bare = tmp_path / "state_dict.pt"
     torch.save(tiny_model().state_dict(), bare)
     with pytest.raises(UserError, match="not a yolo-attn checkpoint"):
@@ -180,7 +185,9 @@ def test_yolov7_training_checkpoint_uses_ema(tmp_path, upstream_module):
     assert loaded.source == "yolov7"
     assert loaded.checkpoint["epoch"] == 3 and loaded.checkpoint["best_fitness"] == pytest.approx(0.42)
     assert torch.equal(loaded.model.head.m[0].bias, torch.full_like(loaded.model.head.m[0].bias, 0.5))
-    assert "model.4.anchor_grid" in loaded.checkpoint["state_dict"]
+    assert "model.4.anchor_grid" in loaded.checkpoint["state_dict"] and loaded.checkpoint["ema_updates"] == 10
+    raw_bias, ema_bias = (loaded.checkpoint[k]["model.4.m.0.bias"] for k in ("state_dict", "ema"))
+    assert not torch.equal(raw_bias, ema_bias)
 
 
 @pytest.mark.parametrize("entry", [

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from yolo_attn import __version__
 from yolo_attn.errors import UserError
@@ -178,7 +179,7 @@ def _plain(value: Any, where: str) -> Any:
     if isinstance(value, (list, tuple)):
         copied = [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
         return copied if isinstance(value, list) else tuple(copied)
-    raise TypeError(f"checkpoint field {where} holds a {type(value).__name__}; only plain values and tensors are allowed")
+    raise TypeError(f"checkpoint field {where} holds a {type(value).__name__}; only plain values and tensors may")
 
 
 def _state_dict(source: Any) -> dict[str, Any] | None:
@@ -191,12 +192,13 @@ def _state_dict(source: Any) -> dict[str, Any] | None:
 
 def batchnorm_settings(model: nn.Module) -> dict[str, list[float | None]]:
     """``{module name: [eps, momentum]}`` of every BatchNorm (not in the state dict; YOLOv5 uses 1e-3, 0.03)."""
-    return {name: [m.eps, m.momentum] for name, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    return {name: [m.eps, m.momentum] for name, m in model.named_modules() if isinstance(m, _BatchNorm)}
 
 
-def _apply_batchnorm_settings(model: nn.Module, settings: Mapping[str, list[float | None]]) -> None:
+def apply_batchnorm_settings(model: nn.Module, settings: Mapping[str, list[float | None]] | None) -> None:
+    """Restore what :func:`batchnorm_settings` recorded (checkpoint field ``batchnorm``) onto a rebuilt model."""
     for name, m in model.named_modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm) and name in settings:
+        if isinstance(m, _BatchNorm) and name in (settings or {}):
             m.eps, m.momentum = settings[name]
 
 
@@ -297,11 +299,11 @@ def _record_tensors(record: UpstreamRecord, prefix: str = "") -> dict[str, torch
     state = record.state if isinstance(record.state, dict) else {}
     tensors: dict[str, torch.Tensor] = {}
     for key, value in (state.get("_parameters") or {}).items():
-        if value is not None:
+        if isinstance(value, torch.Tensor):
             tensors[prefix + key] = value.detach()
     non_persistent = state.get("_non_persistent_buffers_set") or set()
     for key, value in (state.get("_buffers") or {}).items():
-        if value is not None and key not in non_persistent:
+        if isinstance(value, torch.Tensor) and key not in non_persistent:
             tensors[prefix + key] = value.detach()
     for key, child in (state.get("_modules") or {}).items():
         if isinstance(child, UpstreamRecord):
@@ -333,12 +335,21 @@ def _names_list(names: Any, nc: int) -> list[str]:
     return [str(i) for i in range(nc)]
 
 
-def _is_plain(value: Any) -> bool:
+def _plain_dict(value: Any) -> dict | None:
+    """A plain copy of ``value`` if it is a dict of plain values, else None."""
+    if not isinstance(value, dict):
+        return None
     try:
-        _plain(value, "")
+        return _plain(value, "")
     except TypeError:
-        return False
-    return True
+        return None
+
+
+def _first_float(value: Any) -> float | None:
+    """A float, numpy scalar or one-element array (YOLOv5/YOLOv7 ``best_fitness``) as a float."""
+    if isinstance(value, (float, np.generic, np.ndarray)) and np.asarray(value).size:
+        return float(np.asarray(value).reshape(-1)[0])
+    return None
 
 
 def _upstream_head_class(model_record: UpstreamRecord) -> str:
@@ -351,33 +362,30 @@ def _convert_upstream(path: Path, upstream: Any) -> dict:
     """Turn an unpickled YOLOv5/YOLOv7 checkpoint into our checkpoint dict (plain values only)."""
     if not isinstance(upstream, dict):
         raise UserError(f"{path}: not a YOLOv5/YOLOv7 checkpoint (top level is {type(upstream).__name__}, not a dict)")
-    model_record = upstream.get("ema") or upstream.get("model")
-    if not isinstance(model_record, UpstreamRecord) or not isinstance(model_record.state, dict):
+    records = {key: upstream[key] for key in ("model", "ema")
+               if isinstance(upstream.get(key), UpstreamRecord) and isinstance(upstream[key].state, dict)}
+    if not records:
         raise UserError(f"{path}: not a YOLOv5/YOLOv7 checkpoint (no pickled model under 'model' or 'ema')")
-    model_yaml = model_record.state.get("yaml")
-    if not isinstance(model_yaml, dict) or not _is_plain(model_yaml):
-        raise UserError(f"{path}: the pickled model ({model_record.upstream_class}) has no plain 'yaml' dict to build from")
-    model_yaml = _plain(model_yaml, "yaml")
+    model_record = records.get("ema") or records["model"]  # EMA first, as YOLOv5's attempt_load
+    model_yaml = _plain_dict(model_record.state.get("yaml"))
+    if model_yaml is None:
+        raise UserError(f"{path}: the pickled {model_record.upstream_class} has no plain 'yaml' dict to build from")
     names = _names_list(model_record.state.get("names"), int(model_yaml.get("nc", 0)))
-    hyp = model_record.state.get("hyp")
-    train_args = upstream.get("opt")
-    best_fitness = upstream.get("best_fitness")
     source = "yolov7" if "training_results" in upstream or _upstream_head_class(model_record) in YOLOV7_HEADS \
         else "yolov5"
     return {
         "model_yaml": model_yaml,
         "names": names,
-        "state_dict": _as_float(_record_tensors(model_record)),
+        "state_dict": _as_float(_record_tensors(records.get("model") or model_record)),
         "batchnorm": _record_batchnorm_settings(model_record),
-        "ema": None,
-        "ema_updates": 0,
+        "ema": _as_float(_record_tensors(records["ema"])) if "ema" in records else None,
+        "ema_updates": upstream["updates"] if isinstance(upstream.get("updates"), int) else 0,
         "optimizer": None,
         "scaler": None,
         "epoch": int(upstream["epoch"]) if isinstance(upstream.get("epoch"), int) else -1,
-        "best_fitness": float(np.asarray(best_fitness).reshape(-1)[0]) if isinstance(best_fitness, (float, np.ndarray,
-                                                                                                    np.generic)) else None,
-        "hyp": _plain(hyp, "hyp") if isinstance(hyp, dict) and _is_plain(hyp) else None,
-        "train_args": _plain(train_args, "opt") if isinstance(train_args, dict) and _is_plain(train_args) else None,
+        "best_fitness": _first_float(upstream.get("best_fitness")),
+        "hyp": _plain_dict(model_record.state.get("hyp")),
+        "train_args": _plain_dict(upstream.get("opt")),
         "version": __version__,
         "date": str(upstream.get("date") or ""),
         "upstream": source,
@@ -390,8 +398,8 @@ def load_checkpoint(path: str | Path) -> dict:
     obj, restricted = _read(path)
     if restricted:
         return _convert_upstream(path, obj)
-    if not isinstance(obj, dict) or any(k not in obj for k in CHECKPOINT_FIELDS):
-        missing = [k for k in CHECKPOINT_FIELDS if not isinstance(obj, dict) or k not in obj]
+    missing = [k for k in CHECKPOINT_FIELDS if not isinstance(obj, dict) or k not in obj]
+    if missing:
         raise UserError(f"{path}: not a yolo-attn checkpoint (missing {', '.join(missing)})")
     return obj
 
@@ -412,17 +420,20 @@ def resolve_device(device: str | torch.device = "cpu") -> torch.device:
     return resolved
 
 
+def _preview(keys: set[str], limit: int = 8) -> str:
+    ordered = sorted(keys)
+    return ", ".join(ordered[:limit]) + (f" (+{len(ordered) - limit} more)" if len(ordered) > limit else "") or "none"
+
+
 def _load_weights(model: DetectionModel, state_dict: dict[str, torch.Tensor], path: Path) -> None:
     """Strict load; a checkpoint stored fused (Conv without BN) loads into the fused model."""
     expected = set(model.state_dict())
     if set(state_dict) != expected:
         model.fuse()
         if set(state_dict) != set(model.state_dict()):
-            missing = sorted(expected - set(state_dict))
-            unexpected = sorted(set(state_dict) - expected)
             raise UserError(
-                f"{path}: weights do not match the model built from its YAML: missing {missing[:8]}"
-                f"{' ...' if len(missing) > 8 else ''}, unexpected {unexpected[:8]}{' ...' if len(unexpected) > 8 else ''}"
+                f"{path}: weights do not match the model built from its YAML: missing "
+                f"{_preview(expected - set(state_dict))}, unexpected {_preview(set(state_dict) - expected)}"
             )
     try:
         model.load_state_dict(state_dict, strict=True)
@@ -440,7 +451,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", fuse: bool 
     names = list(checkpoint["names"])
     model = build_model(checkpoint["model_yaml"])
     model.names = names
-    _apply_batchnorm_settings(model, checkpoint.get("batchnorm") or {})
+    apply_batchnorm_settings(model, checkpoint.get("batchnorm"))
     _load_weights(model, checkpoint.get("ema") or checkpoint["state_dict"], path)
     model = model.float().eval()
     if fuse:
@@ -450,6 +461,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu", fuse: bool 
 
 
 __all__ = [
-    "LoadedModel", "RestrictedUnpickler", "UnsafeCheckpointError", "UpstreamRecord", "load_checkpoint", "load_model",
-    "make_checkpoint", "resolve_device", "save_checkpoint",
+    "LoadedModel", "RestrictedUnpickler", "UnsafeCheckpointError", "UpstreamRecord", "apply_batchnorm_settings",
+    "batchnorm_settings", "load_checkpoint", "load_model", "make_checkpoint", "resolve_device", "save_checkpoint",
 ]

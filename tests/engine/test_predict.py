@@ -25,7 +25,8 @@ REFERENCE = {
 # The issue gives no reference boxes; these are ours (x1, y1, x2, y2), recorded when every confidence above
 # matched to 0.001, and guard against regressions.
 RECORDED_BOXES = {
-    "bus.jpg": [[55, 398, 211, 889], [683, 367, 810, 881], [216, 409, 346, 865], [0, 573, 72, 893], [23, 228, 806, 781]],
+    "bus.jpg": [[55, 398, 211, 889], [683, 367, 810, 881], [216, 409, 346, 865], [0, 573, 72, 893],
+                [23, 228, 806, 781]],
     "zidane.jpg": [[743, 40, 1154, 715], [134, 181, 742, 720], [436, 434, 503, 712]],
 }
 
@@ -82,6 +83,12 @@ def test_predict_cli_outputs(shared, tmp_path, capsys):
     assert main(args[:-4] + ["--classes", "27"]) == 0  # a second run goes to exp2, only ties
     assert (tmp_path / "runs" / "exp2" / "zidane.jpg").is_file()
     assert "1 tie" in capsys.readouterr().out
+
+
+def test_bad_thresholds_are_user_errors(shared, capsys):
+    images = str(shared / "data" / "images")
+    assert main(["predict", "--weights", "unused.pt", "--source", images, "--conf", "1.5"]) == 2
+    assert "--conf 1.5: must be between 0 and 1" in capsys.readouterr().err
 
 
 def test_sources_and_increment_path(tmp_path):

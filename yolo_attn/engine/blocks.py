@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import inspect
 import json
-import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -77,13 +76,14 @@ def build_example(spec: BlockSpec, channels: int = EXAMPLE_CHANNELS) -> nn.Modul
     entry = yaml.safe_load(example)
     if not isinstance(entry, list) or len(entry) != 4 or entry[0] != -1:
         raise UserError(f"{spec.name}.yaml_example {example!r} is not a layer line [-1, number, module, args]")
-    model = {"nc": 80, "depth_multiple": 1.0, "width_multiple": channels / EXAMPLE_CHANNELS, "backbone": [entry], "head": []}
-    layers, _, _ = parse_layers(model, channels)
+    width = channels / EXAMPLE_CHANNELS
+    layers, _, _ = parse_layers({"nc": 80, "width_multiple": width, "backbone": [entry], "head": []}, channels)
     return layers[0]
 
 
 def measure(module: nn.Module, shape: tuple[int, int, int], repeats: int = 10) -> BlockCost:
-    """Parameters, GFLOPs (``count_gflops``) and median eval-mode CPU latency in ms (``repeats=0``: no timing)."""
+    """Parameters, GFLOPs (``count_gflops``) and eval-mode CPU latency in ms, the fastest of ``repeats`` runs
+    (the run least disturbed by other load; ``repeats=0``: no timing)."""
     from yolo_attn.nn.summary import count_gflops, count_params
 
     c, h, w = shape
@@ -99,7 +99,7 @@ def measure(module: nn.Module, shape: tuple[int, int, int], repeats: int = 10) -
                 start = time.perf_counter()
                 module(x)
                 times.append((time.perf_counter() - start) * 1e3)
-        cpu_ms = statistics.median(times)
+        cpu_ms = min(times)
     return BlockCost(count_params(module), gflops, cpu_ms)
 
 
@@ -138,9 +138,10 @@ def markdown_table(rows: list[BlockRow]) -> str:
     ]
     for r in rows:
         params = f"{r.params:,}" if r.params is not None else ""
-        gflops = f"{r.gflops:.3f}" if r.gflops is not None else ""
+        gflops = f"{r.gflops:.4g}" if r.gflops is not None else ""
         cpu_ms = f"{r.cpu_ms:.2f}" if r.cpu_ms is not None else ("error" if r.error else "")
-        cells = [f"`{r.name}`", ", ".join(f"`{a}`" for a in r.aliases), f"`{r.signature}`", r.paper, params, gflops, cpu_ms]
+        aliases = ", ".join(f"`{a}`" for a in r.aliases)
+        cells = [f"`{r.name}`", aliases, f"`{r.signature}`", r.paper, params, gflops, cpu_ms]
         lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
     return "\n".join(lines)
 
@@ -159,7 +160,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", metavar="NAME", help="only these blocks (names or aliases)")
     p.add_argument("--json", action="store_true", help="print JSON (one object per block) instead of the table")
     p.add_argument("--no-cost", action="store_true", help="skip building and timing the attention blocks")
-    p.add_argument("--repeats", type=int, default=10, help="timed forward passes per block (median; 0: no timing)")
+    p.add_argument("--repeats", type=int, default=10, help="timed forward passes per block (fastest counts; 0: no timing)")
     p.add_argument("--readme", metavar="PATH", help="also write the table into PATH between the blocks markers")
 
 

@@ -20,7 +20,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     where.add_argument("--after", type=int, metavar="IDX", help="insert the block after layer IDX")
     where.add_argument("--replace", type=int, metavar="IDX", help="replace layer IDX's module and args")
     p.add_argument("--block", required=True, help="registered block name, e.g. CBAM (see `yolo-attn blocks`)")
-    p.add_argument("--args", default="[]", help='the block\'s YAML args, e.g. "[256]" (parsed as YAML, never evaluated)')
+    p.add_argument("--args", default="[]", help='YAML args of the block, e.g. "[256]" (parsed, never evaluated)')
     p.add_argument("--rewire-all", action="store_true",
                    help="every layer reading layer IDX reads the new block (default: only the next layer's -1)")
     p.add_argument("-o", "--output", help="output YAML (default: <cfg stem>-<block>.yaml in the current directory)")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import importlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +20,17 @@ import numpy as np
 import torch
 from torchvision.ops import box_iou
 
+from yolo_attn.errors import UserError
+
 IOU_THRESHOLDS = torch.linspace(0.5, 0.95, 10)
 CONFIDENCE_GRID = np.linspace(0, 1, 1000)
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 EPS = 1e-16
+# backend -> (pip package, "module:COCO class", "module:COCOeval class"); faster-coco-eval is an optional install
+COCO_BACKENDS = {
+    "pycocotools": ("pycocotools", "pycocotools.coco:COCO", "pycocotools.cocoeval:COCOeval"),
+    "faster": ("faster-coco-eval", "faster_coco_eval:COCO", "faster_coco_eval:COCOeval_faster"),
+}
 
 
 def match_predictions(detections: torch.Tensor, labels: torch.Tensor, iou_thresholds: torch.Tensor = IOU_THRESHOLDS) -> torch.Tensor:
@@ -51,7 +59,7 @@ def match_predictions(detections: torch.Tensor, labels: torch.Tensor, iou_thresh
 
 
 def smooth(y: np.ndarray, fraction: float = 0.05) -> np.ndarray:
-    """Box filter over ``fraction`` of the curve (odd width), edges padded with the end values."""
+    """Box filter over ``fraction`` of the curve (YOLOv5's width rule), edges padded with the end values."""
     width = round(len(y) * fraction * 2) // 2 + 1
     padded = np.concatenate((np.full(width // 2, y[0]), y, np.full(width // 2, y[-1])))
     return np.convolve(padded, np.ones(width) / width, mode="valid")
@@ -208,29 +216,40 @@ class DetectionStats:
         return ap_per_class(correct.astype(np.float64), conf, pred_cls, self.target_classes)
 
 
+def _coco_backend(backend: str) -> tuple[type, type]:
+    """(COCO, COCOeval) classes of ``backend``; faster-coco-eval mirrors pycocotools' API."""
+    if backend not in COCO_BACKENDS:
+        raise UserError(f"unknown COCO backend {backend!r}; choose from {', '.join(COCO_BACKENDS)}")
+    package, *targets = COCO_BACKENDS[backend]
+    try:
+        return tuple(getattr(importlib.import_module(module), name) for module, name in (t.split(":") for t in targets))
+    except ImportError:
+        raise UserError(f"the '{backend}' COCO backend needs the {package} package: pip install {package}") from None
+
+
 def coco_evaluate(
     ground_truth: dict[str, Any] | Path | str,
     predictions: list[dict[str, Any]],
     image_ids: list[int] | None = None,
+    backend: str = "pycocotools",
 ) -> dict[str, float]:
     """COCOeval bbox stats (AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl).
 
     ``ground_truth``: a COCO instances dict or json path; ``predictions``: COCO result entries;
-    ``image_ids``: the images evaluated (default: all of the ground truth).
+    ``image_ids``: the images evaluated (default: all of the ground truth); ``backend``:
+    ``pycocotools`` or ``faster`` (faster-coco-eval, same numbers, if installed).
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
+    coco_cls, eval_cls = _coco_backend(backend)
     if not predictions:
         return dict.fromkeys(COCO_STAT_NAMES, 0.0)
-    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+    with contextlib.redirect_stdout(io.StringIO()):  # both backends print progress
         if isinstance(ground_truth, dict):
-            gt = COCO()
-            gt.dataset = ground_truth
-            gt.createIndex()
+            gt = coco_cls()
+            gt.dataset = {**ground_truth, "annotations": [dict(a) for a in ground_truth.get("annotations", [])]}
+            gt.createIndex()  # on copies: COCOeval writes flags into the annotations
         else:
-            gt = COCO(str(ground_truth))
-        evaluator = COCOeval(gt, gt.loadRes(copy.deepcopy(predictions)), "bbox")
+            gt = coco_cls(str(ground_truth))
+        evaluator = eval_cls(gt, gt.loadRes(copy.deepcopy(predictions)), "bbox")
         if image_ids is not None:
             evaluator.params.imgIds = list(image_ids)
         evaluator.evaluate()

@@ -7,6 +7,7 @@ import glob
 import json
 import math
 import sys
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -14,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-from yolo_attn.checkpoint import load_model, resolve_device
+from yolo_attn.checkpoint import load_model
 from yolo_attn.data.letterbox import letterbox
 from yolo_attn.errors import UserError
 from yolo_attn.nn.model import DetectionModel
@@ -153,8 +154,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 def run_cli(args: argparse.Namespace) -> int:
     if args.img < 1:
         raise UserError(f"--img {args.img}: must be a positive image size")
+    for option, value in (("--conf", args.conf), ("--iou", args.iou)):
+        if not 0 <= value <= 1:
+            raise UserError(f"{option} {value}: must be between 0 and 1")
     paths = image_paths(args.source)
-    loaded = load_model(args.weights, device=resolve_device(args.device), fuse=True)
+    loaded = load_model(args.weights, device=args.device, fuse=True)
     model, names = loaded.model, loaded.names
     save_dir = increment_path(Path(args.project) / args.name, args.exist_ok)
     save_dir.mkdir(parents=True, exist_ok=True)
@@ -170,9 +174,7 @@ def run_cli(args: argparse.Namespace) -> int:
             (save_dir / "labels" / f"{path.stem}.txt").write_text("".join(f"{line}\n" for line in lines))
         if args.save_json:
             coco.extend(coco_records(det, path, names))
-        counts: dict[str, int] = {}
-        for cls in det[:, 5].tolist():
-            counts[names[int(cls)]] = counts.get(names[int(cls)], 0) + 1
+        counts = Counter(names[int(c)] for c in det[:, 5].tolist())
         found = ", ".join(f"{n} {name}" for name, n in counts.items()) or "no detections"
         print(f"{path}: {image.shape[0]}x{image.shape[1]}: {found}")
         summary[str(path)] = [

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from yolo_attn.data.coco_json import detections_to_json, ground_truth_json
 from yolo_attn.data.config import DatasetConfig, SplitSource, load_dataset_config
 from yolo_attn.data.dataset import DetectionDataset, create_dataloader
-from yolo_attn.engine.metrics import ConfusionMatrix, DetectionStats, coco_evaluate
+from yolo_attn.engine.metrics import COCO_BACKENDS, ConfusionMatrix, DetectionStats, coco_evaluate
 from yolo_attn.errors import UserError
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
 from yolo_attn.utils.nms import non_max_suppression
@@ -74,7 +74,9 @@ def _mean(x: np.ndarray) -> float:
     return float(x.mean()) if len(x) else 0.0
 
 
-def _coco_metrics(dataset: DetectionDataset, predictions: list[dict[str, Any]], save_dir: Path | None) -> dict[str, float]:
+def _coco_metrics(
+    dataset: DetectionDataset, predictions: list[dict[str, Any]], save_dir: Path | None, backend: str
+) -> dict[str, float]:
     """COCOeval of ``predictions`` against the split's own json (COCO layout) or one written from its labels."""
     split = dataset.split
     if split.layout == "coco":
@@ -85,7 +87,7 @@ def _coco_metrics(dataset: DetectionDataset, predictions: list[dict[str, Any]], 
         )
         if save_dir is not None:
             (save_dir / "ground_truth.json").write_text(json.dumps(ground_truth))
-    return coco_evaluate(ground_truth, predictions, dataset.image_ids)
+    return coco_evaluate(ground_truth, predictions, dataset.image_ids, backend)
 
 
 @torch.no_grad()
@@ -104,6 +106,7 @@ def evaluate(
     save_dir: str | Path | None = None,
     plots: bool = False,
     coco: bool = True,
+    coco_backend: str = "pycocotools",
     save_json: bool = False,
     dataloader: DataLoader | None = None,
     names: list[str] | None = None,
@@ -247,7 +250,7 @@ def evaluate(
         (save_path / "predictions.json").write_text(json.dumps(predictions))
     if coco:
         t0 = time.perf_counter()
-        coco_stats = _coco_metrics(dataset, predictions, save_path if save_json else None)
+        coco_stats = _coco_metrics(dataset, predictions, save_path if save_json else None, coco_backend)
         result["coco_stats"] = coco_stats
         result["coco"] = {k: coco_stats[k] for k in COCO_JSON_KEYS}
         timings["coco"] = time.perf_counter() - t0
@@ -281,7 +284,7 @@ def format_results(result: dict[str, Any], per_class: bool = True) -> str:
                 % (row["name"][:22], row["images"], row["instances"], row["precision"], row["recall"], row["map50"], row["map50_95"])
             )
     if result.get("coco_stats"):
-        lines.append("COCO bbox (pycocotools): " + "  ".join(f"{k} {result['coco_stats'][k]:.4f}" for k in COCO_TABLE_KEYS))
+        lines.append("COCO bbox: " + "  ".join(f"{k} {result['coco_stats'][k]:.4f}" for k in COCO_TABLE_KEYS))
     speed = result["speed_ms"]
     lines.append(f"Speed: {speed['pre']:.1f}ms pre-process, {speed['inference']:.1f}ms inference, {speed['nms']:.1f}ms NMS per image")
     return "\n".join(lines)
@@ -301,7 +304,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--half", action="store_true", help="FP16 inference (CUDA only)")
     p.add_argument("--save-json", action="store_true", help="write COCO-format predictions.json to the run folder")
     p.add_argument("--no-plots", action="store_true", help="skip the PR / F1 / confusion-matrix plots")
-    p.add_argument("--no-coco", action="store_true", help="skip the pycocotools evaluation")
+    p.add_argument("--no-coco", action="store_true", help="skip the COCO (pycocotools) evaluation")
+    p.add_argument(
+        "--coco-backend",
+        default="pycocotools",
+        choices=tuple(COCO_BACKENDS),
+        help="COCOeval implementation; 'faster' = faster-coco-eval (optional install, same numbers)",
+    )
     p.add_argument("--project", default="runs/val", help="results go to PROJECT/NAME")
     p.add_argument("--name", default="exp", help="results go to PROJECT/NAME")
     p.add_argument("--exist-ok", action="store_true", help="reuse PROJECT/NAME instead of making NAME2, NAME3, ...")
@@ -313,11 +322,12 @@ def run_cli(args: argparse.Namespace) -> int:
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
+    source = resolve_split(args.data, args.split)  # a missing dataset fails before the weights load
     loaded = load_model(args.weights, device=args.device, fuse=True)
     save_dir = next_run_dir(args.project, args.name, args.exist_ok)
     result = evaluate(
         loaded.model,
-        args.data,
+        source,
         split=args.split,
         img_size=args.img,
         batch_size=args.batch,
@@ -330,6 +340,7 @@ def run_cli(args: argparse.Namespace) -> int:
         save_dir=save_dir,
         plots=not args.no_plots,
         coco=not args.no_coco,
+        coco_backend=args.coco_backend,
         save_json=args.save_json,
     )
     print(format_results(result))

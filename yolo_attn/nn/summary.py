@@ -41,19 +41,22 @@ _CUSTOM_FLOPS = {
 
 
 def count_gflops(model: nn.Module, img_size: int | tuple[int, int] = 640, ch: int = 3) -> float:
-    """GFLOPs (2 x multiply-adds) of one eval forward at ``img_size``, counted on the meta device."""
+    """GFLOPs (2 x multiply-adds) of one forward at ``img_size``, counted on the meta device.
+
+    Counted in training mode, as YOLOv5/YOLOv7 profile a freshly built model, so auxiliary heads
+    (IAuxDetect) count; a batch of two (then halved) keeps batch norm on pooled 1x1 maps valid.
+    """
     h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
-    probe = copy.deepcopy(model).eval()
-    x = torch.zeros(1, ch, h, w)
+    batch = 2
     try:
-        probe, x = probe.to("meta"), x.to("meta")
+        probe, x = copy.deepcopy(model).train().to("meta"), torch.zeros(batch, ch, h, w, device="meta")
         with FlopCounterMode(display=False, custom_mapping=_CUSTOM_FLOPS) as counter:
             probe(x)
     except (NotImplementedError, RuntimeError):  # an op without a meta kernel: count on the CPU
-        probe, x = copy.deepcopy(model).eval(), torch.zeros(1, ch, h, w)
+        probe, x = copy.deepcopy(model).train(), torch.zeros(batch, ch, h, w)
         with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_CUSTOM_FLOPS) as counter:
             probe(x)
-    return counter.get_total_flops() / 1e9
+    return counter.get_total_flops() / batch / 1e9
 
 
 def summarize(model: DetectionModel, img_size: int = 640) -> ModelSummary:

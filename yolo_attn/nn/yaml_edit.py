@@ -87,9 +87,8 @@ def layer_spans(text: str) -> list[LayerSpan]:
                 sources = (_int_scalar(source, where),)
             if not isinstance(module, ScalarNode) or not isinstance(args, SequenceNode):
                 raise YamlEditError(f"{where}: expected [from, number, module, args]")
-            spans.append(LayerSpan(
-                len(spans), entry.start_mark.index, entry.end_mark.index, bool(section.flow_style), sources, module, args,
-            ))
+            start, end = entry.start_mark.index, entry.end_mark.index
+            spans.append(LayerSpan(len(spans), start, end, bool(section.flow_style), sources, module, args))
     return spans
 
 
@@ -126,7 +125,8 @@ def _renumbered(layer: LayerSpan, ref: Reference, after: int, rewire_all: bool) 
     """The new text value of ``ref`` once a layer is inserted at ``after + 1``."""
     new_index = layer.index + 1 if layer.index > after else layer.index
     source = ref.value if ref.value >= 0 else layer.index + ref.value
-    reads_new_layer = source == after and layer.index > after and (rewire_all or (layer.index == after + 1 and ref.value == -1))
+    follows_directly = layer.index == after + 1 and ref.value == -1
+    reads_new_layer = source == after and layer.index > after and (rewire_all or follows_directly)
     new_source = after + 1 if reads_new_layer else source + 1 if source > after else source
     return new_source if ref.value >= 0 else new_source - new_index
 
@@ -177,7 +177,8 @@ def insert_block(text: str, after: int, block: str, args: Any = None, *, rewire_
     """
     spans = layer_spans(text)
     if not 0 <= after < len(spans) - 1:
-        raise YamlEditError(f"--after {after}: insert after a layer 0..{len(spans) - 2} (layer {len(spans) - 1} is the head)")
+        last = len(spans) - 1
+        raise YamlEditError(f"--after {after}: insert after a layer 0..{last - 1} (layer {last} is the head)")
     _check_block_name(block)
     edits = [
         (ref.start, ref.end, str(new))

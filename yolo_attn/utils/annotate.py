@@ -35,9 +35,9 @@ def draw_detections(
         cv2.rectangle(canvas, p1, p2, color, thickness=lw, lineType=cv2.LINE_AA)
         label = f"{names[cls] if 0 <= cls < len(names) else cls} {score:.2f}"
         (tw, th), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
-        above = p1[1] - th - baseline - 3 >= 0
-        top = p1[1] - th - baseline - 3 if above else p1[1]
-        cv2.rectangle(canvas, (p1[0], top), (p1[0] + tw + 2, top + th + baseline + 3), color, -1, cv2.LINE_AA)
-        cv2.putText(canvas, label, (p1[0] + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255),
+        left = max(min(p1[0], canvas.shape[1] - tw - 2), 0)  # keep the label inside the image
+        top = p1[1] - th - baseline - 3 if p1[1] - th - baseline - 3 >= 0 else p1[1]
+        cv2.rectangle(canvas, (left, top), (left + tw + 2, top + th + baseline + 3), color, -1, cv2.LINE_AA)
+        cv2.putText(canvas, label, (left + 1, top + th + 1), cv2.FONT_HERSHEY_SIMPLEX, font_scale, (255, 255, 255),
                     thickness, cv2.LINE_AA)
     return canvas

@@ -38,7 +38,9 @@ class ACmix(nn.Module):
 
     yaml_example: ClassVar[str] = "[-1, 1, ACmix, [256]]"
 
-    def __init__(self, c1: int, kernel_att: int = 7, head: int = 4, kernel_conv: int = 3, stride: int = 1, dilation: int = 1):
+    def __init__(
+        self, c1: int, kernel_att: int = 7, head: int = 4, kernel_conv: int = 3, stride: int = 1, dilation: int = 1
+    ):
         super().__init__()
         require_divisible(c1, head, "head")
         self.head, self.head_dim = head, c1 // head

@@ -28,7 +28,8 @@ class AxisSelfAttention(nn.Module):
         seq = x.permute(0, other, self.axis, 1)  # (b, other, length, c)
         b, n, length, c = seq.shape
         seq = self.norm(seq.reshape(b * n, length, c))
-        q, k, v = (t.view(b * n, length, self.heads, -1).transpose(1, 2) for t in (self.to_q(seq), *self.to_kv(seq).chunk(2, -1)))
+        projections = (self.to_q(seq), *self.to_kv(seq).chunk(2, -1))
+        q, k, v = (t.view(b * n, length, self.heads, -1).transpose(1, 2) for t in projections)
         out = nn.functional.scaled_dot_product_attention(q, k, v)
         out = self.to_out(out.transpose(1, 2).reshape(b * n, length, c)).view(b, n, length, c)
         return out.permute(0, 3, 2, 1) if self.axis == 2 else out.permute(0, 3, 1, 2)
@@ -50,7 +51,9 @@ class ChanLayerNorm(nn.Module):
 
 def _feed_forward(c: int) -> nn.Sequential:
     """The image transformer's feed-forward: channel LayerNorm, 3x3 conv to 4c, LeakyReLU, 3x3 conv back."""
-    return nn.Sequential(ChanLayerNorm(c), nn.Conv2d(c, 4 * c, 3, padding=1), nn.LeakyReLU(), nn.Conv2d(4 * c, c, 3, padding=1))
+    return nn.Sequential(
+        ChanLayerNorm(c), nn.Conv2d(c, 4 * c, 3, padding=1), nn.LeakyReLU(), nn.Conv2d(4 * c, c, 3, padding=1)
+    )
 
 
 @register("AxialImageTransformer")
@@ -75,7 +78,9 @@ class AxialAttention(nn.Module):
             raise ValueError("reversible residual layers are not implemented; use reversible=False")
         require_divisible(c1, heads, "heads")
         self.layers = nn.ModuleList(
-            nn.ModuleList((AxisSelfAttention(c1, heads, 2), AxisSelfAttention(c1, heads, 3), _feed_forward(c1), _feed_forward(c1)))
+            nn.ModuleList(
+                (AxisSelfAttention(c1, heads, 2), AxisSelfAttention(c1, heads, 3), _feed_forward(c1), _feed_forward(c1))
+            )
             for _ in range(depth)
         )
 

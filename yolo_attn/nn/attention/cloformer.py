@@ -24,7 +24,10 @@ class AttnMap(nn.Module):
         return self.act_block(x)
 
 
-@register(rule=PrependInput(signature="[num_heads=8, group_split=[4, 4], kernel_sizes=[5], window_size=4, qkv_bias=True]"))
+CLO_SIGNATURE = "[num_heads=8, group_split=[4, 4], kernel_sizes=[5], window_size=4, qkv_bias=True]"
+
+
+@register(rule=PrependInput(signature=CLO_SIGNATURE))
 class CloAttention(nn.Module):
     """The attention of CloFormer's Clo block (Fan et al., arXiv 2303.17803).
     YAML: ``[num_heads=8, group_split=[4, 4], kernel_sizes=[5], window_size=4, qkv_bias=True]``.
@@ -74,10 +77,11 @@ class CloAttention(nn.Module):
         if self.global_heads:
             self.global_q = nn.Conv2d(dim, self.global_heads * self.dim_head, 1, bias=qkv_bias)
             self.global_kv = nn.Conv2d(dim, 2 * self.global_heads * self.dim_head, 1, bias=qkv_bias)
-            self.avgpool = nn.AvgPool2d(window_size, window_size, ceil_mode=True) if window_size != 1 else nn.Identity()
+            self.avgpool = nn.AvgPool2d(window_size, ceil_mode=True) if window_size != 1 else nn.Identity()
         self.proj = nn.Conv2d(dim, dim, 1, bias=qkv_bias)
 
-    def local_attention(self, x: torch.Tensor, to_qkv: nn.Module, mixer: nn.Module, attn_map: nn.Module) -> torch.Tensor:
+    def local_attention(self, x: torch.Tensor, to_qkv: nn.Module, mixer: nn.Module, attn_map: nn.Module
+                        ) -> torch.Tensor:
         """AttnConv: shared depth-wise weights on q, k, v, then context-aware weights on v."""
         q, k, v = mixer(to_qkv(x)).chunk(3, dim=1)
         return torch.tanh(attn_map(q * k) * self.scale) * v
@@ -86,7 +90,8 @@ class CloAttention(nn.Module):
         """Multi-head attention of every position over the pooled K/V."""
         b, _, h, w = x.shape
         q = self.global_q(x).view(b, self.global_heads, self.dim_head, h * w).transpose(-1, -2)  # (b, m, hw, d)
-        k, v = self.global_kv(self.avgpool(x)).view(b, 2, self.global_heads, self.dim_head, -1).transpose(-1, -2).unbind(1)
+        kv = self.global_kv(self.avgpool(x)).view(b, 2, self.global_heads, self.dim_head, -1)
+        k, v = kv.transpose(-1, -2).unbind(1)  # (b, m, n, d) each
         attn = (q @ k.transpose(-1, -2) * self.scale).softmax(dim=-1)  # (b, m, hw, n)
         return (attn @ v).transpose(-1, -2).reshape(b, -1, h, w)
 

@@ -66,7 +66,10 @@ class CoTAttention(nn.Module):
         self.act = nn.SiLU(inplace=True)
         attn_chs = max(c1 * RADIX // SE_REDUCTION, 32)
         self.se = nn.Sequential(
-            nn.Conv2d(c1, attn_chs, 1), nn.BatchNorm2d(attn_chs), nn.ReLU(inplace=True), nn.Conv2d(attn_chs, RADIX * c1, 1)
+            nn.Conv2d(c1, attn_chs, 1),
+            nn.BatchNorm2d(attn_chs),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(attn_chs, RADIX * c1, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -40,7 +40,9 @@ class GatherExcite(nn.Module):
 
     yaml_example: ClassVar[str] = "[-1, 1, GatherExcite, [2, True]]"
 
-    def __init__(self, c1: int, extent: int = 0, extra_params: bool = False, use_mlp: bool = True, rd_ratio: float = 1 / 16):
+    def __init__(
+        self, c1: int, extent: int = 0, extra_params: bool = False, use_mlp: bool = True, rd_ratio: float = 1 / 16
+    ):
         super().__init__()
         if extent and (extent < 2 or extent & (extent - 1)):
             raise ValueError(f"extent must be 0 (global) or a power of two >= 2, got {extent}")
@@ -51,7 +53,9 @@ class GatherExcite(nn.Module):
         self.gather = _gather_convs(c1, extent) if extra_params else None
         hidden = max(int(c1 * rd_ratio), 1)
         self.mlp = (
-            nn.Sequential(nn.Conv2d(c1, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, c1, 1)) if use_mlp else nn.Identity()
+            nn.Sequential(nn.Conv2d(c1, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, c1, 1))
+            if use_mlp
+            else nn.Identity()
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,9 @@ _FUSIONS = ("channel_add", "channel_mul")
 
 def _transform(c: int, planes: int) -> nn.Sequential:
     """GCNet's bottleneck transform: 1x1 conv, LayerNorm, ReLU, 1x1 conv (last conv zero-initialised)."""
-    seq = nn.Sequential(nn.Conv2d(c, planes, 1), nn.LayerNorm([planes, 1, 1]), nn.ReLU(inplace=True), nn.Conv2d(planes, c, 1))
+    seq = nn.Sequential(
+        nn.Conv2d(c, planes, 1), nn.LayerNorm([planes, 1, 1]), nn.ReLU(inplace=True), nn.Conv2d(planes, c, 1)
+    )
     nn.init.zeros_(seq[-1].weight)
     nn.init.zeros_(seq[-1].bias)
     return seq

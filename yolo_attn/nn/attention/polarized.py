@@ -17,8 +17,10 @@ class _PolarizedGates(nn.Module):
     Channel-only: ``W_v`` (c -> c/2) pooled by a softmax over positions from ``W_q`` (c -> 1), then
     ``W_z`` (c/2 -> c), LayerNorm, sigmoid. Spatial-only: ``W_q`` (c -> c/2) globally pooled and
     softmaxed over channels, dotted with ``W_v`` (c -> c/2) at every position, sigmoid.
-    ``kernel_size`` is accepted for the official/YOLOAir signature ``(inplanes, planes, kernel_size)``;
-    the official code only derives an unused padding from it (all projections are 1x1).
+    This follows the paper's equations (LayerNorm after ``W_z``; the spatial softmax runs over the
+    pooled query's channels); the first public ``PSA_p``/``PSA_s`` code departs from them (no LayerNorm in
+    ``PSA_p``, softmax over positions instead). ``kernel_size`` is accepted for that code's signature
+    ``(inplanes, planes, kernel_size)``, from which it only derives an unused padding.
     """
 
     def __init__(self, c1: int, c2: int | None = None, kernel_size: int = 1):

@@ -35,5 +35,5 @@ class SimAM(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[2] * x.shape[3] - 1
         d = (x - x.mean((2, 3), keepdim=True)).pow(2)
-        energy_inv = d / (4 * (d.sum((2, 3), keepdim=True) / max(n, 1) + self.e_lambda)) + 0.5
+        energy_inv = d / (4 * (d.sum((2, 3), keepdim=True) / max(n, 1) + self.e_lambda)) + 0.5  # max: 1x1 maps
         return x * energy_inv.sigmoid()

@@ -27,7 +27,9 @@ class SKAttention(nn.Module):
 
     yaml_example: ClassVar[str] = "[-1, 1, SKAttention, [256, [3, 5], 16, 1, 32]]"
 
-    def __init__(self, c1: int, kernels: Sequence[int] = (1, 3, 5, 7), reduction: int = 16, group: int = 1, L: int = 32):
+    def __init__(
+        self, c1: int, kernels: Sequence[int] = (1, 3, 5, 7), reduction: int = 16, group: int = 1, L: int = 32
+    ):
         super().__init__()
         d = max(L, c1 // reduction)
         self.convs = nn.ModuleList(Conv(c1, c1, k, 1, None, group, act=nn.ReLU()) for k in kernels)

@@ -62,5 +62,6 @@ class SOCA(nn.Module):
         h, w = x.shape[-2:]
         top, left = max(h - MAX_COVARIANCE_SIZE, 0) // 2, max(w - MAX_COVARIANCE_SIZE, 0) // 2
         window = x[..., top : top + MAX_COVARIANCE_SIZE, left : left + MAX_COVARIANCE_SIZE]
-        descriptor = newton_schulz_sqrtm(covariance_pool(window)).mean(1)  # (b, c)
+        # covariance and square root in float32 even under autocast/half: the iteration is precision-sensitive
+        descriptor = newton_schulz_sqrtm(covariance_pool(window.float())).mean(1).to(x.dtype)  # (b, c)
         return x * self.conv_du(descriptor[..., None, None])

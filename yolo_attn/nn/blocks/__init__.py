@@ -1,6 +1,6 @@
 """The YOLO block families; importing this package registers them."""
 
-from yolo_attn.nn.blocks import conv, csp, heads, implicit, pooling, shape, torch_nn, yolov7  # noqa: F401
+from yolo_attn.nn.blocks import conv, csp, heads, implicit, pooling, shape, torch_nn, yolov7, yoloair  # noqa: F401
 from yolo_attn.nn.blocks.conv import Conv, CrossConv, DWConv, Focus, GhostConv
 from yolo_attn.nn.blocks.csp import C3, C3SPP, C3TR, Bottleneck, BottleneckCSP, C3Ghost, C3x, GhostBottleneck
 from yolo_attn.nn.blocks.heads import Detect, IAuxDetect, IDetect

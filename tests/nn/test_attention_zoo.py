@@ -1,0 +1,194 @@
+"""Every attention block (yolo_attn.nn.attention) built from its ``yaml_example`` through the builder:
+shape, gradients, batch 1, eval mode, a non-square odd size, a pinned parameter count, docs."""
+
+import re
+
+import pytest
+import torch
+import yaml
+
+from yolo_attn.nn.builder import ModelConfigError, parse_layers
+from yolo_attn.nn.registry import all_blocks, lookup
+from yolo_attn.nn.rules import LayerContext
+
+CHANNELS = 256
+HEIGHT, WIDTH = 13, 17  # non-square, odd
+
+ATTENTION = [s for s in all_blocks() if s.cls.__module__.startswith("yolo_attn.nn.attention")]
+IDS = [s.name for s in ATTENTION]
+
+# Parameters of each block's yaml_example after a 256-channel layer; a change here must be deliberate.
+PARAMS = {
+    "ACmix": 218_414,
+    "AxialAttention": 9_966_592,
+    "BAM": 17_329,
+    "CA": 6_680,
+    "CBAM": 8_290,
+    "CloAttention": 306_176,
+    "CoTAttention": 417_248,
+    "CrissCrossAttention": 82_241,
+    "DANet": 390_994,
+    "DoubleAttentionLayer": 98_816,
+    "ECA": 3,
+    "EffectiveSE": 65_792,
+    "EMA": 10_368,
+    "GAMAttention": 435_456,
+    "GatherExcite": 11_280,
+    "GlobalContext": 33_473,
+    "LSKBlock": 118_470,
+    "MHSA": 200_832,
+    "NAMAttention": 512,
+    "ParNetAttention": 722_688,
+    "PolarizedSelfAttention": 131_840,
+    "S2Attention": 525_312,
+    "SE": 8_192,
+    "SequentialPolarized": 131_840,
+    "ShuffleAttention": 96,
+    "SimAM": 0,
+    "SKAttention": 2_254_368,
+    "SOCA": 16_672,
+    "SpatialGroupEnhance": 16,
+    "TripletAttention": 300,
+}
+
+# BatchNorm over a pooled 1x1 descriptor (as the official code has it) cannot train on one image.
+TRAIN_NEEDS_BATCH_2 = {"CoTAttention"}
+
+
+def example_entry(spec) -> list:
+    return yaml.safe_load(spec.cls.yaml_example)
+
+
+def build(spec) -> torch.nn.Module:
+    """The block as the builder makes it from ``[Conv 256] + yaml_example``."""
+    d = {"nc": 1, "backbone": [[-1, 1, "Conv", [CHANNELS, 1, 1]], example_entry(spec)], "head": []}
+    torch.manual_seed(0)
+    layers, _, _ = parse_layers(d, ch=3)
+    return layers[1]
+
+
+def declared_out_channels(spec) -> int:
+    ctx = LayerContext(
+        index=1, c_in=(CHANNELS,), number=1, width_multiple=1.0, channel_multiple=8, nc=1, num_outputs=18
+    )
+    return spec.rule.resolve(example_entry(spec)[3], ctx).c_out
+
+
+def test_zoo_is_complete():
+    required = {
+        "SE", "ECA", "CA", "SimAM", "SKAttention", "TripletAttention", "ShuffleAttention", "NAMAttention",
+        "GlobalContext", "PolarizedSelfAttention", "S2Attention", "SpatialGroupEnhance", "CrissCrossAttention",
+        "ParNetAttention", "SOCA", "EffectiveSE", "EMA", "LSKBlock", "DANet", "ACmix", "AxialAttention",
+        "CoTAttention", "MHSA", "GatherExcite", "SequentialPolarized",
+    }
+    assert required <= set(IDS)
+    aliases = {
+        "SEAttention": "SE", "CoordAtt": "CA", "GlobalContextBlock": "GlobalContext", "GC": "GlobalContext",
+        "PSA_p": "PolarizedSelfAttention", "PSA_s": "SequentialPolarized", "EffectiveSELayer": "EffectiveSE",
+        "ESE": "EffectiveSE", "AxialImageTransformer": "AxialAttention", "LSKblock": "LSKBlock",
+    }
+    for alias, name in aliases.items():
+        assert lookup(alias).name == name
+
+
+@pytest.mark.parametrize("spec", ATTENTION, ids=IDS)
+def test_documented_with_paper_and_example(spec):
+    doc = spec.cls.__doc__ or ""
+    assert re.search(r"\b(19|20)\d\d\b", doc), "docstring must name the paper with its year"
+    assert re.search(r"arXiv[: ]\d{4}\.\d{4,5}|No arXiv preprint", doc), "docstring must give the arXiv id"
+    assert "YAML" in doc and re.search(r"e\.g\.|example", doc, re.I), "docstring needs the YAML signature + example"
+    entry = example_entry(spec)
+    assert isinstance(entry, list) and len(entry) == 4 and lookup(entry[2]).cls is spec.cls
+
+
+@pytest.mark.parametrize("spec", ATTENTION, ids=IDS)
+def test_parameter_count_is_pinned(spec):
+    assert spec.name in PARAMS, f"pin the parameter count of {spec.name} in PARAMS"
+    assert sum(p.numel() for p in build(spec).parameters()) == PARAMS[spec.name]
+
+
+@pytest.mark.parametrize("spec", ATTENTION, ids=IDS)
+def test_train_forward_and_gradients(spec):
+    block = build(spec).train()
+    with torch.no_grad():  # move zero/one initialisations (gammas, last convs) off their special values
+        for p in block.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    x = torch.randn(2, CHANNELS, HEIGHT, WIDTH, requires_grad=True)
+    out = block(x)
+    assert out.shape == (2, declared_out_channels(spec), HEIGHT, WIDTH)
+    assert torch.isfinite(out).all()
+    (out * torch.randn_like(out)).sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    unreached = [n for n, p in block.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not unreached, f"no gradient reaches {unreached}"
+
+
+@pytest.mark.parametrize("spec", ATTENTION, ids=IDS)
+def test_batch_one_and_eval(spec):
+    block = build(spec)
+    one = torch.randn(1, CHANNELS, HEIGHT, WIDTH)
+    if spec.name in TRAIN_NEEDS_BATCH_2:
+        with pytest.raises(ValueError, match="more than 1 value"):
+            block.train()(one)
+    else:
+        assert block.train()(one).shape == (1, CHANNELS, HEIGHT, WIDTH)
+    block.eval()
+    x = torch.randn(2, CHANNELS, HEIGHT, WIDTH)
+    with torch.no_grad():
+        out, again, single = block(x), block(x), block(x[:1])
+    assert out.shape == (2, CHANNELS, HEIGHT, WIDTH)
+    assert torch.isfinite(out).all()
+    assert torch.equal(out, again)
+    torch.testing.assert_close(single, out[:1], rtol=1e-4, atol=1e-5)  # eval mode: images are independent
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("[-1, 1, SE, [128, 16]]", "keeps its input channels"),
+        ("[-1, 1, CA, [512]]", "keeps its input channels"),
+        ("[-1, 1, ShuffleAttention, [256, 24]]", "divisible by 2 \\* groups"),
+        ("[-1, 1, EMA, [24]]", "divisible by factor"),
+        ("[-1, 1, MHSA, [256, 14, 14, 3]]", "divisible by heads"),
+        ("[-1, 1, GatherExcite, [0, True]]", "fixed input size"),
+        ("[-1, 1, AxialAttention, [256, 1, True]]", "reversible"),
+    ],
+)
+def test_bad_arguments_fail_at_build_naming_the_layer(line, message):
+    d = {"nc": 1, "backbone": [[-1, 1, "Conv", [CHANNELS, 1, 1]], yaml.safe_load(line)], "head": []}
+    with pytest.raises(ModelConfigError, match=rf"layer 1 .*{message}"):
+        parse_layers(d, ch=3)
+
+
+def test_width_then_args_scales_the_declared_width():
+    """YOLOAir's ``[-1, 1, SEAttention, [1024]]`` in a width-0.5 model sits on 512 channels and builds."""
+    d = {"nc": 1, "width_multiple": 0.5, "backbone": [[-1, 1, "Conv", [1024, 1, 1]], [-1, 1, "SEAttention", [1024]]],
+         "head": []}
+    layers, _, records = parse_layers(d, ch=3)
+    assert records[1].args == [512]
+    assert layers[1](torch.randn(2, 512, 5, 7)).shape == (2, 512, 5, 7)
+
+
+# Attention lines as YOLOAir's configs/attention/*.yaml write them after the last C3 of yolov5s (width 0.5).
+YOLOAIR_LINES = [
+    "[-1, 1, SEAttention, [1024]]", "[-1, 1, SKAttention, [1024]]", "[-1, 1, S2Attention, [1024]]",
+    "[-1, 1, SOCA, [1024]]", "[-1, 1, ShuffleAttention, [1024]]", "[-1, 1, CrissCrossAttention, [1024]]",
+    "[-1, 1, ACmix, [1024]]", "[-1, 1, CA, [1024]]", "[-1, 1, NAMAttention, [1024]]", "[-1, 1, SimAM, [1024]]",
+    "[-1, 1, EffectiveSELayer, [1024]]", "[-1, 1, SpatialGroupEnhance, [8]]", "[-1, 1, PSA_s, [512, 512, false]]",
+]
+
+
+@pytest.mark.parametrize("line", YOLOAIR_LINES)
+def test_yoloair_config_lines_build_unmodified(line):
+    d = {"nc": 80, "width_multiple": 0.5, "backbone": [[-1, 1, "Conv", [1024, 1, 1]], yaml.safe_load(line)], "head": []}
+    layers, _, _ = parse_layers(d, ch=3)
+    with torch.no_grad():
+        assert layers[1].eval()(torch.randn(2, 512, 6, 10)).shape == (2, 512, 6, 10)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (40, 24)])
+def test_any_spatial_size_for_fixed_table_blocks(size):
+    """BoTNet's relative tables (built for 14x14) are sliced or interpolated to the actual map."""
+    block = build(lookup("MHSA")).eval()
+    with torch.no_grad():
+        assert block(torch.randn(1, CHANNELS, *size)).shape == (1, CHANNELS, *size)
