@@ -30,7 +30,7 @@ def level_cells(cost: BlockCost | None) -> list[str]:
 
 def bench_table(names: list[str], repeats: int) -> str:
     """The markdown table; blocks that fail to build or run at a level get 'error' there (reason on stderr)."""
-    header = ["Block"] + [f"{level} {what}" for level, (c, h, w) in LEVELS.items() for what in ("params", "GFLOPs", "ms")]
+    header = ["Block"] + [f"{level} {what}" for level in LEVELS for what in ("params", "GFLOPs", "ms")]
     lines = ["| " + " | ".join(header) + " |", "| --- " + "| ---: " * (len(header) - 1) + "|"]
     for spec in selected_specs(names):
         if not is_attention(spec):
@@ -50,9 +50,9 @@ def bench_table(names: list[str], repeats: int) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", metavar="NAME", help="only these blocks (default: every attention block)")
+    parser.add_argument("names", nargs="*", metavar="NAME", help="only these blocks (default: all attention blocks)")
     parser.add_argument("--out", type=Path, help="also write the markdown table to this file")
-    parser.add_argument("--repeats", type=int, default=20, help="timed forward passes per block and size (fastest counts)")
+    parser.add_argument("--repeats", type=int, default=20, help="timed runs per block and size (fastest counts)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     args = parser.parse_args(argv)
     if args.threads:

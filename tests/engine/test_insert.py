@@ -170,7 +170,8 @@ def test_cli_writes_a_model_that_builds(tmp_path, capsys):
 
 def test_cli_reports_user_errors(tmp_path, capsys):
     out_path = tmp_path / "bad.yaml"
-    assert main(["insert", str(YOLOV5S), "--after", "4", "--block", "CBAM", "--args", "[512]", "-o", str(out_path)]) == 2
+    argv = ["insert", str(YOLOV5S), "--after", "4", "--block", "CBAM", "--args", "[512]", "-o", str(out_path)]
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert "does not build" in err and "layer 5 [-1, 1, CBAM, [512]]" in err and "keeps its input channels" in err
     assert not out_path.exists()

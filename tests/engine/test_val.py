@@ -22,20 +22,33 @@ REFERENCE = {"precision": 0.622, "recall": 0.488, "map50": 0.550, "map50_95": 0.
 REFERENCE_COCO = {"AP": 0.3522, "AP50": 0.5527, "AP75": 0.3661}
 
 
+class RecordingLoader:
+    """A dataloader that remembers the targets of the batch it yielded last."""
+
+    def __init__(self, loader):
+        self.loader, self.dataset, self.targets = loader, loader.dataset, None
+
+    def __iter__(self):
+        for batch in self.loader:
+            self.targets = batch[1].clone()
+            yield batch
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
 class OracleModel(nn.Module):
     """Answers each batch with that batch's own labels as certain detections (pixels are ignored)."""
 
-    def __init__(self, loader, nc: int):
+    def __init__(self, loader: RecordingLoader, nc: int):
         super().__init__()
         self.anchor = nn.Parameter(torch.zeros(1))
         self.stride = torch.tensor([8.0, 16.0, 32.0])
         self.nc = nc
-        self.batches = [targets for _, targets, _, _ in loader]
-        self.calls = 0
+        self.loader = loader
 
     def forward(self, images: torch.Tensor):
-        targets = self.batches[self.calls]
-        self.calls += 1
+        targets = self.loader.targets
         b, _, height, width = images.shape
         out = torch.zeros(b, max(len(targets), 1), 5 + self.nc)
         for slot, (i, cls, *xywh) in enumerate(targets.tolist()):
@@ -47,15 +60,19 @@ class OracleModel(nn.Module):
 
 @pytest.mark.parametrize("yaml_name", ["coco128.yaml", "coco128-coco.yaml"])
 def test_labels_returned_as_detections_score_perfectly(shared, tmp_path, yaml_name):
-    """Boxes go letterbox -> original pixels -> COCO json (with the json's own category ids) without loss."""
+    """Boxes go letterbox -> original pixels -> COCO json (with the json's own category ids) without loss.
+
+    At 640 COCO images are not resized (long side 640), so the way back is exact; at other sizes
+    YOLOv5's single gain for both axes (h / h0) shifts boxes by up to ~0.25 %, as upstream.
+    """
     split = load_dataset_config(shared / "data/coco128" / yaml_name).splits["val"]
-    loader, _ = create_dataloader(split, 160, 32, 32, rect=True, pad=0.5, workers=0, cache_dir=tmp_path)
+    loader = RecordingLoader(create_dataloader(split, 640, 32, 32, rect=True, pad=0.5, workers=0, cache_dir=tmp_path)[0])
     result = evaluate(OracleModel(loader, split.nc), dataloader=loader, iou_thres=1.0, save_dir=tmp_path / "run", save_json=True)
     assert result["images"] == 128 and result["instances"] == 929
     assert result["precision"] == pytest.approx(1) and result["recall"] == pytest.approx(1)
     assert result["map50"] == pytest.approx(0.995)  # YOLOv5's 101-point ceiling
-    assert result["map50_95"] > 0.98
-    assert result["coco"]["AP50"] == pytest.approx(1) and result["coco"]["AP"] > 0.98
+    assert result["map50_95"] == pytest.approx(0.995)
+    assert result["coco"]["AP50"] == pytest.approx(1) and result["coco"]["AP"] > 0.999  # boxes rounded to 1e-3 px
     predictions = json.loads((tmp_path / "run" / "predictions.json").read_text())
     assert len(predictions) == 929
     category_ids = {p["category_id"] for p in predictions}

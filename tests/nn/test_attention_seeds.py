@@ -39,7 +39,8 @@ def test_cbam_matches_formula():
     mlp = lambda v: F.relu(v @ f1.T) @ f2.T  # noqa: E731
     channel = torch.sigmoid(mlp(x.mean((2, 3))) + mlp(x.amax((2, 3))))[:, :, None, None]
     y = x * channel
-    spatial = torch.sigmoid(F.conv2d(torch.stack((y.mean(1), y.amax(1)), 1), m.spatial_attention.conv.weight, padding=1))
+    pooled = torch.stack((y.mean(1), y.amax(1)), 1)
+    spatial = torch.sigmoid(F.conv2d(pooled, m.spatial_attention.conv.weight, padding=1))
     assert torch.allclose(m(x), y * spatial, atol=1e-6)
 
 

@@ -56,10 +56,10 @@ def is_attention(spec: BlockSpec) -> bool:
 
 
 def paper_line(cls: type) -> str:
-    """The first docstring line of ``cls`` without its ``YAML: ...`` part."""
-    doc = inspect.getdoc(cls) or ""
-    first = doc.strip().splitlines()[0] if doc.strip() else ""
-    return first.split(" YAML:")[0].strip()
+    """The first paragraph of ``cls``'s docstring on one line, without its ``YAML: ...`` part."""
+    doc = (inspect.getdoc(cls) or "").strip()
+    paragraph = " ".join(line.strip() for line in doc.split("\n\n")[0].splitlines())
+    return paragraph.split(" YAML:")[0].strip()
 
 
 def build_example(spec: BlockSpec, channels: int = EXAMPLE_CHANNELS) -> nn.Module:

@@ -26,6 +26,7 @@ from yolo_attn.nn.rules import LayerContext
 from yolo_attn.nn.yaml_values import UnsafeValueError, parse_activation, resolve_value
 
 STRIDE_PROBE_SIZE = 256
+BATCHNORM_EPS, BATCHNORM_MOMENTUM = 1e-3, 0.03
 
 
 class ModelConfigError(UserError, ValueError):
@@ -232,4 +233,8 @@ def build_model(
         stride = torch.tensor([STRIDE_PROBE_SIZE / o.shape[-3 if o.dim() == 5 else -2] for o in levels])
         head.bind_strides(stride)
         model.stride = head.stride
+    # YOLOv5/YOLOv7 initialize_weights(), after the stride probe as there; attention blocks' norms too.
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.eps, m.momentum = BATCHNORM_EPS, BATCHNORM_MOMENTUM
     return model

@@ -74,12 +74,12 @@ class ACmix(nn.Module):
             raise ValueError(f"ACmix needs feature maps larger than {self.padding_att} pixels per side, got {h}x{w}")
         q, k, v = self.conv1(x), self.conv2(x), self.conv3(x)
         pe = self.conv_p(_grid_position(h, w, x))  # (1, head_dim, h, w)
-        q_att = q.view(b * self.head, self.head_dim, h, w) * self.head_dim**-0.5
-        q_att, q_pe = q_att[..., :: self.stride, :: self.stride], pe[..., :: self.stride, :: self.stride]
-        logits = (q_att[:, :, None] * (self._unfold(k.view(b * self.head, self.head_dim, h, w))
-                                       + q_pe[:, :, None] - self._unfold(pe))).sum(1)
+        q_heads, k_heads, v_heads = (t.view(b * self.head, self.head_dim, h, w) for t in (q, k, v))
+        q_att = (q_heads * self.head_dim**-0.5)[..., :: self.stride, :: self.stride]
+        q_pe = pe[..., :: self.stride, :: self.stride]
+        logits = (q_att[:, :, None] * (self._unfold(k_heads) + q_pe[:, :, None] - self._unfold(pe))).sum(1)
         attention = logits.softmax(1)  # over the window taps
-        out_att = (attention[:, None] * self._unfold(v.view(b * self.head, self.head_dim, h, w))).sum(2)
+        out_att = (attention[:, None] * self._unfold(v_heads)).sum(2)
         out_att = out_att.view(b, c, *out_att.shape[-2:])
 
         qkv = torch.cat([t.view(b, self.head, self.head_dim, h * w) for t in (q, k, v)], 1)

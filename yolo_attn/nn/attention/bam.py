@@ -14,7 +14,8 @@ from yolo_attn.nn.registry import register
 
 @register(rule=SameChannels(signature="[c2=c1, reduction=16, dilation=4]"))
 class BAM(nn.Module):
-    """Bottleneck Attention Module (Park et al., BMVC 2018). YAML: ``[c2=c1, reduction=16, dilation=4]``.
+    """Bottleneck Attention Module (Park et al., BMVC 2018, arXiv 1807.06514).
+    YAML: ``[c2=c1, reduction=16, dilation=4]``.
 
     The published BAM: ``y = x * (1 + sigmoid(Mc(x) + Ms(x)))`` with a channel branch
     ``Mc = MLP(avgpool(x))`` (``c -> c/r -> c``) and a spatial branch ``Ms`` of a 1x1 reduction to

@@ -74,7 +74,8 @@ class SpatialAttention(nn.Module):
 
 @register(rule=SameChannels(signature="[c2=c1, ratio=16, kernel_size=7]"))
 class CBAM(nn.Module):
-    """Convolutional Block Attention Module (Woo et al., ECCV 2018). YAML: ``[c2=c1, ratio=16, kernel_size=7]``.
+    """Convolutional Block Attention Module (Woo et al., ECCV 2018, arXiv 1807.06521).
+    YAML: ``[c2=c1, ratio=16, kernel_size=7]``.
 
     Channel attention (shared bias-free MLP over average- and max-pooled features), then spatial
     attention (a ``kernel_size`` conv over the channel mean and max); both multiply the features.

@@ -29,7 +29,7 @@ CLO_SIGNATURE = "[num_heads=8, group_split=[4, 4], kernel_sizes=[5], window_size
 
 @register(rule=PrependInput(signature=CLO_SIGNATURE))
 class CloAttention(nn.Module):
-    """The attention of CloFormer's Clo block (Fan et al., arXiv 2303.17803).
+    """The attention of CloFormer's Clo block (Fan et al., 2023, arXiv 2303.17803).
     YAML: ``[num_heads=8, group_split=[4, 4], kernel_sizes=[5], window_size=4, qkv_bias=True]``.
 
     Heads are split into groups: group ``i < len(kernel_sizes)`` is a local AttnConv branch (1x1

@@ -29,7 +29,8 @@ class DoubleAttentionRule(YamlRule):
 
 @register("DoubleAttention", rule=DoubleAttentionRule())
 class DoubleAttentionLayer(nn.Module):
-    """Double attention block (Chen et al., A2-Nets, NeurIPS 2018). YAML: ``[c_m, c_n, reconstruct=False]``.
+    """Double attention block (Chen et al., A2-Nets, NeurIPS 2018, arXiv 1810.11579).
+    YAML: ``[c_m, c_n, reconstruct=False]``.
 
     ``A = conv_A(x)`` (c_m maps), ``B = conv_B(x)``, ``V = conv_V(x)`` (c_n maps each, 1x1 convs).
     Gather: ``G = A @ softmax(B over positions)^T`` -> (b, c_m, c_n) global descriptors. Distribute:

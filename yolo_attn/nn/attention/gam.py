@@ -17,7 +17,7 @@ SHUFFLE_GROUPS = 4  # the seed (and YOLOAir) shuffle with 4 groups whatever ``ra
 
 @register(rule=SameChannels(signature="[c2=c1, group=True, rate=4]"))
 class GAMAttention(nn.Module):
-    """Global Attention Mechanism (Liu et al., arXiv 2112.05561). YAML: ``[c2=c1, group=True, rate=4]``.
+    """Global Attention Mechanism (Liu, Shao, Hoffmann, 2021, arXiv 2112.05561). YAML: ``[c2=c1, group=True, rate=4]``.
 
     As seed 000 and YOLOAir implement it: a channel MLP (``c -> c/rate -> c``) on the permuted
     ``(b, h*w, c)`` tensor multiplies the features (no sigmoid on this branch, unlike the paper's

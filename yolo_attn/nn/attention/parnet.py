@@ -11,7 +11,7 @@ from yolo_attn.nn.blocks.conv import Conv
 from yolo_attn.nn.registry import register
 
 
-@register("ParNetBlock", "SSE")
+@register("ParNetBlock")
 class ParNetAttention(nn.Module):
     """ParNet block with Skip-Squeeze-Excitation (Goyal, Bochkovskiy, Deng, Koltun, "Non-deep Networks",
     NeurIPS 2022, arXiv:2110.07641; official code imankgoyal/NonDeepNetworks).

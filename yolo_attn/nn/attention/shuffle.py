@@ -11,7 +11,7 @@ from yolo_attn.nn.attention._common import WIDTH_THEN_ARGS, channel_shuffle, req
 from yolo_attn.nn.registry import register
 
 
-@register("SA", "sa_layer", rule=WIDTH_THEN_ARGS)
+@register("sa_layer", rule=WIDTH_THEN_ARGS)
 class ShuffleAttention(nn.Module):
     """Shuffle Attention (Zhang, Yang, "SA-Net: Shuffle Attention for Deep Convolutional Neural Networks",
     ICASSP 2021, arXiv:2102.00240; official code wofmanaf/SA-Net).

@@ -13,7 +13,7 @@ from yolo_attn.nn.blocks.conv import Conv
 from yolo_attn.nn.registry import register
 
 
-@register("SKNet", "SKConv", rule=WIDTH_THEN_ARGS)
+@register("SKConv", rule=WIDTH_THEN_ARGS)
 class SKAttention(nn.Module):
     """Selective Kernel attention (Li, Wang, Hu, Yang, "Selective Kernel Networks", CVPR 2019, arXiv:1903.06586).
 

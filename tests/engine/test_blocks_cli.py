@@ -1,0 +1,80 @@
+"""``yolo-attn blocks``: the registry listing, costs of attention blocks built from ``yaml_example``,
+the markdown table and the README section."""
+
+import json
+
+import pytest
+
+from yolo_attn.cli import main
+from yolo_attn.engine.blocks import README_END, README_START, build_example, paper_line, update_readme
+from yolo_attn.errors import UserError
+from yolo_attn.nn.attention.cbam import CBAM
+from yolo_attn.nn.registry import all_blocks, lookup
+from yolo_attn.nn.summary import count_params
+from tests.conftest import ROOT
+
+
+def run_json(capsys, *argv: str) -> list[dict]:
+    assert main(["blocks", "--json", *argv]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_lists_every_registered_block(capsys):
+    rows = run_json(capsys, "--no-cost")
+    assert [r["name"] for r in rows] == [s.name for s in all_blocks()]
+    by_name = {r["name"]: r for r in rows}
+    double = by_name["DoubleAttentionLayer"]
+    assert double["aliases"] == ["DoubleAttention"] and double["attention"] is True
+    assert double["signature"] == "[c_m, c_n, reconstruct=False]"
+    assert double["paper"] == "Double attention block (Chen et al., A2-Nets, NeurIPS 2018, arXiv 1810.11579)."
+    assert by_name["CBAM"]["signature"] == "[c2=c1, ratio=16, kernel_size=7]"
+    assert by_name["Conv"]["attention"] is False and by_name["Conv"]["params"] is None
+    assert all(r["params"] is None for r in rows)  # --no-cost
+
+
+def test_attention_costs_at_the_reference_map(capsys):
+    rows = run_json(capsys, "CBAM", "DoubleAttention", "--repeats", "1")
+    cbam, double = rows
+    assert (cbam["name"], double["name"]) == ("CBAM", "DoubleAttentionLayer")
+    assert cbam["params"] == count_params(CBAM(256)) == 8_290
+    assert double["params"] == 98_816
+    # A2: three 1x1 convs on 256x40x40 and the reconstruction, plus two (128 x 64 x 1600) matmuls, in GFLOPs
+    convs = 2 * 1600 * 256 * (128 + 64 + 64) + 2 * 1600 * 128 * 256
+    assert double["gflops"] == pytest.approx((convs + 2 * 2 * 128 * 64 * 1600) / 1e9)
+    assert cbam["cpu_ms"] > 0 and cbam["error"] is None
+
+
+def test_unknown_name_is_a_user_error(capsys):
+    assert main(["blocks", "CBAMM"]) == 2
+    assert "unknown block 'CBAMM'" in capsys.readouterr().err
+
+
+def test_build_example_scales_channels_like_a_width_gain():
+    assert build_example(lookup("CBAM"), 128).channel_attention.f1.in_channels == 128
+    double = build_example(lookup("DoubleAttention"), 512)
+    assert (double.in_channels, double.c_m, double.c_n) == (512, 256, 64)  # c_m width-scaled, c_n as written
+
+
+def test_paper_line_drops_the_yaml_part():
+    assert paper_line(CBAM) == "Convolutional Block Attention Module (Woo et al., ECCV 2018, arXiv 1807.06521)."
+
+
+def test_markdown_table_into_readme(tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n## Blocks\n\n{README_START}\nold table\n{README_END}\n\ntail\n")
+    assert main(["blocks", "CBAM", "Conv", "--repeats", "0", "--readme", str(readme)]) == 0
+    table = capsys.readouterr().out.strip()
+    assert table.splitlines()[0].startswith("| Block | Aliases | YAML args | Paper | Params |")
+    assert "| `CBAM` |  | `[c2=c1, ratio=16, kernel_size=7]` |" in table and "| 8,290 |" in table
+    assert readme.read_text() == f"# x\n\n## Blocks\n\n{README_START}\n{table}\n{README_END}\n\ntail\n"
+    plain = tmp_path / "plain.md"
+    plain.write_text("# no markers\n")
+    with pytest.raises(UserError, match="markers"):
+        update_readme(plain, table)
+
+
+def test_project_readme_has_the_blocks_section():
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index(README_START):text.index(README_END)]
+    for name in ("GAMAttention", "CBAM", "BAM", "DoubleAttentionLayer", "CloAttention"):
+        assert f"| `{name}` |" in section
