@@ -177,3 +177,17 @@ def test_cli_reports_user_errors(tmp_path, capsys):
     assert not out_path.exists()
     assert main(["insert", str(tmp_path / "missing.yaml"), "--after", "1", "--block", "CBAM"]) == 2
     assert "model YAML not found" in capsys.readouterr().err
+
+
+def test_args_are_written_in_yolo_style():
+    new = insert_block(TINY, 3, "DoubleAttention", "[16, 4, true]")
+    assert "[-1, 1, DoubleAttention, [16, 4, True]]," in new
+    new = insert_block(TINY, 3, "nn.Upsample", "[None, 1, 'nearest']")
+    assert yaml.safe_load(new)["backbone"][4] == [-1, 1, "nn.Upsample", ["None", 1, "nearest"]]
+
+
+def test_cli_replace_dry_run(capsys):
+    cfg = CONFIGS / "attention" / "yolov5s-CBAM.yaml"
+    assert main(["insert", str(cfg), "--replace", "10", "--block", "BAM", "--args", "[1024]", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "\n-   [-1, 1, CBAM, [1024]],\n+   [-1, 1, BAM, [1024]],\n" in out

@@ -192,3 +192,68 @@ def test_any_spatial_size_for_fixed_table_blocks(size):
     block = build(lookup("MHSA")).eval()
     with torch.no_grad():
         assert block(torch.randn(1, CHANNELS, *size)).shape == (1, CHANNELS, *size)
+
+
+def test_criss_cross_equals_row_and_column_masked_attention():
+    from yolo_attn.nn.attention.criss_cross import CrissCrossAttention
+
+    torch.manual_seed(0)
+    block = CrissCrossAttention(16)
+    with torch.no_grad():
+        block.gamma.fill_(0.7)
+        x = torch.randn(2, 16, 4, 5)
+        q, k, v = (conv(x).flatten(2) for conv in (block.query_conv, block.key_conv, block.value_conv))
+        rows, cols = torch.meshgrid(torch.arange(4), torch.arange(5), indexing="ij")
+        rows, cols = rows.flatten(), cols.flatten()
+        same_line = (rows[:, None] == rows[None, :]) | (cols[:, None] == cols[None, :])  # self included once
+        logits = (q.transpose(1, 2) @ k).masked_fill(~same_line, float("-inf"))
+        expected = 0.7 * (v @ logits.softmax(-1).transpose(1, 2)).view_as(x) + x
+        torch.testing.assert_close(block(x), expected)
+
+
+def test_cot_local_aggregation_shares_kernels_every_c_w_channels():
+    from yolo_attn.nn.attention.cot import local_aggregate
+
+    torch.manual_seed(0)
+    v, weights = torch.randn(2, 8, 4, 5), torch.randn(2, 2, 9, 4, 5)
+    padded = torch.nn.functional.pad(v, (1, 1, 1, 1))
+    expected = torch.zeros_like(v)
+    for c in range(8):
+        for tap in range(9):
+            dy, dx = divmod(tap, 3)
+            expected[:, c] += weights[:, c % 2, tap] * padded[:, c, dy : dy + 4, dx : dx + 5]
+    torch.testing.assert_close(local_aggregate(v, weights, 3), expected)
+
+
+def test_botnet_relative_logits_use_key_minus_query_offsets():
+    from yolo_attn.nn.attention.botnet_mhsa import MHSA
+
+    torch.manual_seed(0)
+    block = MHSA(8, width=5, height=4, heads=2, pos_emb=True)
+    x = torch.randn(1, 8, 3, 4)  # smaller than the 4x5 tables: central slices
+    with torch.no_grad():
+        q = block.query(x).view(2, 4, 12) * 4**-0.5
+        k, v = block.key(x).view(2, 4, 12), block.value(x).view(2, 4, 12)
+        logits = torch.einsum("ndq,ndk->nqk", q, k)
+        for query in range(12):
+            for key in range(12):
+                (qy, qx), (ky, kx) = divmod(query, 4), divmod(key, 4)
+                rel = block.rel_width[kx - qx + 4] + block.rel_height[ky - qy + 3]
+                logits[:, query, key] += q[:, :, query] @ rel
+        expected = torch.einsum("nqk,ndk->ndq", logits.softmax(-1), v).reshape(1, 8, 3, 4)
+        torch.testing.assert_close(block(x), expected)
+
+
+def test_soca_matrix_square_root():
+    from yolo_attn.nn.attention.soca import covariance_pool, newton_schulz_sqrtm
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 6, 9, 11, dtype=torch.float64)
+    cov = covariance_pool(x)
+    flat = x.flatten(2)
+    torch.testing.assert_close(cov, torch.stack([torch.cov(f, correction=0) for f in flat]))
+    a = torch.eye(6, dtype=torch.float64) + 0.1 * (cov / cov.diagonal(dim1=1, dim2=2).sum(-1)[:, None, None])
+    converged = newton_schulz_sqrtm(a, iterations=20)
+    torch.testing.assert_close(converged @ converged, a, rtol=0, atol=1e-10)
+    five_steps = newton_schulz_sqrtm(a, iterations=5)  # SOCA's setting: an approximation, as in iSQRT-COV
+    torch.testing.assert_close(five_steps @ five_steps, a, rtol=0, atol=1e-3)

@@ -24,7 +24,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from yolo_attn.data.coco_json import image_ids_from_names, read_coco_labels
+from yolo_attn.data.coco_json import CocoImage, image_ids_from_names, read_coco_labels
 from yolo_attn.data.config import SplitSource
 from yolo_attn.data.letterbox import letterbox
 from yolo_attn.errors import UserError
@@ -107,7 +107,7 @@ def _image_size(path: str) -> tuple[int, int]:
     with Image.open(path) as im:
         im.verify()
     with Image.open(path) as im:
-        if im.format is None or f".{im.format.lower()}" not in IMAGE_SUFFIXES | {".jpeg", ".mpo"}:
+        if im.format is None or f".{im.format.lower()}" not in IMAGE_SUFFIXES:
             raise ValueError(f"unsupported image format {im.format}")
         w, h = im.size
         if im.getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8):
@@ -169,7 +169,8 @@ def _scan_yolo_image(args: tuple[str, int]) -> tuple[str, tuple[int, int] | None
     return image, size, labels, "found" if len(labels) else "empty", warning
 
 
-def _scan_coco_image(args: tuple[str, Any]) -> tuple[str, tuple[int, int] | None, np.ndarray, str, str | None]:
+def _scan_coco_image(args: tuple[str, CocoImage]) -> tuple[str, tuple[int, int] | None, np.ndarray, str, str | None]:
+    """The same for a COCO-layout image, whose labels come from the json."""
     image, entry = args
     try:
         size = _image_size(image)
@@ -411,7 +412,9 @@ class DetectionDataset(Dataset):
         return torch.stack(images, 0), torch.cat(labels, 0), paths, shapes
 
 
-def _seed_worker(worker_id: int) -> None:
+def _init_worker(worker_id: int) -> None:
+    """Seed numpy and random from torch's per-worker seed; keep OpenCV single-threaded inside workers."""
+    cv2.setNumThreads(0)
     seed = torch.initial_seed() % 2**32
     np.random.seed(seed)
     random.seed(seed)
@@ -459,7 +462,7 @@ def create_dataloader(
         sampler=sampler,
         pin_memory=torch.cuda.is_available(),
         collate_fn=dataset_cls.collate_fn,
-        worker_init_fn=_seed_worker,
+        worker_init_fn=_init_worker,
         generator=generator,
         persistent_workers=num_workers > 0,
     )

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import yaml
 from torch import nn
+from torch.utils.data import DistributedSampler
 
 from yolo_attn.errors import UserError
 
@@ -68,16 +69,21 @@ def run_cli(args: argparse.Namespace) -> int:
     return 0
 
 
-def train(**options: Any) -> dict[str, Any]:
-    """Library entry: ``train(cfg=..., data=..., epochs=...)`` with the CLI's option names; returns the summary."""
+def default_options(**options: Any) -> argparse.Namespace:
+    """The CLI's defaults with ``options`` (same names as the flags, ``_`` for ``-``) applied."""
     parser = argparse.ArgumentParser()
     configure_parser(parser)
     args = parser.parse_args([])
     unknown = set(options) - set(vars(args))
     if unknown:
-        raise TypeError(f"train() got unknown options: {', '.join(sorted(unknown))}")
+        raise TypeError(f"unknown train options: {', '.join(sorted(unknown))}")
     vars(args).update(options)
-    return Trainer(args).run()
+    return args
+
+
+def train(**options: Any) -> dict[str, Any]:
+    """Library entry: ``train(cfg=..., data=..., epochs=...)`` with the CLI's option names; returns the summary."""
+    return Trainer(default_options(**options)).run()
 
 
 @dataclass
@@ -395,7 +401,7 @@ class Trainer:
             f"{args.img} px, batch {self.world_batch}, {self.context.world_size} process(es) on {self.device}, "
             f"epochs {start_epoch}..{args.epochs - 1}, results in {self.save_dir}"
         )
-        last_opt_step = -1
+        last_opt_step = int(resume.get("last_opt_step", -1)) if resume is not None else -1
         metrics: dict[str, Any] = {}
         epoch = start_epoch - 1
         for epoch in range(start_epoch, args.epochs):
@@ -423,7 +429,7 @@ class Trainer:
 
                 append_results_row(csv_path, record.row())
                 if not args.nosave or final_epoch:
-                    self.save(epoch, best_fitness, is_best=fit == best_fitness)
+                    self.save(epoch, best_fitness, is_best=fit == best_fitness, last_opt_step=last_opt_step)
                 stop = stop or final_epoch
             stop = self.broadcast_stop(stop)
             if stop:
@@ -465,9 +471,11 @@ class Trainer:
 
         args = self.args
         self.train_model.train()
-        sampler = getattr(loader, "sampler", None)
-        if hasattr(sampler, "set_epoch"):
-            sampler.set_epoch(epoch)
+        # Shuffle order and worker seeds depend on the epoch only, so a resumed run repeats them.
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
+        if loader.generator is not None:
+            loader.generator.manual_seed(args.seed + epoch)
         mean_losses = torch.zeros(3, device=self.device)
         progress = enumerate(loader)
         if self.is_main:
@@ -524,7 +532,7 @@ class Trainer:
 
         return bool(broadcast_object(stop, self.context))
 
-    def save(self, epoch: int, best_fitness: float, is_best: bool) -> None:
+    def save(self, epoch: int, best_fitness: float, is_best: bool, last_opt_step: int) -> None:
         """Write last.pt (and best.pt) atomically with everything resume needs."""
         from yolo_attn.checkpoint import make_checkpoint, save_checkpoint
 
@@ -535,6 +543,7 @@ class Trainer:
                 "scheduler": self.scheduler.state_dict(),
                 "rng": rng_state(),
                 "early_stopping": {"best_epoch": self.stopper.best_epoch, "best_fitness": self.stopper.best_fitness},
+                "last_opt_step": last_opt_step,
             },
         )
         save_checkpoint(self.weights_dir / "last.pt", checkpoint)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from yolo_attn.data.coco_json import detections_to_json, ground_truth_json
 from yolo_attn.data.config import DatasetConfig, SplitSource, load_dataset_config
@@ -114,6 +115,7 @@ def evaluate(
     compute_loss: Callable[[Any, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
     split: str = "val",
     cache_dir: str | Path | None = None,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Evaluate ``model`` on a dataset split; returns the metrics dict that ``yolo-attn val --json`` prints.
 
@@ -124,7 +126,8 @@ def evaluate(
     ``compute_loss(raw_outputs, targets) -> (loss, loss_items)``, ``loss`` (mean loss_items).
 
     Training passes its own ``dataloader`` (a :func:`create_dataloader` over :class:`DetectionDataset`);
-    otherwise ``data`` names the split and a rectangular-batch loader is built.
+    otherwise ``data`` (plus ``split``) names the images and a rectangular-batch loader is built.
+    ``device=None`` keeps the model where it is; the model's train/eval mode and dtype are restored.
     """
     start = time.perf_counter()
     timings = dict.fromkeys(("data", "load", "pre", "inference", "nms", "metrics", "coco", "plots"), 0.0)
@@ -135,7 +138,9 @@ def evaluate(
 
         device = resolve_device(device)
         model.to(device)
-    half = half and device.type == "cuda"
+    if half and device.type != "cuda":
+        LOGGER.warning("--half needs a CUDA device; evaluating in FP32")
+        half = False
     stride = _model_stride(model)
     if dataloader is None:
         if data is None:
@@ -172,7 +177,7 @@ def evaluate(
     loss = None
     image_index = 0
     tick = time.perf_counter()
-    for images, targets, _, shapes in dataloader:
+    for images, targets, _, shapes in tqdm(dataloader, desc=f"{split}", unit="batch", disable=not progress, leave=False):
         t0 = time.perf_counter()
         timings["load"] += t0 - tick
         images = images.to(device, non_blocking=True)
@@ -342,6 +347,7 @@ def run_cli(args: argparse.Namespace) -> int:
         coco=not args.no_coco,
         coco_backend=args.coco_backend,
         save_json=args.save_json,
+        progress=True,
     )
     print(format_results(result))
     print(f"Results saved to {save_dir}")

@@ -26,6 +26,7 @@ from yolo_attn.nn.rules import LayerContext
 from yolo_attn.nn.yaml_values import UnsafeValueError, parse_activation, resolve_value
 
 STRIDE_PROBE_SIZE = 256
+STRIDE_PROBE_BATCH = 2  # train-mode BatchNorm on pooled 1x1 maps (CoTAttention, ...) needs more than one image
 BATCHNORM_EPS, BATCHNORM_MOMENTUM = 1e-3, 0.03
 
 
@@ -226,7 +227,8 @@ def build_model(
     model = DetectionModel(layers, save, d)
     model.train()
     with torch.no_grad():
-        out, model.layer_records = trace_shapes(model, torch.zeros(1, ch, STRIDE_PROBE_SIZE, STRIDE_PROBE_SIZE), records)
+        probe = torch.zeros(STRIDE_PROBE_BATCH, ch, STRIDE_PROBE_SIZE, STRIDE_PROBE_SIZE)
+        out, model.layer_records = trace_shapes(model, probe, records)
     head = model.head
     if callable(getattr(head, "bind_strides", None)):
         levels = out[: head.nl]

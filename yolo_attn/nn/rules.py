@@ -55,6 +55,10 @@ class YamlRule:
     def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
         raise NotImplementedError
 
+    def args_for_channels(self, args: list[Any], channels: int) -> list[Any]:
+        """``args`` adapted to a layer fed ``channels`` (YAML units): only rules with a width arg change them."""
+        return list(args)
+
 
 @dataclass(frozen=True)
 class PassThrough(YamlRule):
@@ -93,6 +97,9 @@ class ConvLike(YamlRule):
             built.insert(2, number)
             number = 1
         return Resolved(built, c2, number)
+
+    def args_for_channels(self, args: list[Any], channels: int) -> list[Any]:
+        return [channels, *args[1:]]
 
 
 @dataclass(frozen=True)

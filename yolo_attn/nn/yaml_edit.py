@@ -92,6 +92,19 @@ def layer_spans(text: str) -> list[LayerSpan]:
     return spans
 
 
+def _flow(value: Any) -> str:
+    """One YAML flow value in the style of YOLO model YAMLs (``True``, ``None``, ``'nearest'``)."""
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow(v) for v in value) + "]"
+    if value is None or isinstance(value, (bool, int, float)):
+        return str(value)
+    if not isinstance(value, str):
+        raise YamlEditError(f"block args may hold numbers, words and lists, not {value!r}")
+    if value and not re.search(r"[\[\]{},#'\"]|^\s|\s$|^[-?:&*!|>%@`]", value) and yaml.safe_load(value) == value:
+        return value
+    return "'" + value.replace("'", "''") + "'"
+
+
 def format_args(args: Any) -> str:
     """A YAML flow list for ``args`` (a list, or a YAML text of one, parsed with ``yaml.safe_load``)."""
     if isinstance(args, str):
@@ -103,7 +116,7 @@ def format_args(args: Any) -> str:
         args = []
     if not isinstance(args, list):
         raise YamlEditError(f"block args must be a list such as [256] or [], got {args!r}")
-    return yaml.safe_dump(args, default_flow_style=True, width=1 << 16).strip()
+    return _flow(args)
 
 
 def _check_block_name(block: str) -> None:

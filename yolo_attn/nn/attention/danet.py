@@ -49,7 +49,7 @@ class DANet(nn.Module):
 
     The DANet head with ``out_channels = c1``: two 3x3 conv-BN-ReLU reductions to ``c1 / 4``, position
     attention (PAM) on one and channel attention (CAM) on the other, a 3x3 conv-BN-ReLU after each,
-    element-wise sum, and a 1x1 conv back to ``c1``.
+    element-wise sum, and a 1x1 conv back to ``c1`` (the head's dropout before it is left out).
 
     YAML ``[c1, c2=c1]`` -> ``DANet(c1, c2)`` (args as written, as in YOLOAir; the block keeps its
     channels), e.g. ``[-1, 1, DANet, [512, 512]]``.

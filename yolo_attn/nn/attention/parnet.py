@@ -17,7 +17,7 @@ class ParNetAttention(nn.Module):
     NeurIPS 2022, arXiv:2110.07641; official code imankgoyal/NonDeepNetworks).
 
     ``y = SiLU(BN(conv1x1(x)) + BN(conv3x3(x)) + SSE(x))`` where the SSE skip branch is
-    ``BN(x) * sigmoid(conv1x1(avgpool(BN(x))))``.
+    ``BN(x) * sigmoid(conv1x1(avgpool(BN(x))))`` as in the paper.
 
     YAML ``[c1]`` -> ``ParNetAttention(c1)`` (args as written, as in YOLOAir: ``c1`` is the real input
     channel count), e.g. ``[-1, 1, ParNetAttention, [512]]``.

@@ -17,9 +17,10 @@ from yolo_attn.nn.registry import register
 class SKAttention(nn.Module):
     """Selective Kernel attention (Li, Wang, Hu, Yang, "Selective Kernel Networks", CVPR 2019, arXiv:1903.06586).
 
-    Split: one conv-BN-ReLU branch per kernel size. Fuse: sum the branches, global average pool,
-    ``fc`` to ``d = max(L, c1 // reduction)``. Select: one ``fc`` per branch, softmax across branches,
-    weighted sum. Defaults follow YOLOAir's ``SKAttention`` (kernels 1/3/5/7, groups 1).
+    Split: one conv-BN-ReLU branch per kernel size (bias-free convs, as BN follows). Fuse: sum the
+    branches, global average pool, ``fc`` to ``d = max(L, c1 // reduction)``. Select: one ``fc`` per
+    branch, softmax across branches, weighted sum. Defaults follow YOLOAir's ``SKAttention`` (kernels
+    1/3/5/7, groups 1); the example uses the paper's two branches (3x3 and 5x5).
 
     YAML ``[c2, kernels=[1, 3, 5, 7], reduction=16, group=1, L=32]`` -> ``SKAttention(c1, ...)``
     (``c2`` = input channels after width gain), e.g. ``[-1, 1, SKAttention, [1024]]``.
