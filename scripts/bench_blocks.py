@@ -1,6 +1,6 @@
 """Benchmark every attention block at the P3/P4/P5 feature sizes of YOLOv5s at 640.
 
-Each block is built from its ``yaml_example`` line (channel args width-scaled to the level's channels,
+Each block is built from its ``yaml_example`` line (args adapted to the level's channels by its rule,
 see ``yolo_attn.engine.blocks.build_example``) and measured on a (1, c, h, w) input: parameters,
 GFLOPs (``yolo_attn.nn.summary.count_gflops``) and eval-mode CPU latency (fastest of ``--repeats``).
 

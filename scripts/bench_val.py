@@ -12,16 +12,16 @@ import time
 
 PROCESS_START = time.perf_counter()
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import tempfile  # noqa: E402
+import argparse
+import json
+import tempfile
 
-import torch  # noqa: E402
+import torch
 
-from yolo_attn.checkpoint import load_model  # noqa: E402
-from yolo_attn.data.dataset import scan_split  # noqa: E402
-from yolo_attn.engine.metrics import COCO_BACKENDS  # noqa: E402
-from yolo_attn.engine.val import evaluate, resolve_split  # noqa: E402
+from yolo_attn.checkpoint import load_model
+from yolo_attn.data.dataset import scan_split
+from yolo_attn.engine.metrics import COCO_BACKENDS
+from yolo_attn.engine.val import evaluate, resolve_split
 
 
 def _timed(fn, *args, **kwargs):
@@ -49,8 +49,16 @@ def main() -> None:
         _, scan_cold = _timed(scan_split, split, cache)
         _, scan_warm = _timed(scan_split, split, cache)
         result = evaluate(
-            loaded.model, split, img_size=args.img, batch_size=args.batch, workers=args.workers, device=args.device,
-            cache_dir=cache, plots=args.plots, save_dir=save_dir, coco_backend=args.coco_backend,
+            loaded.model,
+            split,
+            img_size=args.img,
+            batch_size=args.batch,
+            workers=args.workers,
+            device=args.device,
+            cache_dir=cache,
+            plots=args.plots,
+            save_dir=save_dir,
+            coco_backend=args.coco_backend,
         )
     t = result["timings_s"]
     images = result["images"]
@@ -71,7 +79,10 @@ def main() -> None:
         ("evaluate() total", t["total"]),
         ("process wall", wall),
     ]
-    print(f"{images} images, img {args.img}, batch {args.batch}, {torch.get_num_threads()} torch threads, device {args.device}")
+    print(
+        f"{images} images, img {args.img}, batch {args.batch}, device {args.device}, "
+        f"{torch.get_num_threads()} torch threads"
+    )
     for name, seconds in rows:
         print(f"{name:>26s} {seconds:8.2f} s {seconds / images * 1e3:9.1f} ms/img")
     print(f"mAP50 {result['map50']:.4f}  mAP50-95 {result['map50_95']:.4f}  COCO AP {result['coco']['AP']:.4f}")

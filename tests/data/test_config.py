@@ -52,7 +52,12 @@ def test_paths_resolve_against_path_and_path_against_the_yaml_folder(tmp_path):
     (root / "lists" / "val.txt").write_text("../images/a/x.jpg\n")
     cfg = _write(
         tmp_path / "cfg" / "d.yaml",
-        {"path": "../sets/mine", "train": ["images/a", "lists/val.txt"], "val": "lists/val.txt", "names": {0: "a", 1: "b"}},
+        {
+            "path": "../sets/mine",
+            "train": ["images/a", "lists/val.txt"],
+            "val": "lists/val.txt",
+            "names": {0: "a", 1: "b"},
+        },
     )
     config = load_dataset_config(cfg)
     assert config.root == root.resolve()
@@ -95,7 +100,9 @@ def test_names_must_match_the_coco_categories(tmp_path):
 
 
 def test_missing_dataset_folder_is_one_message_with_the_download_hint(tmp_path):
-    cfg = _write(tmp_path / "d.yaml", {"path": "../nowhere", "val": "images", "names": ["a"], "download": "Get it from X."})
+    cfg = _write(
+        tmp_path / "d.yaml", {"path": "../nowhere", "val": "images", "names": ["a"], "download": "Get it from X."}
+    )
     with pytest.raises(DatasetConfigError) as e:
         load_dataset_config(cfg)
     message = str(e.value)

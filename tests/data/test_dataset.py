@@ -48,11 +48,17 @@ def tiny_yolo(tmp_path):
 
 
 def test_label_path_swaps_the_last_images_folder():
-    assert label_path_for(f"{os.sep}d{os.sep}images{os.sep}images{os.sep}x.jpg") == f"{os.sep}d{os.sep}images{os.sep}labels{os.sep}x.txt"
+    assert (
+        label_path_for(f"{os.sep}d{os.sep}images{os.sep}images{os.sep}x.jpg")
+        == f"{os.sep}d{os.sep}images{os.sep}labels{os.sep}x.txt"
+    )
 
 
 def test_parse_label_lines_drops_bad_lines_boxes_polygons_and_dedups():
-    text = "0 0.5 0.5 0.2 0.2\n0 0.5 0.5 0.2 0.2\n1 0.1 0.1 0.3 0.1 0.3 0.5 0.1 0.5\n2 0.5 0.5 0.1 0.1\n1 0.5\n0.5 0.5 0.5 0.1 0.1\n"
+    text = "\n".join(
+        ["0 0.5 0.5 0.2 0.2", "0 0.5 0.5 0.2 0.2", "1 0.1 0.1 0.3 0.1 0.3 0.5 0.1 0.5", "2 0.5 0.5 0.1 0.1", "1 0.5"]
+        + ["0.5 0.5 0.5 0.1 0.1"]
+    )
     labels, problems = parse_label_lines(text, nc=2)
     np.testing.assert_allclose(labels, [[0, 0.5, 0.5, 0.2, 0.2], [1, 0.2, 0.3, 0.2, 0.4]], atol=1e-6)
     assert labels.dtype == np.float32
@@ -69,9 +75,9 @@ def test_scan_skips_corrupt_files_with_one_warning_each_and_counts_them(tiny_yol
     np.testing.assert_allclose(ds.labels[1], [[1, 0.5, 0.5, 0.2, 0.2]])
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 2
-    assert any("broken.jpg" in w and "corrupt" in w for w in warnings)
+    assert any("broken.jpg" in w and "skipped" in w for w in warnings)
     assert any("b.txt" in w and "line 2" in w and "line 3" in w and "line 4" in w for w in warnings)
-    assert "2 with labels, 1 label files missing, 0 empty, 1 corrupt" in caplog.text
+    assert "2 with labels, 1 label files missing, 0 empty, 1 corrupt or missing images skipped" in caplog.text
     assert ds.shapes.tolist() == [[64, 48], [40, 64], [30, 30]]
 
 
@@ -95,6 +101,9 @@ def test_label_cache_is_reused_until_a_file_changes(tiny_yolo, tmp_path, monkeyp
     label.write_text("0 0.5 0.5 0.5 0.5\n")
     changed = DetectionDataset(tiny_yolo, img_size=64, cache_dir=cache)
     assert len(changed.labels[2]) == 1 and changed.summary.missing == 0
+
+    cache_file.write_bytes(b"damaged")
+    assert len(DetectionDataset(tiny_yolo, img_size=64, cache_dir=cache)) == 3
 
 
 def test_cache_dir_defaults_to_the_env_folder(tiny_yolo, tmp_path, monkeypatch):
@@ -149,5 +158,7 @@ def test_dataloader_collates_with_the_image_index(coco128, tmp_path):
     loader, ds = create_dataloader(coco128["yolo"], 160, 4, 32, rect=True, pad=0.5, workers=0, cache_dir=tmp_path)
     images, targets, paths, shapes = next(iter(loader))
     assert images.shape[0] == 4 and len(paths) == len(shapes) == 4
-    assert targets.shape[1] == 6 and targets[:, 0].unique().tolist() == sorted({i for i in range(4) if len(ds.labels[i])})
+    assert targets.shape[1] == 6 and targets[:, 0].unique().tolist() == sorted(
+        {i for i in range(4) if len(ds.labels[i])}
+    )
     assert sum(len(ds.labels[i]) for i in range(4)) == len(targets)

@@ -49,10 +49,10 @@ def test_unknown_name_is_a_user_error(capsys):
     assert "unknown block 'CBAMM'" in capsys.readouterr().err
 
 
-def test_build_example_scales_channels_like_a_width_gain():
+def test_build_example_adapts_args_to_the_channels():
     assert build_example(lookup("CBAM"), 128).channel_attention.f1.in_channels == 128
     double = build_example(lookup("DoubleAttention"), 512)
-    assert (double.in_channels, double.c_m, double.c_n) == (512, 256, 64)  # c_m width-scaled, c_n as written
+    assert (double.in_channels, double.c_m, double.c_n, double.reconstruct) == (512, 128, 64, True)
 
 
 def test_paper_line_drops_the_yaml_part():

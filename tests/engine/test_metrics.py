@@ -131,7 +131,12 @@ def test_faster_backend_reproduces_pycocotools():
     gt = _tiny_coco()
     rng = np.random.default_rng(0)
     preds = [
-        {"image_id": int(i), "category_id": int(c), "bbox": [float(x) for x in rng.uniform(0, 50, 4)], "score": float(s)}
+        {
+            "image_id": int(i),
+            "category_id": int(c),
+            "bbox": [float(x) for x in rng.uniform(0, 50, 4)],
+            "score": float(s),
+        }
         for i, c, s in zip(rng.integers(1, 3, 40), rng.choice([3, 7], 40), rng.uniform(0, 1, 40))
     ]
     preds += [{**{k: a[k] for k in ("image_id", "category_id", "bbox")}, "score": 0.5} for a in gt["annotations"]]

@@ -66,8 +66,12 @@ def test_labels_returned_as_detections_score_perfectly(shared, tmp_path, yaml_na
     YOLOv5's single gain for both axes (h / h0) shifts boxes by up to ~0.25 %, as upstream.
     """
     split = load_dataset_config(shared / "data/coco128" / yaml_name).splits["val"]
-    loader = RecordingLoader(create_dataloader(split, 640, 32, 32, rect=True, pad=0.5, workers=0, cache_dir=tmp_path)[0])
-    result = evaluate(OracleModel(loader, split.nc), dataloader=loader, iou_thres=1.0, save_dir=tmp_path / "run", save_json=True)
+    loader = RecordingLoader(
+        create_dataloader(split, 640, 32, 32, rect=True, pad=0.5, workers=0, cache_dir=tmp_path)[0]
+    )
+    result = evaluate(
+        OracleModel(loader, split.nc), dataloader=loader, iou_thres=1.0, save_dir=tmp_path / "run", save_json=True
+    )
     assert result["images"] == 128 and result["instances"] == 929
     assert result["precision"] == pytest.approx(1) and result["recall"] == pytest.approx(1)
     assert result["map50"] == pytest.approx(0.995)  # YOLOv5's 101-point ceiling
@@ -89,22 +93,41 @@ def test_evaluate_with_a_built_model_returns_the_documented_dict(shared, tmp_pat
 
     model.train()
     result = evaluate(
-        model, shared / "data/coco8/coco8.yaml", img_size=150, batch_size=2, workers=0, compute_loss=compute_loss,
-        save_dir=tmp_path, plots=True, cache_dir=tmp_path,
+        model,
+        shared / "data/coco8/coco8.yaml",
+        img_size=150,
+        batch_size=4,
+        workers=0,
+        compute_loss=compute_loss,
+        save_dir=tmp_path,
+        plots=True,
+        cache_dir=tmp_path,
     )
     assert model.training  # restored
     assert set(JSON_KEYS) <= set(result) and result["images"] == 4 and result["instances"] == 17
-    assert result["loss"] == [1.0, 2.0, 3.0] and losses == [3, 3]  # three detection levels, two batches
+    assert result["loss"] == [1.0, 2.0, 3.0] and losses == [3]  # one batch, three detection levels
     assert set(result["coco"]) == {"AP", "AP50", "AP75", "APs", "APm", "APl", "AR100"}
     assert set(result["speed_ms"]) == {"pre", "inference", "nms"} and len(result["maps"]) == 80
     assert all(0 <= result[k] <= 1 for k in ("precision", "recall", "map50", "map50_95"))
-    assert {p.name for p in tmp_path.glob("*.png")} == {"PR_curve.png", "F1_curve.png", "P_curve.png", "R_curve.png", "confusion_matrix.png"}
+    assert {p.name for p in tmp_path.glob("*.png")} == {
+        "PR_curve.png",
+        "F1_curve.png",
+        "P_curve.png",
+        "R_curve.png",
+        "confusion_matrix.png",
+    }
     json.dumps(result)
 
 
 def test_class_count_mismatch_is_a_user_error(shared, tmp_path):
     with pytest.raises(UserError, match="predicts 3 classes .* has 80"):
-        evaluate(build_model(CONFIGS / "models/yolov5n.yaml", nc=3), shared / "data/coco8/coco8.yaml", cache_dir=tmp_path)
+        evaluate(OracleModel(None, 3), shared / "data/coco8/coco8.yaml", cache_dir=tmp_path)
+
+
+def test_unknown_coco_backend_fails_before_inference(shared):
+    model = OracleModel(None, 80)  # would fail on its first batch
+    with pytest.raises(UserError, match="unknown COCO backend 'nope'"):
+        evaluate(model, shared / "data/coco8/coco8.yaml", coco_backend="nope")
 
 
 def test_next_run_dir_increments(tmp_path):
@@ -117,13 +140,31 @@ def test_next_run_dir_increments(tmp_path):
 
 def test_cli_val_prints_one_json_line_last_and_saves_coco_json(shared, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("YOLO_ATTN_CACHE", str(tmp_path / "cache"))
-    argv = ["val", "--weights", str(shared / WEIGHTS), "--data", str(shared / "data/coco8/coco8.yaml"), "--img", "160",
-            "--batch", "4", "--workers", "0", "--project", str(tmp_path), "--save-json", "--no-plots", "--json"]
+    argv = [
+        "val",
+        "--weights",
+        str(shared / WEIGHTS),
+        "--data",
+        str(shared / "data/coco8/coco8.yaml"),
+        "--img",
+        "160",
+        "--batch",
+        "4",
+        "--workers",
+        "0",
+        "--project",
+        str(tmp_path),
+        "--save-json",
+        "--no-plots",
+        "--json",
+    ]
     assert main(argv) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     result = json.loads(lines[-1])
     assert list(result) == list(JSON_KEYS) and result["images"] == 4 and result["instances"] == 17
-    assert any(line.split()[:3] == ["all", "4", "17"] for line in lines) and any(line.startswith("Speed:") for line in lines)
+    assert any(line.split()[:3] == ["all", "4", "17"] for line in lines) and any(
+        line.startswith("Speed:") for line in lines
+    )
     predictions = json.loads((tmp_path / "exp" / "predictions.json").read_text())
     ground_truth = json.loads((tmp_path / "exp" / "ground_truth.json").read_text())
     assert {p["image_id"] for p in predictions} <= {36, 42, 49, 61} == {im["id"] for im in ground_truth["images"]}

@@ -6,7 +6,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import yolo_attn.nn.blocks.yoloair  # noqa: F401  (registers CNeB/C3C2 until blocks/__init__ imports it)
 from yolo_attn import build_model
 from yolo_attn.nn.attention.bam import BAM
 from yolo_attn.nn.attention.cbam import CBAM
@@ -140,7 +139,8 @@ def test_same_channels_rule_accepts_omitted_or_matching_c2(args):
 
 
 def test_same_channels_rule_scales_c2_and_rejects_mismatch():
-    build_model(layer_model([-1, 1, "GAMAttention", [512]], channels=512, width=0.5))  # 512 * 0.5 == 256
+    model = build_model(layer_model([-1, 1, "GAMAttention", [128]], channels=128, width=0.5))
+    assert model.model[1].channel_attention[0].in_features == 64  # 128 * 0.5 on both layers
     with pytest.raises(ModelConfigError, match=r"layer 1 .*GAMAttention.*keeps its input channels"):
         build_model(layer_model([-1, 1, "GAMAttention", [512]]))
 
@@ -152,6 +152,20 @@ def test_double_attention_rule_output_channels():
     model = build_model(layer_model([-1, 1, "DoubleAttentionLayer", [64, 8, True]]))
     assert model.head.m[0].in_channels == 256  # reconstruct -> input channels
     assert lookup("DoubleAttention").cls is DoubleAttentionLayer
+
+
+@pytest.mark.parametrize(("block", "args", "adapted"), [
+    ("CBAM", [256, 8], [64, 8]),
+    ("BAM", [], []),
+    ("GAMAttention", [256, False], [64, False]),
+    ("DoubleAttention", [128, 16, True], [128, 16, True]),  # reconstruct keeps channels whatever c_m is
+    ("DoubleAttention", [128, 3], [64, 3]),
+])
+def test_args_for_channels_keep_the_channels(block, args, adapted):
+    rule = lookup(block).rule
+    assert rule.args_for_channels(args, 64) == adapted
+    model = build_model(layer_model([-1, 1, block, adapted], channels=64))
+    assert model.head.m[0].in_channels == 64
 
 
 def test_seed_config_yolov5l_double_attention(shared):

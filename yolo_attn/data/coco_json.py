@@ -31,7 +31,11 @@ def _load_json(path: Path) -> dict[str, Any]:
             data = json.load(f)
     except (OSError, json.JSONDecodeError) as e:
         raise CocoJsonError(f"{path}: cannot read COCO json: {e}") from None
-    if not isinstance(data, dict) or not isinstance(data.get("images"), list) or not isinstance(data.get("categories"), list):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("images"), list)
+        or not isinstance(data.get("categories"), list)
+    ):
         raise CocoJsonError(f"{path}: not a COCO instances json (needs 'images' and 'categories' lists)")
     return data
 

@@ -110,7 +110,9 @@ def _names_from_yaml(data: dict[str, Any], where: str) -> list[str] | None:
         return [str(names[k]) for k in keys]
     if isinstance(names, list):
         return [str(n) for n in names]
-    raise DatasetConfigError(f"{where}: 'names' must be a list or a {{index: name}} mapping, got {type(names).__name__}")
+    raise DatasetConfigError(
+        f"{where}: 'names' must be a list or a {{index: name}} mapping, got {type(names).__name__}"
+    )
 
 
 def _split_entry(value: Any, root: Path, name: str, where: str) -> tuple[str, tuple[Path, ...], Path | None]:
@@ -118,12 +120,15 @@ def _split_entry(value: Any, root: Path, name: str, where: str) -> tuple[str, tu
     if isinstance(value, dict):
         if set(value) != {"images", "annotations"} or not all(isinstance(v, str) for v in value.values()):
             raise DatasetConfigError(
-                f"{where}: '{name}' as a mapping must be {{images: DIR, annotations: FILE.json}} (COCO layout), got {value}"
+                f"{where}: '{name}' as a mapping must be {{images: DIR, annotations: FILE.json}} (COCO layout), "
+                f"got {value}"
             )
         return "coco", ((root / value["images"]).resolve(),), (root / value["annotations"]).resolve()
     entries = value if isinstance(value, list) else [value]
     if not entries or not all(isinstance(e, str) and e for e in entries):
-        raise DatasetConfigError(f"{where}: '{name}' must be a path, a list of paths or {{images, annotations}}, got {value!r}")
+        raise DatasetConfigError(
+            f"{where}: '{name}' must be a path, a list of paths or {{images, annotations}}, got {value!r}"
+        )
     return "yolo", tuple((root / e).resolve() for e in entries), None
 
 
@@ -149,10 +154,10 @@ def load_dataset_config(path_or_dict: str | Path | dict[str, Any]) -> DatasetCon
     # COCO layout: names may come from the json (the val json first: it is the small one).
     coco_jsons = [e[2] for k, e in sorted(entries.items(), key=lambda kv: kv[0] != "val") if e[0] == "coco"]
     category_counts: dict[Path, int] = {}
-    for annotations in dict.fromkeys(coco_jsons):
-        if annotations.is_file():
-            categories = read_categories(annotations)
-            category_counts[annotations] = len(categories)
+    for coco_json in dict.fromkeys(coco_jsons):
+        if coco_json.is_file():
+            categories = read_categories(coco_json)
+            category_counts[coco_json] = len(categories)
             if names is None:
                 names = [name for _, name in categories]
     nc = data.get("nc")
@@ -162,18 +167,18 @@ def load_dataset_config(path_or_dict: str | Path | dict[str, Any]) -> DatasetCon
         names = [f"class{i}" for i in range(nc)]
     if nc is not None and nc != len(names):
         raise DatasetConfigError(f"{where}: 'nc: {nc}' but 'names' has {len(names)} entries")
-    for annotations, count in category_counts.items():
+    for coco_json, count in category_counts.items():
         if count != len(names):
-            raise DatasetConfigError(f"{where}: {len(names)} class names but {annotations} has {count} categories")
+            raise DatasetConfigError(f"{where}: {len(names)} class names but {coco_json} has {count} categories")
 
     splits: dict[str, SplitSource | None] = {k: None for k in SPLIT_NAMES}
-    for k, (layout, sources, annotations) in entries.items():
+    for k, (layout, sources, coco_json) in entries.items():
         splits[k] = SplitSource(
             name=k,
             layout=layout,
             sources=sources,
             names=tuple(names),
-            annotations=annotations,
+            annotations=coco_json,
             origin=f"{where} '{k}'",
             download_hint=download_hint,
         )

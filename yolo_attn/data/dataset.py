@@ -13,15 +13,16 @@ import logging
 import math
 import os
 import random
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from yolo_attn.data.coco_json import CocoImage, image_ids_from_names, read_coco_labels
@@ -38,12 +39,14 @@ CACHE_ENV = "YOLO_ATTN_CACHE"
 MIN_IMAGE_SIDE = 10  # pixels; smaller images are reported corrupt (YOLOv5's check)
 LABEL_CLIP_EPS = 1e-3  # boxes are clipped this far inside the image before normalising (YOLOv5)
 EXIF_ORIENTATION = 274
+# what a broken image raises while PIL opens and verifies it (SyntaxError: PIL's "broken PNG file")
+IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 Shapes = tuple[tuple[int, int], tuple[tuple[float, float], tuple[float, float]]]
 
 
 def default_cache_dir() -> Path:
-    """``$YOLO_ATTN_CACHE`` or ``~/.cache/yolo-attn/labels``: label caches live outside the (maybe read-only) dataset."""
+    """``$YOLO_ATTN_CACHE`` or ``~/.cache/yolo-attn/labels``: outside the dataset, which may be read-only."""
     return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "yolo-attn" / "labels")
 
 
@@ -87,7 +90,7 @@ class ScanSummary:
         total = self.found + self.missing + self.empty + self.corrupt
         return (
             f"{prefix}scanned {total} images: {self.found} with labels, {self.missing} label files missing, "
-            f"{self.empty} empty, {self.corrupt} corrupt"
+            f"{self.empty} empty, {self.corrupt} corrupt or missing images skipped"
         )
 
 
@@ -105,13 +108,12 @@ class ScannedSplit:
 def _image_size(path: str) -> tuple[int, int]:
     """(w, h) after EXIF rotation, as ``cv2.imread`` will load it; raises on an unreadable image."""
     with Image.open(path) as im:
+        image_format, (w, h), orientation = im.format, im.size, im.getexif().get(EXIF_ORIENTATION)
         im.verify()
-    with Image.open(path) as im:
-        if im.format is None or f".{im.format.lower()}" not in IMAGE_SUFFIXES:
-            raise ValueError(f"unsupported image format {im.format}")
-        w, h = im.size
-        if im.getexif().get(EXIF_ORIENTATION) in (5, 6, 7, 8):
-            w, h = h, w
+    if image_format is None or f".{image_format.lower()}" not in IMAGE_SUFFIXES:
+        raise ValueError(f"unsupported image format {image_format}")
+    if orientation in (5, 6, 7, 8):  # EXIF rotations by 90 degrees
+        w, h = h, w
     if w < MIN_IMAGE_SIDE or h < MIN_IMAGE_SIDE:
         raise ValueError(f"image size {w}x{h} < {MIN_IMAGE_SIDE} pixels")
     return w, h
@@ -153,30 +155,43 @@ def parse_label_lines(text: str, nc: int) -> tuple[np.ndarray, list[str]]:
     return labels, problems
 
 
-def _scan_yolo_image(args: tuple[str, int]) -> tuple[str, tuple[int, int] | None, np.ndarray, str, str | None]:
-    """(image, size or None if corrupt, labels, 'found'|'missing'|'empty', warning or None) for one image."""
+class ImageScan(NamedTuple):
+    """One image's scan: (w, h) or None when unusable, its labels, how its labels were found, a warning."""
+
+    size: tuple[int, int] | None
+    labels: np.ndarray
+    status: str  # the ScanSummary counter it adds to: "found", "missing" (no label file), "empty" or "corrupt"
+    warning: str | None
+
+
+def _corrupt(image: str, error: Exception) -> ImageScan:
+    return ImageScan(None, np.zeros((0, 5), np.float32), "corrupt", f"{image}: image skipped: {error}")
+
+
+def _scan_yolo_image(args: tuple[str, int]) -> ImageScan:
+    """Check one YOLO-layout image and read its label file (``nc`` bounds the class column)."""
     image, nc = args
     try:
         size = _image_size(image)
-    except Exception as e:  # any decoder failure means the image is unusable
-        return image, None, np.zeros((0, 5), np.float32), "found", f"{image}: ignoring corrupt image: {e}"
+    except IMAGE_ERRORS as e:
+        return _corrupt(image, e)
     label_file = label_path_for(image)
     if not os.path.isfile(label_file):
-        return image, size, np.zeros((0, 5), np.float32), "missing", None
+        return ImageScan(size, np.zeros((0, 5), np.float32), "missing", None)
     with open(label_file, encoding="utf-8", errors="replace") as f:
         labels, problems = parse_label_lines(f.read(), nc)
     warning = f"{label_file}: {'; '.join(problems)}" if problems else None
-    return image, size, labels, "found" if len(labels) else "empty", warning
+    return ImageScan(size, labels, "found" if len(labels) else "empty", warning)
 
 
-def _scan_coco_image(args: tuple[str, CocoImage]) -> tuple[str, tuple[int, int] | None, np.ndarray, str, str | None]:
-    """The same for a COCO-layout image, whose labels come from the json."""
+def _scan_coco_image(args: tuple[str, CocoImage]) -> ImageScan:
+    """Check one COCO-layout image; its labels come from the json."""
     image, entry = args
     try:
         size = _image_size(image)
-    except Exception as e:  # any decoder failure means the image is unusable
-        return image, None, entry.labels, "found", f"{image}: ignoring corrupt image: {e}"
-    return image, size, entry.labels, "found" if len(entry.labels) else "empty", None
+    except IMAGE_ERRORS as e:
+        return _corrupt(image, e)
+    return ImageScan(size, entry.labels, "found" if len(entry.labels) else "empty", None)
 
 
 def _stat_signature(paths: list[str]) -> str:
@@ -234,7 +249,7 @@ def _read_cache(path: Path, key: str) -> ScannedSplit | None:
                 image_ids=[int(i) for i in z["image_ids"]],
                 summary=ScanSummary(found, missing, empty, corrupt, [str(m) for m in z["messages"]]),
             )
-    except (OSError, KeyError, ValueError, EOFError):
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # absent, stale or damaged: rescan
         return None
 
 
@@ -252,18 +267,15 @@ def _scan(split: SplitSource, yolo_images: list[str] | None) -> ScannedSplit:
         results = list(pool.map(scanner, items))
     summary = ScanSummary()
     kept, labels, shapes, coco_ids = [], [], [], []
-    for (image, size, lb, status, warning), (_, entry) in zip(results, items):
-        if warning:
-            summary.messages.append(warning)
-        if size is None:
-            summary.corrupt += 1
+    for result, (image, entry) in zip(results, items, strict=True):
+        if result.warning:
+            summary.messages.append(result.warning)
+        setattr(summary, result.status, getattr(summary, result.status) + 1)
+        if result.size is None:
             continue
-        summary.found += status == "found"
-        summary.missing += status == "missing"
-        summary.empty += status == "empty"
         kept.append(image)
-        labels.append(lb)
-        shapes.append(size)
+        labels.append(result.labels)
+        shapes.append(result.size)
         if split.layout == "coco":
             coco_ids.append(entry.image_id)
     image_ids = coco_ids if split.layout == "coco" else image_ids_from_names(kept)
@@ -297,7 +309,9 @@ def scan_split(split: SplitSource, cache_dir: Path | str | None = None, prefix: 
     return scan
 
 
-def rect_batch_shapes(shapes: np.ndarray, batch_size: int, img_size: int, stride: int, pad: float) -> tuple[np.ndarray, np.ndarray]:
+def rect_batch_shapes(
+    shapes: np.ndarray, batch_size: int, img_size: int, stride: int, pad: float
+) -> tuple[np.ndarray, np.ndarray]:
     """YOLOv5's rectangular batching: (order sorting images by aspect ratio h/w, (n_batches, 2) h, w shapes).
 
     Each batch gets the smallest shape holding its images at ``img_size`` on the long side, widened by
@@ -349,7 +363,12 @@ class DetectionDataset(Dataset):
         self.stride = stride
         scan = scan_split(split, cache_dir, prefix)
         self.summary = scan.summary
-        self.im_files, self.labels, self.shapes, self.image_ids = scan.im_files, scan.labels, scan.shapes, scan.image_ids
+        self.im_files, self.labels, self.shapes, self.image_ids = (
+            scan.im_files,
+            scan.labels,
+            scan.shapes,
+            scan.image_ids,
+        )
         self.batch_index = np.arange(len(self.im_files)) // batch_size
         self.batch_shapes: np.ndarray | None = None
         if rect:
@@ -446,7 +465,16 @@ def create_dataloader(
         LOGGER.warning("rect batches cannot be shuffled; shuffle=False")
         shuffle = False
     dataset = dataset_cls(
-        split, img_size, batch_size, augment=augment, hyp=hyp, rect=rect, stride=int(stride), pad=pad, prefix=prefix, cache_dir=cache_dir
+        split,
+        img_size,
+        batch_size,
+        augment=augment,
+        hyp=hyp,
+        rect=rect,
+        stride=int(stride),
+        pad=pad,
+        prefix=prefix,
+        cache_dir=cache_dir,
     )
     batch_size = min(batch_size, len(dataset))
     devices = max(torch.cuda.device_count(), 1)

@@ -20,7 +20,9 @@ import yaml
 from torch import nn
 
 from yolo_attn.errors import UserError
+from yolo_attn.nn.builder import parse_layers
 from yolo_attn.nn.registry import BlockSpec, all_blocks, lookup
+from yolo_attn.nn.summary import count_gflops, count_params
 
 REFERENCE_SHAPE = (256, 40, 40)  # (channels, height, width): yolov5s P4 at 640
 EXAMPLE_CHANNELS = 256  # every ``yaml_example`` is valid right after a layer with this many channels
@@ -65,27 +67,24 @@ def paper_line(cls: type) -> str:
 def build_example(spec: BlockSpec, channels: int = EXAMPLE_CHANNELS) -> nn.Module:
     """Build ``spec``'s ``yaml_example`` after a layer with ``channels`` outputs.
 
-    The line is written for 256 input channels; other widths use YOLOv5's width gain
-    (``width_multiple = channels / 256``), so channel arguments scale as they would in a model YAML.
+    The line is written for 256 input channels; for other widths its args go through the rule's
+    ``args_for_channels`` (the width arg, if the rule has one, set to ``channels``).
     """
-    from yolo_attn.nn.builder import parse_layers
-
     example = getattr(spec.cls, "yaml_example", None)
     if not isinstance(example, str):
         raise UserError(f"{spec.name} has no yaml_example")
     entry = yaml.safe_load(example)
     if not isinstance(entry, list) or len(entry) != 4 or entry[0] != -1:
         raise UserError(f"{spec.name}.yaml_example {example!r} is not a layer line [-1, number, module, args]")
-    width = channels / EXAMPLE_CHANNELS
-    layers, _, _ = parse_layers({"nc": 80, "width_multiple": width, "backbone": [entry], "head": []}, channels)
+    if channels != EXAMPLE_CHANNELS:
+        entry = [*entry[:3], spec.rule.args_for_channels(entry[3], channels)]
+    layers, _, _ = parse_layers({"nc": 80, "backbone": [entry], "head": []}, channels)
     return layers[0]
 
 
 def measure(module: nn.Module, shape: tuple[int, int, int], repeats: int = 10) -> BlockCost:
     """Parameters, GFLOPs (``count_gflops``) and eval-mode CPU latency in ms, the fastest of ``repeats`` runs
     (the run least disturbed by other load; ``repeats=0``: no timing)."""
-    from yolo_attn.nn.summary import count_gflops, count_params
-
     c, h, w = shape
     gflops = count_gflops(module, (h, w), c)
     cpu_ms = None

@@ -78,10 +78,10 @@ def init_distributed(device: str | None, timeout_s: int = 10800) -> DistributedC
 
 
 def wrap_model(model: nn.Module, context: DistributedContext, sync_bn: bool = False) -> nn.Module:
-    """DDP-wrap ``model`` (optionally converting BatchNorm to SyncBatchNorm) when distributed; else return it."""
+    """DDP-wrap ``model`` (optionally converting BatchNorm to SyncBatchNorm, GPUs only) when distributed; else return it."""
     if not context.enabled:
         return model
-    if sync_bn:
+    if sync_bn and context.device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     device_ids = [context.local_rank] if context.device.type == "cuda" else None
     return nn.parallel.DistributedDataParallel(model, device_ids=device_ids, output_device=device_ids and device_ids[0])

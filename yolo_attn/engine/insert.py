@@ -11,6 +11,8 @@ from pathlib import Path
 import yaml
 
 from yolo_attn.errors import UserError
+from yolo_attn.nn.builder import build_model
+from yolo_attn.nn.summary import count_params
 from yolo_attn.nn.yaml_edit import insert_block, readers_of, replace_block
 
 
@@ -35,9 +37,6 @@ def edited_text(text: str, args: argparse.Namespace) -> str:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from yolo_attn.nn.builder import build_model
-    from yolo_attn.nn.summary import count_params
-
     cfg = Path(args.cfg)
     if not cfg.is_file():
         raise UserError(f"model YAML not found: {cfg}")

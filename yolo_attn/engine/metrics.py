@@ -33,7 +33,9 @@ COCO_BACKENDS = {
 }
 
 
-def match_predictions(detections: torch.Tensor, labels: torch.Tensor, iou_thresholds: torch.Tensor = IOU_THRESHOLDS) -> torch.Tensor:
+def match_predictions(
+    detections: torch.Tensor, labels: torch.Tensor, iou_thresholds: torch.Tensor = IOU_THRESHOLDS
+) -> torch.Tensor:
     """Which detections are true positives at each IoU threshold: ``(n, len(iou_thresholds))`` bool.
 
     ``detections``: (n, 6) x1, y1, x2, y2, score, class, best first; ``labels``: (m, 5) class, x1, y1, x2, y2.
@@ -163,7 +165,9 @@ class ConfusionMatrix:
         if len(labels) and len(detections):
             iou = box_iou(labels[:, 1:], detections[:, :4])
             label_idx, det_idx = torch.where(iou > self.iou_thres)
-            matches = torch.stack((label_idx.double(), det_idx.double(), iou[label_idx, det_idx].double()), 1).cpu().numpy()
+            matches = (
+                torch.stack((label_idx.double(), det_idx.double(), iou[label_idx, det_idx].double()), 1).cpu().numpy()
+            )
             if len(matches) > 1:
                 matches = matches[matches[:, 2].argsort()[::-1]]
                 matches = matches[np.unique(matches[:, 1], return_index=True)[1]]
@@ -216,7 +220,7 @@ class DetectionStats:
         return ap_per_class(correct.astype(np.float64), conf, pred_cls, self.target_classes)
 
 
-def _coco_backend(backend: str) -> tuple[type, type]:
+def coco_backend_classes(backend: str) -> tuple[type, type]:
     """(COCO, COCOeval) classes of ``backend``; faster-coco-eval mirrors pycocotools' API."""
     if backend not in COCO_BACKENDS:
         raise UserError(f"unknown COCO backend {backend!r}; choose from {', '.join(COCO_BACKENDS)}")
@@ -239,7 +243,7 @@ def coco_evaluate(
     ``image_ids``: the images evaluated (default: all of the ground truth); ``backend``:
     ``pycocotools`` or ``faster`` (faster-coco-eval, same numbers, if installed).
     """
-    coco_cls, eval_cls = _coco_backend(backend)
+    coco_cls, eval_cls = coco_backend_classes(backend)
     if not predictions:
         return dict.fromkeys(COCO_STAT_NAMES, 0.0)
     with contextlib.redirect_stdout(io.StringIO()):  # both backends print progress

@@ -50,7 +50,13 @@ def plot_pr_curve(metrics: ClassMetrics, names: list[str], path: Path) -> Path:
     _per_class_lines(ax, CONFIDENCE_GRID, metrics.pr_curve, labels)
     if len(metrics.classes):
         mean_ap50 = metrics.ap50.mean()
-        ax.plot(CONFIDENCE_GRID, metrics.pr_curve.mean(0), linewidth=3, color="blue", label=f"all classes {mean_ap50:.3f} mAP@0.5")
+        ax.plot(
+            CONFIDENCE_GRID,
+            metrics.pr_curve.mean(0),
+            linewidth=3,
+            color="blue",
+            label=f"all classes {mean_ap50:.3f} mAP@0.5",
+        )
     return _finish(fig, ax, "Recall", "Precision", "Precision-Recall Curve", path)
 
 
@@ -68,7 +74,9 @@ def plot_metric_curve(curves: np.ndarray, classes: np.ndarray, names: list[str],
 
 def plot_confusion_matrix(confusion: ConfusionMatrix, names: list[str], path: Path, normalize: bool = True) -> Path:
     """Column-normalised confusion matrix (each true class sums to 1), background last."""
-    matrix = confusion.matrix / (confusion.matrix.sum(0, keepdims=True) + 1e-9) if normalize else confusion.matrix.copy()
+    matrix = (
+        confusion.matrix / (confusion.matrix.sum(0, keepdims=True) + 1e-9) if normalize else confusion.matrix.copy()
+    )
     matrix[matrix < 0.005] = np.nan  # blank instead of 0.00
     n = confusion.nc + 1
     fig, ax = _new_axes((12, 9))
@@ -82,7 +90,15 @@ def plot_confusion_matrix(confusion: ConfusionMatrix, names: list[str], path: Pa
     if n < 31:
         for (row, col), value in np.ndenumerate(matrix):
             if not np.isnan(value):
-                ax.text(col, row, f"{value:.2f}", ha="center", va="center", fontsize=7, color="white" if value > 0.5 else "black")
+                ax.text(
+                    col,
+                    row,
+                    f"{value:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if value > 0.5 else "black",
+                )
     ax.set_xlabel("True")
     ax.set_ylabel("Predicted")
     ax.set_title("Confusion Matrix" + (" (normalised)" if normalize else ""))
@@ -90,7 +106,9 @@ def plot_confusion_matrix(confusion: ConfusionMatrix, names: list[str], path: Pa
     return path
 
 
-def plot_validation(metrics: ClassMetrics, confusion: ConfusionMatrix | None, names: list[str], save_dir: Path) -> list[Path]:
+def plot_validation(
+    metrics: ClassMetrics, confusion: ConfusionMatrix | None, names: list[str], save_dir: Path
+) -> list[Path]:
     """All validation plots into ``save_dir``: PR_curve, F1/P/R_curve and confusion_matrix PNGs."""
     save_dir.mkdir(parents=True, exist_ok=True)
     paths = [

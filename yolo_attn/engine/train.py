@@ -22,8 +22,25 @@ import torch
 import yaml
 from torch import nn
 from torch.utils.data import DistributedSampler
+from tqdm import tqdm
 
+from yolo_attn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint
+from yolo_attn.data import synthetic
+from yolo_attn.data.augment import TrainDataset
+from yolo_attn.data.config import load_dataset_config
+from yolo_attn.data.dataset import create_dataloader
+from yolo_attn.engine import results
+from yolo_attn.engine.autoanchor import check_anchors
+from yolo_attn.engine.distributed import broadcast_object, cleanup, init_distributed, wrap_model
+from yolo_attn.engine.loss import ComputeLoss, scale_loss_gains
+from yolo_attn.engine.loss_ota import ComputeLossOTA
+from yolo_attn.engine.optim import (
+    NOMINAL_BATCH_SIZE, EarlyStopping, ModelEMA, accumulation_steps, apply_warmup, build_optimizer, fitness, lr_lambda,
+    warmup_iterations,
+)
+from yolo_attn.engine.val import evaluate
 from yolo_attn.errors import UserError
+from yolo_attn.nn.builder import build_model
 
 PACKAGE_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_HYP = "hyp.scratch-low.yaml"
@@ -184,13 +201,9 @@ def select_loss(head: nn.Module, hyp: dict[str, Any], choice: str):
     """YOLOv5's loss for Detect heads, YOLOv7's OTA loss for IDetect/IAuxDetect (``choice`` overrides)."""
     use_ota = choice == "ota" or (choice == "auto" and type(head).__name__ in OTA_HEADS)
     if use_ota:
-        from yolo_attn.engine.loss_ota import ComputeLossOTA
-
         return ComputeLossOTA(head, hyp)
     if type(head).__name__ == "IAuxDetect":
         raise UserError("--loss v5 cannot train an IAuxDetect head (its auxiliary outputs need --loss ota)")
-    from yolo_attn.engine.loss import ComputeLoss
-
     return ComputeLoss(head, hyp)
 
 
@@ -198,8 +211,6 @@ class Trainer:
     """One training run (one process of it under DDP). :meth:`run` returns the summary dict."""
 
     def __init__(self, args: argparse.Namespace):
-        from yolo_attn.engine.distributed import init_distributed
-
         self.resume_checkpoint: dict[str, Any] | None = None
         if args.resume:
             args = self.resume_arguments(args)
@@ -213,8 +224,6 @@ class Trainer:
 
     def resume_arguments(self, args: argparse.Namespace) -> argparse.Namespace:
         """The options of the run being resumed, with its checkpoint remembered."""
-        from yolo_attn.checkpoint import load_checkpoint
-
         path = Path(args.resume) if isinstance(args.resume, str) else latest_last_checkpoint(Path(args.project))
         checkpoint = load_checkpoint(path)
         saved = checkpoint.get("train_args")
@@ -231,16 +240,9 @@ class Trainer:
             print(message, flush=True)
 
     def setup(self) -> None:
-        from yolo_attn.data.config import load_dataset_config
-        from yolo_attn.engine.optim import EarlyStopping
-
         args = self.args
         if self.demo:
-            from yolo_attn.data.synthetic import generate_demo_dataset
-
-            args.data = str(generate_demo_dataset()) if self.is_main else None
-            from yolo_attn.engine.distributed import broadcast_object
-
+            args.data = str(synthetic.generate_demo_dataset()) if self.is_main else None
             args.data = broadcast_object(args.data, self.context)
             if not args.cfg and not args.weights:
                 args.cfg = str(PACKAGE_CONFIGS / "models" / DEMO_MODEL)
@@ -284,9 +286,6 @@ class Trainer:
 
     def build_model(self) -> nn.Module:
         """The model: from --cfg, from --weights (transferring matching tensors), or the resumed checkpoint."""
-        from yolo_attn import build_model
-        from yolo_attn.checkpoint import load_checkpoint
-
         args, nc = self.args, self.data.nc
         if self.resume_checkpoint is not None:
             checkpoint = self.resume_checkpoint
@@ -306,9 +305,6 @@ class Trainer:
 
     def make_loader(self, split: str, augment: bool, mosaic: bool = True):
         """(loader, dataset) of ``split``: the augmented train loader or the rectangular val loader."""
-        from yolo_attn.data.augment import TrainDataset
-        from yolo_attn.data.dataset import create_dataloader
-
         args = self.args
         workers = args.workers
         if augment:
@@ -326,21 +322,12 @@ class Trainer:
     # -- the run ------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any] | None:
-        from yolo_attn.engine.distributed import cleanup
-
         try:
             return self._run()
         finally:
             cleanup(self.context)
 
     def _run(self) -> dict[str, Any] | None:
-        from yolo_attn.engine.autoanchor import check_anchors
-        from yolo_attn.engine.distributed import wrap_model
-        from yolo_attn.engine.loss import ComputeLoss, scale_loss_gains
-        from yolo_attn.engine.optim import (
-            NOMINAL_BATCH_SIZE, ModelEMA, build_optimizer, lr_lambda, warmup_iterations,
-        )
-
         start_time = time.time()
         self.setup()
         args, hyp = self.args, self.hyp
@@ -353,14 +340,9 @@ class Trainer:
         train_loader, train_dataset = self.make_loader("train", augment=True, mosaic=not self.mosaic_closed(start_epoch))
         val_loader = self.make_loader("val", augment=False)[0] if self.is_main else None
         labels = train_dataset.labels
-        max_class = max((int(lb[:, 0].max()) for lb in labels if len(lb)), default=-1)
-        if max_class >= self.data.nc:
-            raise UserError(f"{args.data}: label class {max_class} exceeds nc={self.data.nc}")
         if resume is None and self.is_main:
             if not args.noplots:
-                from yolo_attn.engine.results import plot_labels
-
-                plot_labels(labels, self.data.names, self.save_dir / "labels.jpg")
+                results.plot_labels(labels, self.data.names, self.save_dir / "labels.jpg")
             if not args.noautoanchor:
                 report = check_anchors(train_dataset, head, hyp["anchor_t"], args.img)
                 self.log(
@@ -368,8 +350,6 @@ class Trainer:
                     + (f" -> {report.new_bpr:.4f}, anchors replaced" if report.replaced else "")
                 )
         if self.context.enabled:
-            from yolo_attn.engine.distributed import broadcast_object
-
             anchors = broadcast_object(head.anchors.cpu() if self.is_main else None, self.context)
             head.anchors.copy_(anchors.to(head.anchors))
 
@@ -393,9 +373,7 @@ class Trainer:
         self.scheduler.last_epoch = start_epoch - 1
         csv_path = self.save_dir / RESULTS_CSV
         if self.is_main:
-            from yolo_attn.engine.results import truncate_results
-
-            truncate_results(csv_path, start_epoch)
+            results.truncate_results(csv_path, start_epoch)
         self.log(
             f"training {Path(args.cfg or args.weights).name} on {args.data}: {len(train_dataset)} images, "
             f"{args.img} px, batch {self.world_batch}, {self.context.world_size} process(es) on {self.device}, "
@@ -425,9 +403,7 @@ class Trainer:
                 stop = self.stopper(epoch, fit)
                 best_fitness = max(best_fitness, fit)
                 record = EpochRecord(epoch, mean_losses, metrics, lrs)
-                from yolo_attn.engine.results import append_results_row
-
-                append_results_row(csv_path, record.row())
+                results.append_results_row(csv_path, record.row())
                 if not args.nosave or final_epoch:
                     self.save(epoch, best_fitness, is_best=fit == best_fitness, last_opt_step=last_opt_step)
                 stop = stop or final_epoch
@@ -439,9 +415,7 @@ class Trainer:
         if not self.is_main:
             return None
         if not args.noplots:
-            from yolo_attn.engine.results import plot_results
-
-            plot_results(csv_path)
+            results.plot_results(csv_path)
         wall = time.time() - start_time
         summary = {
             "map50": float(metrics.get("map50", 0.0)),
@@ -465,17 +439,13 @@ class Trainer:
 
     def train_one_epoch(self, epoch: int, loader, warmup_iters: int, batches: int, last_opt_step: int):
         """One pass over the training set; returns the mean (box, obj, cls) losses and the last optimiser step."""
-        from tqdm import tqdm
-
-        from yolo_attn.engine.optim import accumulation_steps, apply_warmup
-
         args = self.args
         self.train_model.train()
         # Shuffle order and worker seeds depend on the epoch only, so a resumed run repeats them.
         if isinstance(loader.sampler, DistributedSampler):
             loader.sampler.set_epoch(epoch)
         if loader.generator is not None:
-            loader.generator.manual_seed(args.seed + epoch)
+            loader.generator.manual_seed((args.seed + epoch) * self.context.world_size + max(self.context.rank, 0))
         mean_losses = torch.zeros(3, device=self.device)
         progress = enumerate(loader)
         if self.is_main:
@@ -507,14 +477,10 @@ class Trainer:
                 box, obj, cls = mean_losses.tolist()
                 progress.set_postfix_str(f"box {box:.4f} obj {obj:.4f} cls {cls:.4f} n {targets.shape[0]} {images.shape[-1]}px")
                 if epoch == 0 and i == 0 and not args.noplots and self.resume_checkpoint is None:
-                    from yolo_attn.engine.results import plot_batch
-
-                    plot_batch(images, targets, self.save_dir / "train_batch0.jpg")
+                    results.plot_batch(images, targets, self.save_dir / "train_batch0.jpg")
         return mean_losses.tolist(), last_opt_step
 
     def validate(self, val_loader, final_epoch: bool) -> dict[str, Any]:
-        from yolo_attn.engine.val import evaluate
-
         return evaluate(
             self.ema.ema, self.data, img_size=self.args.img, batch_size=self.batch_size * 2, conf_thres=0.001,
             iou_thres=0.6, device=self.device, half=self.amp, save_dir=self.save_dir, plots=final_epoch and not self.args.noplots,
@@ -523,19 +489,13 @@ class Trainer:
 
     @staticmethod
     def fitness(metrics: dict[str, Any]) -> float:
-        from yolo_attn.engine.optim import fitness
-
         return fitness(float(metrics.get("map50", 0.0)), float(metrics.get("map50_95", 0.0)))
 
     def broadcast_stop(self, stop: bool) -> bool:
-        from yolo_attn.engine.distributed import broadcast_object
-
         return bool(broadcast_object(stop, self.context))
 
     def save(self, epoch: int, best_fitness: float, is_best: bool, last_opt_step: int) -> None:
         """Write last.pt (and best.pt) atomically with everything resume needs."""
-        from yolo_attn.checkpoint import make_checkpoint, save_checkpoint
-
         checkpoint = make_checkpoint(
             self.model, names=list(self.data.names), ema=self.ema, optimizer=self.optimizer, scaler=self.scaler,
             epoch=epoch, best_fitness=best_fitness, hyp=self.hyp, train_args=option_values(self.args),

@@ -25,7 +25,14 @@ from tqdm import tqdm
 from yolo_attn.data.coco_json import detections_to_json, ground_truth_json
 from yolo_attn.data.config import DatasetConfig, SplitSource, load_dataset_config
 from yolo_attn.data.dataset import DetectionDataset, create_dataloader
-from yolo_attn.engine.metrics import COCO_BACKENDS, ConfusionMatrix, DetectionStats, coco_evaluate
+from yolo_attn.engine.metrics import (
+    COCO_BACKENDS,
+    ClassMetrics,
+    ConfusionMatrix,
+    DetectionStats,
+    coco_backend_classes,
+    coco_evaluate,
+)
 from yolo_attn.errors import UserError
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
 from yolo_attn.utils.nms import non_max_suppression
@@ -84,11 +91,58 @@ def _coco_metrics(
         ground_truth: dict[str, Any] | Path = split.annotations
     else:
         ground_truth = ground_truth_json(
-            dataset.image_ids, dataset.im_files, dataset.shapes, dataset.labels, split.class_to_category_id, list(split.names)
+            dataset.image_ids,
+            dataset.im_files,
+            dataset.shapes,
+            dataset.labels,
+            split.class_to_category_id,
+            list(split.names),
         )
         if save_dir is not None:
             (save_dir / "ground_truth.json").write_text(json.dumps(ground_truth))
     return coco_evaluate(ground_truth, predictions, dataset.image_ids, backend)
+
+
+def _summary(
+    metrics: ClassMetrics, stats: DetectionStats, names: list[str], timings: dict[str, float]
+) -> dict[str, Any]:
+    """The result dict's metric part: means over classes with labels (YOLOv5's), per-class rows, speeds."""
+    maps = np.full(stats.nc, _mean(metrics.ap50_95))
+    maps[metrics.classes] = metrics.ap50_95
+    per_image = 1e3 / max(stats.images, 1)
+    return {
+        "precision": _mean(metrics.precision),
+        "recall": _mean(metrics.recall),
+        "map50": _mean(metrics.ap50),
+        "map50_95": _mean(metrics.ap50_95),
+        "coco": None,
+        "speed_ms": {k: timings[k] * per_image for k in ("pre", "inference", "nms")},
+        "images": stats.images,
+        "instances": len(stats.target_classes),
+        "coco_stats": None,
+        "per_class": [
+            {
+                "class": int(c),
+                "name": names[c],
+                "images": int(stats.images_per_class[c]),
+                "instances": int(n),
+                "precision": float(p),
+                "recall": float(r),
+                "map50": float(a50),
+                "map50_95": float(a),
+            }
+            for c, n, p, r, a50, a in zip(
+                metrics.classes,
+                metrics.instances,
+                metrics.precision,
+                metrics.recall,
+                metrics.ap50,
+                metrics.ap50_95,
+                strict=True,
+            )
+        ],
+        "maps": maps.tolist(),
+    }
 
 
 @torch.no_grad()
@@ -129,6 +183,8 @@ def evaluate(
     otherwise ``data`` (plus ``split``) names the images and a rectangular-batch loader is built.
     ``device=None`` keeps the model where it is; the model's train/eval mode and dtype are restored.
     """
+    if coco:
+        coco_backend_classes(coco_backend)  # a missing optional backend fails before the long part
     start = time.perf_counter()
     timings = dict.fromkeys(("data", "load", "pre", "inference", "nms", "metrics", "coco", "plots"), 0.0)
     if device is None:
@@ -151,7 +207,15 @@ def evaluate(
             LOGGER.warning(f"image size {img_size} is not a multiple of the stride {stride}; using {rounded}")
             img_size = rounded
         dataloader, _ = create_dataloader(
-            source, img_size, batch_size, stride, rect=True, pad=RECT_PAD, workers=workers, prefix=f"{split}: ", cache_dir=cache_dir
+            source,
+            img_size,
+            batch_size,
+            stride,
+            rect=True,
+            pad=RECT_PAD,
+            workers=workers,
+            prefix=f"{split}: ",
+            cache_dir=cache_dir,
         )
     dataset: DetectionDataset = dataloader.dataset
     nc = dataset.split.nc
@@ -174,16 +238,18 @@ def evaluate(
     stats = DetectionStats(nc, ConfusionMatrix(nc) if plots else None)
     predictions: list[dict[str, Any]] = []
     class_to_category_id = dataset.split.class_to_category_id
+    image_id_of = dict(zip(dataset.im_files, dataset.image_ids, strict=True))
     loss = None
-    image_index = 0
     tick = time.perf_counter()
-    for images, targets, _, shapes in tqdm(dataloader, desc=f"{split}", unit="batch", disable=not progress, leave=False):
+    for images, targets, paths, shapes in tqdm(
+        dataloader, desc=f"{split}", unit="batch", disable=not progress, leave=False
+    ):
         t0 = time.perf_counter()
         timings["load"] += t0 - tick
         images = images.to(device, non_blocking=True)
         images = (images.half() if half else images.float()) / 255
         targets = targets.to(device)
-        nb, _, height, width = images.shape
+        height, width = images.shape[2:]
         t1 = time.perf_counter()
         output = model(images)
         decoded, raw = output if isinstance(output, tuple) else (output, None)
@@ -202,52 +268,21 @@ def evaluate(
         for si, det in enumerate(detections):
             labels = targets[targets[:, 0] == si, 1:]
             original_shape, ratio_pad = shapes[si]
-            det = det.float().clone()
+            det = det.float()
             scale_boxes(images.shape[2:], det[:, :4], original_shape, ratio_pad)
             boxes = xywh2xyxy(labels[:, 1:5])
             scale_boxes(images.shape[2:], boxes, original_shape, ratio_pad)
             stats.update(det.cpu(), torch.cat((labels[:, :1], boxes), 1).float().cpu())
             if coco or save_json:
-                predictions += detections_to_json(det.cpu().numpy(), dataset.image_ids[image_index], class_to_category_id)
-            image_index += 1
+                predictions += detections_to_json(det.cpu().numpy(), image_id_of[paths[si]], class_to_category_id)
         timings["metrics"] += time.perf_counter() - t4
         tick = time.perf_counter()
 
     t0 = time.perf_counter()
     metrics = stats.compute()
     timings["metrics"] += time.perf_counter() - t0
-    images_seen = max(stats.images, 1)
-    instances = np.bincount(stats.target_classes.astype(np.int64), minlength=nc)
-    maps = np.full(nc, _mean(metrics.ap50_95))
-    maps[metrics.classes] = metrics.ap50_95
-    result: dict[str, Any] = {
-        "precision": _mean(metrics.precision),
-        "recall": _mean(metrics.recall),
-        "map50": _mean(metrics.ap50),
-        "map50_95": _mean(metrics.ap50_95),
-        "coco": None,
-        "speed_ms": {k: timings[k] / images_seen * 1e3 for k in ("pre", "inference", "nms")},
-        "images": stats.images,
-        "instances": int(instances.sum()),
-        "coco_stats": None,
-        "per_class": [
-            {
-                "class": int(c),
-                "name": names[c],
-                "images": int(stats.images_per_class[c]),
-                "instances": int(n),
-                "precision": float(p),
-                "recall": float(r),
-                "map50": float(a50),
-                "map50_95": float(a),
-            }
-            for c, n, p, r, a50, a in zip(
-                metrics.classes, metrics.instances, metrics.precision, metrics.recall, metrics.ap50, metrics.ap50_95
-            )
-        ],
-        "maps": maps.tolist(),
-        "save_dir": str(save_path) if save_path is not None else None,
-    }
+    result = _summary(metrics, stats, names, timings)
+    result["save_dir"] = str(save_path) if save_path is not None else None
     if compute_loss is not None and loss is not None:
         result["loss"] = (loss.cpu() / len(dataloader)).tolist()
 
@@ -276,22 +311,23 @@ def evaluate(
     return result
 
 
+def _table_row(name: str, row: dict[str, Any]) -> str:
+    keys = ("images", "instances", "precision", "recall", "map50", "map50_95")
+    return VALUE_FORMAT % (name[:22], *(row[k] for k in keys))
+
+
 def format_results(result: dict[str, Any], per_class: bool = True) -> str:
     """The results table (all classes, then each class with labels), the COCO line and the speed line."""
-    lines = [ROW_FORMAT % ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")]
-    lines.append(
-        VALUE_FORMAT % ("all", result["images"], result["instances"], result["precision"], result["recall"], result["map50"], result["map50_95"])
-    )
+    lines = [ROW_FORMAT % ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95"), _table_row("all", result)]
     if per_class:
-        for row in result["per_class"]:
-            lines.append(
-                VALUE_FORMAT
-                % (row["name"][:22], row["images"], row["instances"], row["precision"], row["recall"], row["map50"], row["map50_95"])
-            )
+        lines += [_table_row(row["name"], row) for row in result["per_class"]]
     if result.get("coco_stats"):
         lines.append("COCO bbox: " + "  ".join(f"{k} {result['coco_stats'][k]:.4f}" for k in COCO_TABLE_KEYS))
     speed = result["speed_ms"]
-    lines.append(f"Speed: {speed['pre']:.1f}ms pre-process, {speed['inference']:.1f}ms inference, {speed['nms']:.1f}ms NMS per image")
+    lines.append(
+        f"Speed: {speed['pre']:.1f}ms pre-process, {speed['inference']:.1f}ms inference, "
+        f"{speed['nms']:.1f}ms NMS per image"
+    )
     return "\n".join(lines)
 
 

@@ -22,6 +22,7 @@ import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from yolo_attn.errors import UserError
+from yolo_attn.nn.registry import lookup
 
 SECTIONS = ("backbone", "head")
 
@@ -120,8 +121,6 @@ def format_args(args: Any) -> str:
 
 
 def _check_block_name(block: str) -> None:
-    from yolo_attn.nn.registry import lookup
-
     try:
         lookup(block)
     except KeyError as e:

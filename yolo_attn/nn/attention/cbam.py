@@ -38,6 +38,9 @@ class SameChannels(YamlRule):
         check_same_width(c1, c2)
         return Resolved([c1, c2, *args[1:]], c1, ctx.number)
 
+    def args_for_channels(self, args: list[Any], channels: int) -> list[Any]:
+        return [channels, *args[1:]] if args else []
+
 
 class ChannelAttention(nn.Module):
     """CBAM channel attention: ``sigmoid(MLP(avgpool(x)) + MLP(maxpool(x)))``, MLP = 1x1 convs without bias."""
