@@ -165,7 +165,7 @@ def test_cli_writes_a_model_that_builds(tmp_path, capsys):
     assert main(["insert", str(YOLOV5S), "--after", "9", "--block", "CBAM", "-o", str(out_path)]) == 0
     printed = capsys.readouterr().out
     assert re.search(r"wrote .*v5s-cbam\.yaml: 7,268,255 parameters \(\+32,866 vs yolov5s\.yaml\)", printed)
-    assert out_path.read_text() == insert_block(YOLOV5S.read_text(), 9, "CBAM")
+    assert out_path.read_text() == insert_block(YOLOV5S.read_text(), 9, "CBAM", [1024])  # default args fit layer 9
 
 
 def test_cli_reports_user_errors(tmp_path, capsys):

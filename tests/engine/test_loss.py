@@ -116,3 +116,23 @@ def test_ota_loss_backward_on_idetect_head(cfg):
     kept = sum(len(b) for b, *_ in indices)
     assert 3 <= kept <= sum(len(b) for b, *_ in candidates)
     assert set(torch.cat(tcls).tolist()) == {0, 1, 2}
+
+
+def test_dynamic_k_keeps_cheapest_and_resolves_contested_candidates():
+    from yolo_attn.engine.loss_ota import ComputeLossOTA
+
+    head = SimpleNamespace(**vars(fake_head([[[1.0, 1.0]]], nc=2)), stride=torch.tensor([8.0]))
+    loss = ComputeLossOTA(head, HYP)
+    candidates = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 5], [0, 0, 5, 5], [20, 20, 30, 30]], dtype=torch.float32)
+    objectness, class_logits = torch.zeros(4, 1), torch.zeros(4, 2)
+    # One ground truth: IoUs 1, 0.5, 0.25, 0 -> k = int(1.75) = 1, the exact box wins.
+    kept, assigned = loss.dynamic_k_match(torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([1]), candidates, objectness, class_logits)
+    assert kept.tolist() == [True, False, False, False] and assigned.tolist() == [0]
+    # Two ground truths both pick candidate 0 (k = 1 each); it goes to the cheaper, the exact one (index 1).
+    gts = torch.tensor([[0.0, 0, 10, 12], [0, 0, 10, 10]])
+    kept, assigned = loss.dynamic_k_match(gts, torch.tensor([0, 0]), candidates, objectness, class_logits)
+    assert kept.tolist() == [True, False, False, False] and assigned.tolist() == [1]
+    # A larger k: a ground truth overlapping three candidates well keeps the two cheapest.
+    near = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 9], [0, 0, 10, 8], [20, 20, 30, 30]], dtype=torch.float32)
+    kept, assigned = loss.dynamic_k_match(torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([0]), near, objectness, class_logits)
+    assert kept.tolist() == [True, True, False, False]  # k = int(1 + 0.9 + 0.8) = 2

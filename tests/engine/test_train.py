@@ -114,7 +114,7 @@ def test_fine_tune_transfers_matching_weights(tiny_data, tmp_path, capsys):
 
     summary = train(cfg=str(CONFIGS / "models" / "yolov5n.yaml"), data=tiny_data, epochs=1, project=str(tmp_path), **TINY)
     capsys.readouterr()
-    tuned = train(weights=summary["last"], data=tiny_data, epochs=1, project=str(tmp_path), **TINY)
+    tuned = train(weights=summary["last"], data=tiny_data, epochs=1, project=str(tmp_path), noplots=True, **TINY)
     total = len(load_checkpoint(tuned["last"])["state_dict"])
     assert f"transferred {total}/{total} items" in capsys.readouterr().out
 

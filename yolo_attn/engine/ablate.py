@@ -79,31 +79,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="end with one JSON line: the table rows")
 
 
-def default_block_args(model_yaml: dict[str, Any], after: int, block: str) -> list[Any]:
-    """Args for ``block`` placed after layer ``after``: its ``yaml_example`` args, with the width arg (if its
-    rule has one) set so the block keeps the channels of layer ``after``."""
-    from yolo_attn.nn.builder import build_model
-    from yolo_attn.nn.registry import lookup
-
-    try:
-        spec = lookup(block)
-    except KeyError as e:
-        raise UserError(e.args[0]) from None
-    example = getattr(spec.cls, "yaml_example", None)
-    if not isinstance(example, str):
-        raise UserError(f"{spec.name} has no example YAML line; give its args with --args")
-    example_args = yaml.safe_load(example)[3]
-    records = build_model(model_yaml).layer_records
-    if not 0 <= after < len(records) or records[after].out_shape is None:
-        raise UserError(f"--after {after}: not a layer with a feature-map output")
-    channels = records[after].out_shape[1]
-    return spec.rule.args_for_channels(example_args, round(channels / float(model_yaml.get("width_multiple", 1.0))))
-
-
 def plan_variants(base_text: str, blocks: list[str], after: list[int] | None, replace: int | None,
                   args: str | None) -> list[Variant]:
     """The base model plus one variant per block and position."""
-    from yolo_attn.nn.yaml_edit import insert_block, replace_block
+    from yolo_attn.nn.yaml_edit import default_block_args, insert_block, replace_block
 
     base_yaml = yaml.safe_load(base_text)
     variants = [Variant(BASE, "-", base_text)]

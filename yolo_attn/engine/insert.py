@@ -13,7 +13,7 @@ import yaml
 from yolo_attn.errors import UserError
 from yolo_attn.nn.builder import build_model
 from yolo_attn.nn.summary import count_params
-from yolo_attn.nn.yaml_edit import insert_block, readers_of, replace_block
+from yolo_attn.nn.yaml_edit import default_block_args, insert_block, readers_of, replace_block
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -22,7 +22,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     where.add_argument("--after", type=int, metavar="IDX", help="insert the block after layer IDX")
     where.add_argument("--replace", type=int, metavar="IDX", help="replace layer IDX's module and args")
     p.add_argument("--block", required=True, help="registered block name, e.g. CBAM (see `yolo-attn blocks`)")
-    p.add_argument("--args", default="[]", help='YAML args of the block, e.g. "[256]" (parsed, never evaluated)')
+    p.add_argument("--args", default=None, help='YAML args of the block, e.g. "[256]" (parsed, never evaluated); '
+                   "default: the block's example args fitted to the channels at that layer")
     p.add_argument("--rewire-all", action="store_true",
                    help="every layer reading layer IDX reads the new block (default: only the next layer's -1)")
     p.add_argument("-o", "--output", help="output YAML (default: <cfg stem>-<block>.yaml in the current directory)")
@@ -31,9 +32,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 def edited_text(text: str, args: argparse.Namespace) -> str:
     """The YAML text after the insertion or replacement that ``args`` asks for."""
+    index = args.replace if args.replace is not None else args.after
+    block_args = args.args if args.args is not None else default_block_args(yaml.safe_load(text), index, args.block)
     if args.replace is not None:
-        return replace_block(text, args.replace, args.block, args.args)
-    return insert_block(text, args.after, args.block, args.args, rewire_all=args.rewire_all)
+        return replace_block(text, args.replace, args.block, block_args)
+    return insert_block(text, args.after, args.block, block_args, rewire_all=args.rewire_all)
 
 
 def run_cli(args: argparse.Namespace) -> int:

@@ -55,8 +55,9 @@ class YamlRule:
     def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
         raise NotImplementedError
 
-    def args_for_channels(self, args: list[Any], channels: int) -> list[Any]:
-        """``args`` adapted to a layer fed ``channels`` (YAML units): only rules with a width arg change them."""
+    def args_for_channels(self, args: list[Any], channels: int, width_multiple: float = 1.0) -> list[Any]:
+        """``args`` adapted so the block fits after a layer with ``channels`` outputs in a model scaled by
+        ``width_multiple`` (used to place a block with default args); rules without channel args keep them."""
         return list(args)
 
 
@@ -98,8 +99,8 @@ class ConvLike(YamlRule):
             number = 1
         return Resolved(built, c2, number)
 
-    def args_for_channels(self, args: list[Any], channels: int) -> list[Any]:
-        return [channels, *args[1:]]
+    def args_for_channels(self, args: list[Any], channels: int, width_multiple: float = 1.0) -> list[Any]:
+        return [round(channels / width_multiple), *args[1:]]
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,59 @@ class PrependInput(YamlRule):
 
     def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
         return Resolved([ctx.c_in[0], *args], ctx.c_in[0], ctx.number)
+
+
+@dataclass(frozen=True)
+class SameWidth(YamlRule):
+    """Channel-keeping blocks written like convolutions: ``[c2?, *args]``, as YOLOAir registers attention.
+
+    ``c2`` gets the width gain and must then equal the input channels (checked here, so a wrong value
+    names the layer instead of failing in the next one); it may be omitted. ``pass_width``: the block
+    is built as ``Block(c1, c2, *args)`` (YOLOAir's CBAM, GAMAttention) or ``Block(c1, *args)``
+    (YOLOAir's attention branch: SE, SK, ECA, ...).
+    """
+
+    pass_width: bool = True
+    signature: str = "[c2=c1, *args]"
+
+    def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
+        c1 = ctx.c_in[0]
+        if args and (not isinstance(args[0], int) or isinstance(args[0], bool)):
+            raise ValueError(f"expects output channels (= input channels) as its first arg, got {args!r}")
+        c2 = ctx.scale_width(args[0]) if args else c1
+        if c2 != c1:
+            raise ValueError(f"keeps its input channels, but the output width is {c2} for {c1} input channels")
+        rest = list(args[1:])
+        return Resolved([c1, c2, *rest] if self.pass_width else [c1, *rest], c1, ctx.number)
+
+    def args_for_channels(self, args: list[Any], channels: int, width_multiple: float = 1.0) -> list[Any]:
+        return [round(channels / width_multiple), *args[1:]] if args else []
+
+
+@dataclass(frozen=True)
+class LiteralChannels(YamlRule):
+    """YOLOv5's fallback for channel-keeping blocks whose args repeat the real input channels at
+    ``positions`` (as written, no width gain); those args are checked against the input."""
+
+    positions: tuple[int, ...] = (0,)
+    signature: str = "[c1, *args]"
+
+    def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
+        c1 = ctx.c_in[0]
+        for position in self.positions:
+            if position < len(args) and args[position] != c1:
+                raise ValueError(
+                    f"arg {position} is {args[position]!r} but the input has {c1} channels "
+                    "(this block's args are passed as written, without width gain)"
+                )
+        return Resolved(list(args), c1, ctx.number)
+
+    def args_for_channels(self, args: list[Any], channels: int, width_multiple: float = 1.0) -> list[Any]:
+        adapted = list(args)
+        for position in self.positions:
+            if position < len(adapted):
+                adapted[position] = channels
+        return adapted
 
 
 @dataclass(frozen=True)

@@ -217,6 +217,28 @@ def replace_block(text: str, index: int, block: str, args: Any = None) -> str:
     ])
 
 
+def default_block_args(model_yaml: dict[str, Any], after: int, block: str) -> list[Any]:
+    """Args for ``block`` placed after layer ``after``: its ``yaml_example`` args, with the width arg (if its
+    rule has one) set so the block keeps the channels of layer ``after``."""
+    from yolo_attn.nn.builder import build_model
+    from yolo_attn.nn.registry import lookup
+
+    try:
+        spec = lookup(block)
+    except KeyError as e:
+        raise YamlEditError(e.args[0]) from None
+    example = getattr(spec.cls, "yaml_example", None)
+    if not isinstance(example, str):
+        raise YamlEditError(f"{spec.name} has no example YAML line; give its args with --args")
+    example_args = yaml.safe_load(example)[3]
+    records = build_model(model_yaml).layer_records
+    if not 0 <= after < len(records) or records[after].out_shape is None:
+        raise YamlEditError(f"layer {after} is not a layer with a feature-map output")
+    return spec.rule.args_for_channels(
+        example_args, records[after].out_shape[1], float(model_yaml.get("width_multiple", 1.0))
+    )
+
+
 def readers_of(text: str, index: int) -> list[int]:
     """Indices of the layers whose ``from`` reads layer ``index``."""
     return [
@@ -226,4 +248,7 @@ def readers_of(text: str, index: int) -> list[int]:
     ]
 
 
-__all__ = ["YamlEditError", "LayerSpan", "layer_spans", "format_args", "insert_block", "replace_block", "readers_of"]
+__all__ = [
+    "YamlEditError", "LayerSpan", "layer_spans", "format_args", "insert_block", "replace_block", "readers_of",
+    "default_block_args",
+]

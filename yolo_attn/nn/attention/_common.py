@@ -3,35 +3,14 @@ channel shuffle and the channel-wise mean/max pooling that spatial gates start f
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
 import torch
 
-from yolo_attn.nn.rules import LayerContext, Resolved, YamlRule
+from yolo_attn.nn.rules import SameWidth
 
 
-@dataclass(frozen=True)
-class WidthThenArgs(YamlRule):
-    """YOLOAir's attention branch (``SEAttention``, ``SKAttention``, ``S2Attention``, ``SOCA``, ...).
-
-    ``[c2, *rest]`` -> ``Block(c1, *rest)``: ``c2`` only declares the output width (width gain applied,
-    as YOLOAir's ``parse_model`` does) and is not passed on. These blocks keep their channels, so a
-    scaled ``c2`` that differs from the input channels is reported at build time instead of breaking
-    the next layer.
-    """
-
-    signature: str = "[c2 (= input channels after width gain), *args]"
-
-    def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
-        if not args or not isinstance(args[0], int) or isinstance(args[0], bool):
-            raise ValueError(f"expects the channel count as its first arg, got {args!r}")
-        c2 = ctx.scale_width(args[0])
-        check_same_width(ctx.c_in[0], c2)
-        return Resolved([ctx.c_in[0], *args[1:]], c2, ctx.number)
-
-
-WIDTH_THEN_ARGS = WidthThenArgs()
+# YOLOAir's attention branch (SEAttention, SKAttention, S2Attention, SOCA, ...): ``[c2, *rest]`` ->
+# ``Block(c1, *rest)``; ``c2`` only declares the (unchanged) width.
+WIDTH_THEN_ARGS = SameWidth(pass_width=False, signature="[c2 (= input channels after width gain), *args]")
 
 
 def check_same_width(c1: int, c2: int | None) -> None:

@@ -9,6 +9,7 @@ from torch import nn
 
 from yolo_attn.nn.attention._common import require_divisible
 from yolo_attn.nn.registry import register
+from yolo_attn.nn.rules import LiteralChannels
 
 
 class AxisSelfAttention(nn.Module):
@@ -56,7 +57,7 @@ def _feed_forward(c: int) -> nn.Sequential:
     )
 
 
-@register("AxialImageTransformer")
+@register("AxialImageTransformer", rule=LiteralChannels((0,)))
 class AxialAttention(nn.Module):
     """Axial-attention image transformer (Ho, Kalchbrenner, Weissenborn, Salimans, "Axial Attention in
     Multidimensional Transformers", arXiv:1912.12180, 2019; layout of lucidrains/axial-attention's

@@ -8,11 +8,11 @@ import torch
 from torch import nn
 
 from yolo_attn.nn.attention._common import check_same_width
-from yolo_attn.nn.attention.cbam import SameChannels
 from yolo_attn.nn.registry import register
+from yolo_attn.nn.rules import SameWidth
 
 
-@register(rule=SameChannels(signature="[c2=c1, reduction=16, dilation=4]"))
+@register(rule=SameWidth(signature="[c2=c1, reduction=16, dilation=4]"))
 class BAM(nn.Module):
     """Bottleneck Attention Module (Park et al., BMVC 2018, arXiv 1807.06514).
     YAML: ``[c2=c1, reduction=16, dilation=4]``.

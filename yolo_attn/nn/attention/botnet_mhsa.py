@@ -10,6 +10,7 @@ from torch import nn
 
 from yolo_attn.nn.attention._common import require_divisible
 from yolo_attn.nn.registry import register
+from yolo_attn.nn.rules import LiteralChannels
 
 
 def relative_embeddings(table: torch.Tensor, length: int) -> torch.Tensor:
@@ -31,7 +32,7 @@ def relative_logits_1d(q: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return rel.gather(-1, index)
 
 
-@register("BoTMHSA", "BottleneckMHSA")
+@register("BoTMHSA", "BottleneckMHSA", rule=LiteralChannels((0,)))
 class MHSA(nn.Module):
     """Multi-head self-attention of BoTNet (Srinivas, Lin, Parmar, Shlens, Abbeel, Vaswani, "Bottleneck
     Transformers for Visual Recognition", CVPR 2021, arXiv:2101.11605; official TF code by the authors).

@@ -1,45 +1,15 @@
-"""CBAM: Woo et al., "CBAM: Convolutional Block Attention Module", ECCV 2018 (arXiv 1807.06521).
-
-Also home of :class:`SameChannels`, the YAML rule of YOLOAir's channel-keeping attention blocks
-(CBAM, GAMAttention, BAM), which YOLOAir registers like ``Conv``: ``[c2, *args]``.
-"""
+"""CBAM: Woo et al., "CBAM: Convolutional Block Attention Module", ECCV 2018 (arXiv 1807.06521)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import torch
 from torch import nn
 
 from yolo_attn.nn.attention._common import channel_mean_max, check_same_width
 from yolo_attn.nn.registry import register
-from yolo_attn.nn.rules import LayerContext, Resolved, YamlRule
-
-
-@dataclass(frozen=True)
-class SameChannels(YamlRule):
-    """``[c2?, *args]`` -> ``Block(c1, c2, *args)`` for blocks whose output has the input's channels.
-
-    YOLOAir passes such blocks a width-scaled ``c2`` as if they were convolutions; here ``c2`` may be
-    omitted and, when given, must come out (after the width gain) equal to the input channels, so a
-    wrong value fails at build time instead of inside the forward pass.
-    """
-
-    signature: str = "[c2=c1, *args]"
-
-    def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
-        c1 = ctx.c_in[0]
-        if not args:
-            return Resolved([c1, c1], c1, ctx.number)
-        if not isinstance(args[0], int) or isinstance(args[0], bool):
-            raise ValueError(f"expects output channels (= input channels) as its first arg, got {args!r}")
-        c2 = ctx.scale_width(args[0])
-        check_same_width(c1, c2)
-        return Resolved([c1, c2, *args[1:]], c1, ctx.number)
-
-    def args_for_channels(self, args: list[Any], channels: int) -> list[Any]:
-        return [channels, *args[1:]] if args else []
+from yolo_attn.nn.rules import SameWidth
 
 
 class ChannelAttention(nn.Module):
@@ -75,7 +45,7 @@ class SpatialAttention(nn.Module):
         return self.sigmoid(self.conv(channel_mean_max(x)))
 
 
-@register(rule=SameChannels(signature="[c2=c1, ratio=16, kernel_size=7]"))
+@register(rule=SameWidth(signature="[c2=c1, ratio=16, kernel_size=7]"))
 class CBAM(nn.Module):
     """Convolutional Block Attention Module (Woo et al., ECCV 2018, arXiv 1807.06521).
     YAML: ``[c2=c1, ratio=16, kernel_size=7]``.
@@ -99,4 +69,4 @@ class CBAM(nn.Module):
         return self.spatial_attention(x) * x
 
 
-__all__ = ["CBAM", "ChannelAttention", "SpatialAttention", "SameChannels"]
+__all__ = ["CBAM", "ChannelAttention", "SpatialAttention"]

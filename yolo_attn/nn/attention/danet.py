@@ -10,6 +10,7 @@ from torch import nn
 from yolo_attn.nn.attention._common import check_same_width, require_divisible
 from yolo_attn.nn.blocks.conv import Conv
 from yolo_attn.nn.registry import register
+from yolo_attn.nn.rules import LiteralChannels
 
 
 class PositionAttention(nn.Module):
@@ -42,7 +43,7 @@ class ChannelAttention(nn.Module):
         return self.gamma * (attention @ flat).view_as(x) + x
 
 
-@register("DAModule", "DualAttention")
+@register("DAModule", "DualAttention", rule=LiteralChannels((0, 1)))
 class DANet(nn.Module):
     """Dual attention (Fu, Liu, Tian, Li, Bao, Fang, Lu, "Dual Attention Network for Scene Segmentation",
     CVPR 2019, arXiv:1809.02983; official code junfu1115/DANet ``DANetHead``).

@@ -26,10 +26,10 @@ class DoubleAttentionRule(YamlRule):
         reconstruct = len(resolved.args) > 3 and bool(resolved.args[3])
         return Resolved(resolved.args, ctx.c_in[0] if reconstruct else resolved.c_out, resolved.number)
 
-    def args_for_channels(self, args: list[Any], channels: int) -> list[Any]:
+    def args_for_channels(self, args: list[Any], channels: int, width_multiple: float = 1.0) -> list[Any]:
         """With ``reconstruct`` any ``c_m`` keeps the channels; without it ``c_m`` must be the input's."""
         reconstruct = len(args) > 2 and bool(args[2])
-        return list(args) if reconstruct else [channels, *args[1:]]
+        return list(args) if reconstruct else [round(channels / width_multiple), *args[1:]]
 
 
 @register("DoubleAttention", rule=DoubleAttentionRule())

@@ -9,13 +9,13 @@ import torch
 from torch import nn
 
 from yolo_attn.nn.attention._common import channel_shuffle, check_same_width
-from yolo_attn.nn.attention.cbam import SameChannels
 from yolo_attn.nn.registry import register
+from yolo_attn.nn.rules import SameWidth
 
 SHUFFLE_GROUPS = 4  # the seed (and YOLOAir) shuffle with 4 groups whatever ``rate`` is
 
 
-@register(rule=SameChannels(signature="[c2=c1, group=True, rate=4]"))
+@register(rule=SameWidth(signature="[c2=c1, group=True, rate=4]"))
 class GAMAttention(nn.Module):
     """Global Attention Mechanism (Liu, Shao, Hoffmann, 2021, arXiv 2112.05561). YAML: ``[c2=c1, group=True, rate=4]``.
 

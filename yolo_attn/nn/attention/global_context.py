@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from yolo_attn.nn.registry import register
+from yolo_attn.nn.rules import LiteralChannels
 
 _POOLINGS = ("att", "avg")
 _FUSIONS = ("channel_add", "channel_mul")
@@ -24,7 +25,7 @@ def _transform(c: int, planes: int) -> nn.Sequential:
     return seq
 
 
-@register("GlobalContextBlock", "GC", "ContextBlock")
+@register("GlobalContextBlock", "GC", "ContextBlock", rule=LiteralChannels((0,)))
 class GlobalContext(nn.Module):
     """Global Context block (Cao, Xu, Lin, Wei, Hu, "GCNet: Non-local Networks Meet Squeeze-Excitation Networks
     and Beyond", ICCV workshops 2019, arXiv:1904.11492; official code xvjiarui/GCNet ``ContextBlock``).

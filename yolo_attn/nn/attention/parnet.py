@@ -9,9 +9,10 @@ from torch import nn
 
 from yolo_attn.nn.blocks.conv import Conv
 from yolo_attn.nn.registry import register
+from yolo_attn.nn.rules import LiteralChannels
 
 
-@register("ParNetBlock")
+@register("ParNetBlock", rule=LiteralChannels((0,)))
 class ParNetAttention(nn.Module):
     """ParNet block with Skip-Squeeze-Excitation (Goyal, Bochkovskiy, Deng, Koltun, "Non-deep Networks",
     NeurIPS 2022, arXiv:2110.07641; official code imankgoyal/NonDeepNetworks).

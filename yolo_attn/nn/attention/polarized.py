@@ -9,6 +9,7 @@ from torch import nn
 
 from yolo_attn.nn.attention._common import check_same_width
 from yolo_attn.nn.registry import register
+from yolo_attn.nn.rules import LiteralChannels
 
 
 class _PolarizedGates(nn.Module):
@@ -48,7 +49,7 @@ class _PolarizedGates(nn.Module):
         return torch.einsum("bc,bchw->bhw", q, self.sp_wv(x))[:, None].sigmoid()
 
 
-@register("PSA_p", "ParallelPolarizedSelfAttention")
+@register("PSA_p", "ParallelPolarizedSelfAttention", rule=LiteralChannels((0, 1)))
 class PolarizedSelfAttention(_PolarizedGates):
     """Polarized Self-Attention, parallel layout (Liu, Liu, Fan, Huang, "Polarized Self-Attention: Towards
     High-quality Pixel-wise Regression", arXiv:2107.00782, 2021; official code DeLightCMU/PSA ``PSA_p``).
@@ -65,7 +66,7 @@ class PolarizedSelfAttention(_PolarizedGates):
         return x * self.channel_gate(x) + x * self.spatial_gate(x)
 
 
-@register("PSA_s", "SequentialPolarizedSelfAttention")
+@register("PSA_s", "SequentialPolarizedSelfAttention", rule=LiteralChannels((0, 1)))
 class SequentialPolarized(_PolarizedGates):
     """Polarized Self-Attention, sequential layout (Liu, Liu, Fan, Huang, "Polarized Self-Attention: Towards
     High-quality Pixel-wise Regression", arXiv:2107.00782, 2021; official code DeLightCMU/PSA ``PSA_s``).
