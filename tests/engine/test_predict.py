@@ -13,7 +13,7 @@ from torchvision.ops import box_iou
 
 from yolo_attn.checkpoint import load_model
 from yolo_attn.cli import main
-from yolo_attn.engine.predict import image_paths, increment_path, predict, preprocess
+from yolo_attn.engine.predict import image_paths, predict, preprocess
 from yolo_attn.errors import UserError
 from yolo_attn.utils.annotate import class_color, draw_detections
 
@@ -91,7 +91,7 @@ def test_bad_thresholds_are_user_errors(shared, capsys):
     assert "--conf 1.5: must be between 0 and 1" in capsys.readouterr().err
 
 
-def test_sources_and_increment_path(tmp_path):
+def test_image_sources(tmp_path):
     for name in ("b.jpg", "a.png", "c.txt"):
         (tmp_path / name).write_bytes(b"")
     assert [p.name for p in image_paths(tmp_path)] == ["a.png", "b.jpg"]
@@ -101,11 +101,6 @@ def test_sources_and_increment_path(tmp_path):
         image_paths(tmp_path / "missing.jpg")
     with pytest.raises(UserError, match="no images found"):
         image_paths(tmp_path / "*.bmp")
-    (tmp_path / "exp").mkdir()
-    (tmp_path / "exp2").mkdir()
-    assert increment_path(tmp_path / "exp") == tmp_path / "exp3"
-    assert increment_path(tmp_path / "exp", exist_ok=True) == tmp_path / "exp"
-    assert increment_path(tmp_path / "new") == tmp_path / "new"
 
 
 def test_draw_detections():

@@ -13,7 +13,7 @@ from yolo_attn import build_model
 from yolo_attn.cli import main
 from yolo_attn.data.config import load_dataset_config
 from yolo_attn.data.dataset import create_dataloader
-from yolo_attn.engine.val import JSON_KEYS, evaluate, next_run_dir
+from yolo_attn.engine.val import JSON_KEYS, evaluate
 from yolo_attn.errors import UserError
 
 WEIGHTS = "weights/yolov5n-v6.1.pt"
@@ -128,14 +128,6 @@ def test_unknown_coco_backend_fails_before_inference(shared):
     model = OracleModel(None, 80)  # would fail on its first batch
     with pytest.raises(UserError, match="unknown COCO backend 'nope'"):
         evaluate(model, shared / "data/coco8/coco8.yaml", coco_backend="nope")
-
-
-def test_next_run_dir_increments(tmp_path):
-    assert next_run_dir(tmp_path, "exp") == tmp_path / "exp"
-    (tmp_path / "exp").mkdir()
-    (tmp_path / "exp2").mkdir()
-    assert next_run_dir(tmp_path, "exp") == tmp_path / "exp3"
-    assert next_run_dir(tmp_path, "exp", exist_ok=True) == tmp_path / "exp"
 
 
 def test_cli_val_prints_one_json_line_last_and_saves_coco_json(shared, tmp_path, capsys, monkeypatch):

@@ -205,7 +205,7 @@ def plot_accuracy_vs_cost(results: list[VariantResult], path: Path) -> None:
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    from yolo_attn.engine.train import increment_path
+    from yolo_attn.utils.paths import increment_path
 
     base = Path(args.base) if args.base else DEFAULT_BASE
     if not base.is_file():

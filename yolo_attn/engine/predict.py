@@ -22,6 +22,7 @@ from yolo_attn.nn.model import DetectionModel
 from yolo_attn.utils.annotate import draw_detections
 from yolo_attn.utils.boxes import scale_boxes, xyxy2xywh
 from yolo_attn.utils.nms import non_max_suppression
+from yolo_attn.utils.paths import increment_path
 
 IMAGE_SUFFIXES = frozenset({".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm"})
 
@@ -84,16 +85,6 @@ def predict(
         det[:, :4] = scale_boxes(x.shape[2:], det[:, :4], image.shape[:2]).round()
         results.append(det.cpu())
     return results
-
-
-def increment_path(path: Path, exist_ok: bool = False) -> Path:
-    """``path`` if free (or ``exist_ok``), else ``path2``, ``path3``, ... as YOLOv5's runs/ folders."""
-    if exist_ok or not path.exists():
-        return path
-    n = 2
-    while path.with_name(f"{path.name}{n}").exists():
-        n += 1
-    return path.with_name(f"{path.name}{n}")
 
 
 def yolo_label_lines(det: torch.Tensor, shape: tuple[int, int], with_conf: bool) -> list[str]:

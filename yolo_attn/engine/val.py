@@ -36,6 +36,7 @@ from yolo_attn.engine.metrics import (
 from yolo_attn.errors import UserError
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
 from yolo_attn.utils.nms import non_max_suppression
+from yolo_attn.utils.paths import increment_path
 
 LOGGER = logging.getLogger("yolo_attn.val")
 
@@ -56,16 +57,6 @@ def resolve_split(data: DataSource, split: str = "val") -> SplitSource:
         return data
     config = data if isinstance(data, DatasetConfig) else load_dataset_config(data)
     return config.split(split)
-
-
-def next_run_dir(project: str | Path, name: str, exist_ok: bool = False) -> Path:
-    """``project/name``, or the first free ``project/name2``, ``name3``, ... unless ``exist_ok``."""
-    path = Path(project) / name
-    n = 2
-    while path.exists() and not exist_ok:
-        path = Path(project) / f"{name}{n}"
-        n += 1
-    return path
 
 
 def _model_stride(model: nn.Module) -> int:
@@ -365,7 +356,7 @@ def run_cli(args: argparse.Namespace) -> int:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
     source = resolve_split(args.data, args.split)  # a missing dataset fails before the weights load
     loaded = load_model(args.weights, device=args.device, fuse=True)
-    save_dir = next_run_dir(args.project, args.name, args.exist_ok)
+    save_dir = increment_path(Path(args.project) / args.name, args.exist_ok)
     result = evaluate(
         loaded.model,
         source,
