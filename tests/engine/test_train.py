@@ -141,6 +141,7 @@ def test_accumulation_ramps_to_nominal_batch():
     assert accumulation_steps(0, 100, 16) == 1
     assert accumulation_steps(100, 100, 16) == 4 and accumulation_steps(500, 100, 16) == 4
     assert accumulation_steps(500, 100, 128) == 1
+    assert accumulation_steps(500, 100, 16, nominal=16) == 1 and accumulation_steps(60, 100, 8, nominal=32) == 3
 
 
 def test_ema_decay_ramp_and_update():
@@ -180,3 +181,10 @@ def test_demo_defaults(monkeypatch, tmp_path):
     trainer.setup()
     assert trainer.args.img == 320 and trainer.args.epochs == train_module.DEMO_EPOCHS
     assert trainer.args.cfg.endswith("yolov5n.yaml") and trainer.data.names == ["rectangle", "ellipse", "triangle"]
+
+
+def test_close_mosaic_covers_last_epochs():
+    trainer = Trainer(train_module.default_options(epochs=10, close_mosaic=3, data="unused.yaml"))
+    assert [e for e in range(10) if trainer.mosaic_closed(e)] == [7, 8, 9]
+    trainer.args.close_mosaic = 0
+    assert not any(trainer.mosaic_closed(e) for e in range(10))

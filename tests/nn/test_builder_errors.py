@@ -102,7 +102,7 @@ def test_bad_top_level_values(yolov5n, key, value, expected):
 def test_spatial_mismatch_found_while_tracing(yolov5n):
     message = build_error(with_layer(yolov5n, 12, [[-1, 4], 1, "Concat", [1]]))
     assert "layer 12 [[-1, 4], 1, Concat, [1]]: shape mismatch while tracing" in message
-    assert "(1, 128, 16, 16), (1, 64, 32, 32)" in message
+    assert "with input (C, H, W) [(128, 16, 16), (64, 32, 32)]" in message
 
 
 def test_channel_mismatch_found_while_tracing(yolov5n):

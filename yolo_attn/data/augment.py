@@ -18,6 +18,9 @@ from yolo_attn.data.dataset import DetectionDataset
 from yolo_attn.data.letterbox import PAD_COLOR
 from yolo_attn.utils.boxes import xywh2xyxy
 
+# OpenCV's own thread pool competes with the DataLoader workers and torch's threads (YOLOv5 disables it too).
+cv2.setNumThreads(0)
+
 
 def augment_hsv(image: np.ndarray, hgain: float = 0.5, sgain: float = 0.5, vgain: float = 0.5) -> None:
     """Jitter hue, saturation and value of a BGR uint8 image in place by random gains in [1 - g, 1 + g]."""

@@ -78,12 +78,11 @@ def apply_warmup(
             group["momentum"] = float(np.interp(iteration, span, [hyp["warmup_momentum"], hyp["momentum"]]))
 
 
-def accumulation_steps(iteration: int, warmup_iters: int, batch_size: int) -> int:
-    """Batches to accumulate before a step so the effective batch is ~64, ramped from 1 during warm-up."""
-    target = max(round(NOMINAL_BATCH_SIZE / batch_size), 1)
+def accumulation_steps(iteration: int, warmup_iters: int, batch_size: int, nominal: int = NOMINAL_BATCH_SIZE) -> int:
+    """Batches to accumulate before a step so the effective batch is ``nominal``, ramped from 1 during warm-up."""
     if iteration <= warmup_iters:
-        return max(1, int(np.interp(iteration, [0, warmup_iters], [1, NOMINAL_BATCH_SIZE / batch_size]).round()))
-    return target
+        return max(1, int(np.interp(iteration, [0, warmup_iters], [1, nominal / batch_size]).round()))
+    return max(round(nominal / batch_size), 1)
 
 
 class ModelEMA:

@@ -47,6 +47,11 @@ DEFAULT_HYP = "hyp.scratch-low.yaml"
 DEMO_MODEL, DEMO_IMG_SIZE, DEMO_EPOCHS = "yolov5n.yaml", 320, 30
 OTA_HEADS = frozenset({"IDetect", "IAuxDetect"})
 RESULTS_CSV = "results.csv"
+LOSS_NAMES = ("box", "obj", "cls")
+METRIC_COLUMNS = (
+    ("precision", "metrics/precision"), ("recall", "metrics/recall"),
+    ("map50", "metrics/mAP_0.5"), ("map50_95", "metrics/mAP_0.5:0.95"),
+)
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -113,14 +118,12 @@ class EpochRecord:
     lrs: list[float]
 
     def row(self) -> dict[str, float]:
-        box, obj, cls = self.losses
-        row = {"epoch": self.epoch, "train/box_loss": box, "train/obj_loss": obj, "train/cls_loss": cls}
-        for key, column in (("precision", "metrics/precision"), ("recall", "metrics/recall"),
-                            ("map50", "metrics/mAP_0.5"), ("map50_95", "metrics/mAP_0.5:0.95")):
-            row[column] = float(self.metrics.get(key, 0.0))
         val_losses = self.metrics.get("loss")
-        box, obj, cls = [float(v) for v in val_losses] if val_losses is not None else (0.0, 0.0, 0.0)
-        row.update({"val/box_loss": box, "val/obj_loss": obj, "val/cls_loss": cls})
+        val_losses = [float(v) for v in val_losses] if val_losses is not None else [0.0, 0.0, 0.0]
+        row: dict[str, float] = {"epoch": self.epoch}
+        row.update({f"train/{name}_loss": value for name, value in zip(LOSS_NAMES, self.losses)})
+        row.update({column: float(self.metrics.get(key, 0.0)) for key, column in METRIC_COLUMNS})
+        row.update({f"val/{name}_loss": value for name, value in zip(LOSS_NAMES, val_losses)})
         row.update({f"x/lr{i}": lr for i, lr in enumerate(self.lrs)})
         return row
 
@@ -353,8 +356,9 @@ class Trainer:
             anchors = broadcast_object(head.anchors.cpu() if self.is_main else None, self.context)
             head.anchors.copy_(anchors.to(head.anchors))
 
-        accumulate = max(round(NOMINAL_BATCH_SIZE / self.world_batch), 1)
-        weight_decay = hyp["weight_decay"] * self.world_batch * accumulate / NOMINAL_BATCH_SIZE
+        self.nominal_batch = int(hyp.get("nbs", NOMINAL_BATCH_SIZE))
+        accumulate = max(round(self.nominal_batch / self.world_batch), 1)
+        weight_decay = hyp["weight_decay"] * self.world_batch * accumulate / self.nominal_batch
         self.optimizer = build_optimizer(self.model, args.optimizer, hyp["lr0"], hyp["momentum"], weight_decay)
         self.lf = lr_lambda(args.epochs, hyp["lrf"], args.cos_lr)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda=self.lf)
@@ -454,7 +458,7 @@ class Trainer:
         for i, (images, targets, _paths, _shapes) in progress:
             iteration = i + batches * epoch
             images = images.to(self.device, non_blocking=True).float() / 255
-            accumulate = accumulation_steps(iteration, warmup_iters, self.world_batch)
+            accumulate = accumulation_steps(iteration, warmup_iters, self.world_batch, self.nominal_batch)
             if iteration <= warmup_iters:
                 apply_warmup(self.optimizer, iteration, warmup_iters, self.lf(epoch), self.hyp)
             with torch.autocast(device_type=self.device.type, enabled=self.amp):

@@ -192,10 +192,10 @@ def trace_shapes(model: DetectionModel, x: torch.Tensor, records: list[LayerReco
         try:
             x = m(x)
         except (RuntimeError, ValueError, IndexError, TypeError, AssertionError, ArithmeticError) as e:
-            shapes = [tuple(t.shape) for t in x] if isinstance(x, list) else tuple(x.shape)
+            shapes = [tuple(t.shape[1:]) for t in x] if isinstance(x, list) else tuple(x.shape[1:])
             raise ModelConfigError(
                 f"{_config_name(model.yaml)}layer {m.i} {_entry_text(entries[m.i])}: shape mismatch while tracing "
-                f"with input {shapes}: {e}"
+                f"with input (C, H, W) {shapes}: {e}"
             ) from None
         outputs.append(x)
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else None
