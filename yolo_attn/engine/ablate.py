@@ -123,6 +123,7 @@ def latency_ms(model: torch.nn.Module, img_size: int, device: torch.device, repe
 
 def train_variant(variant: Variant, save_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Train (or resume, or just read back) one variant; returns its train summary."""
+    from yolo_attn.checkpoint import load_checkpoint
     from yolo_attn.engine.train import train
 
     folder = save_dir / variant.name
@@ -132,7 +133,9 @@ def train_variant(variant: Variant, save_dir: Path, args: argparse.Namespace) ->
         return json.loads(result_file.read_text())
     last = folder / "weights" / "last.pt"
     cfg = save_dir / "models" / f"{variant.name}.yaml"
-    if last.is_file():
+    if last.is_file() and run_finished(load_checkpoint(last)):
+        summary = finished_run_summary(folder)  # stopped after its final save, before the result was recorded
+    elif last.is_file():
         print(f"ablate: resuming {variant.name} from {last}")
         summary = train(resume=str(last))
     else:
@@ -146,6 +149,23 @@ def train_variant(variant: Variant, save_dir: Path, args: argparse.Namespace) ->
         )
     result_file.write_text(json.dumps(summary))
     return summary
+
+
+def run_finished(checkpoint: dict[str, Any]) -> bool:
+    return int(checkpoint["epoch"]) + 1 >= int((checkpoint.get("train_args") or {}).get("epochs", 0))
+
+
+def finished_run_summary(folder: Path) -> dict[str, Any]:
+    """The train summary of a finished run, read back from its ``results.csv``."""
+    with open(folder / "results.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    last = {k.strip(): v for k, v in rows[-1].items()}
+    return {
+        "precision": float(last["metrics/precision"]), "recall": float(last["metrics/recall"]),
+        "map50": float(last["metrics/mAP_0.5"]), "map50_95": float(last["metrics/mAP_0.5:0.95"]),
+        "epochs": len(rows), "wall_s": float("nan"),
+        "best": str(folder / "weights" / "best.pt"), "last": str(folder / "weights" / "last.pt"),
+    }
 
 
 def measure_variant(variant: Variant, summary: dict[str, Any], img_size: int, base_map: float) -> VariantResult:
