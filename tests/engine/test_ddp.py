@@ -41,7 +41,6 @@ def run_rank(rank: int, port: int, data: str, project: str, out_dir: str) -> Non
                os.path.join(out_dir, f"rank{rank}.pt"))
 
 
-@pytest.mark.slow
 def test_two_cpu_processes_end_with_identical_weights(tmp_path):
     data = str(generate_demo_dataset(tmp_path / "demo", n_train=8, n_val=2, img_size=64))
     mp.spawn(run_rank, args=(free_port(), data, str(tmp_path / "runs"), str(tmp_path)), nprocs=WORLD_SIZE, join=True)

@@ -136,3 +136,36 @@ def test_dynamic_k_keeps_cheapest_and_resolves_contested_candidates():
     near = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 9], [0, 0, 10, 8], [20, 20, 30, 30]], dtype=torch.float32)
     kept, assigned = loss.dynamic_k_match(torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([0]), near, objectness, class_logits)
     assert kept.tolist() == [True, True, False, False]  # k = int(1 + 0.9 + 0.8) = 2
+
+
+def test_ota_aux_head_adds_quarter_weighted_aux_losses():
+    """IAuxDetect: lead outputs matched with the two nearest neighbours, aux outputs with all four, weight 0.25."""
+    from yolo_attn.engine.loss_ota import ComputeLossOTA
+
+    model = build_model(CONFIGS / "models" / "yolov7-w6.yaml", nc=3).train()
+    preds = model(torch.rand(1, 3, 128, 128))
+    assert len(preds) == 2 * model.head.nl
+    loss = ComputeLossOTA(model.head, HYP)
+    targets = torch.tensor([[0, 1, 0.5, 0.5, 0.3, 0.4], [0, 2, 0.2, 0.3, 0.1, 0.1]])
+    lead, aux = preds[: model.head.nl], preds[model.head.nl :]
+    _, all_items = loss(preds, targets)
+    _, lead_items = loss(lead, targets)
+    aux_raw = loss.level_losses(aux, *loss.ota_targets(lead, targets, 1.0), weight=0.25)
+    _, aux_items = loss.total(*aux_raw, batch_size=1)
+    torch.testing.assert_close(all_items, lead_items + aux_items)
+    assert (aux_items > 0).all()
+
+
+def test_loss_chosen_by_head_type_and_overridable():
+    from yolo_attn.engine.loss_ota import ComputeLossOTA
+    from yolo_attn.engine.train import select_loss
+    from yolo_attn.errors import UserError
+
+    v5 = build_model(CONFIGS / "models" / "yolov5n.yaml", nc=3).head
+    v7 = build_model(CONFIGS / "models" / "yolov7-tiny.yaml", nc=3).head
+    assert type(select_loss(v5, HYP, "auto")) is ComputeLoss
+    assert type(select_loss(v7, HYP, "auto")) is ComputeLossOTA
+    assert type(select_loss(v7, HYP, "v5")) is ComputeLoss and type(select_loss(v5, HYP, "ota")) is ComputeLossOTA
+    aux = build_model(CONFIGS / "models" / "yolov7-w6.yaml", nc=3).head
+    with pytest.raises(UserError, match="IAuxDetect"):
+        select_loss(aux, HYP, "v5")

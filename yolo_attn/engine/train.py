@@ -1,9 +1,10 @@
 """``yolo-attn train``: train a YAML-defined detector (YOLOv5's ``train.py`` recipe, Jocher et al. 2020).
 
-SGD/AdamW in three parameter groups, warm-up, linear or cosine LR, nominal batch 64 by gradient
-accumulation, EMA weights validated every epoch, AMP on CUDA, early stopping, atomic ``last.pt`` /
-``best.pt``, exact resume, DDP through torchrun. Without ``--data`` it trains on the built-in
-synthetic demo set (generated once into the cache folder) with yolov5n at 320 pixels.
+SGD/AdamW in three parameter groups, warm-up, linear or cosine LR, a nominal batch (hyp ``nbs``,
+default 64) through gradient accumulation, EMA weights validated every epoch, AMP on CUDA, early
+stopping, atomic ``last.pt`` / ``best.pt``, exact resume, DDP through torchrun. Without ``--data`` it
+trains the built-in synthetic demo set (generated once into the cache folder): yolov5n from scratch
+at 320 px, AdamW, 12 epochs (``configs/hyps/hyp.demo.yaml``).
 """
 
 from __future__ import annotations
@@ -43,8 +44,9 @@ from yolo_attn.errors import UserError
 from yolo_attn.nn.builder import build_model
 
 PACKAGE_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-DEFAULT_HYP = "hyp.scratch-low.yaml"
-DEMO_MODEL, DEMO_IMG_SIZE, DEMO_EPOCHS = "yolov5n.yaml", 320, 30
+DEFAULT_HYP, DEFAULT_OPTIMIZER = "hyp.scratch-low.yaml", "SGD"
+# The demo: yolov5n from scratch at 320 px, AdamW with a nominal batch of 16 (see configs/hyps/hyp.demo.yaml).
+DEMO_MODEL, DEMO_IMG_SIZE, DEMO_EPOCHS, DEMO_HYP, DEMO_OPTIMIZER = "yolov5n.yaml", 320, 12, "hyp.demo.yaml", "AdamW"
 OTA_HEADS = frozenset({"IDetect", "IAuxDetect"})
 RESULTS_CSV = "results.csv"
 LOSS_NAMES = ("box", "obj", "cls")
@@ -58,13 +60,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cfg", help="model YAML (with --weights: build this and transfer matching weights)")
     p.add_argument("--weights", help="initial weights: our checkpoint or an upstream YOLOv5/YOLOv7 .pt")
     p.add_argument("--data", help="dataset YAML (default: the built-in synthetic demo set)")
-    p.add_argument("--hyp", help=f"hyperparameter YAML (default configs/hyps/{DEFAULT_HYP})")
+    p.add_argument("--hyp", help=f"hyperparameter YAML (default configs/hyps/{DEFAULT_HYP}; demo {DEMO_HYP})")
     p.add_argument("--epochs", type=int, default=None, help=f"epochs (default 100; demo {DEMO_EPOCHS})")
     p.add_argument("--batch", "--batch-size", dest="batch", type=int, default=16, help="total batch size over all processes")
     p.add_argument("--img", "--img-size", dest="img", type=int, default=None, help=f"train/val image size (default 640; demo {DEMO_IMG_SIZE})")
     p.add_argument("--device", default="", help="cpu, 0 or 0,1 (several GPUs through torchrun)")
     p.add_argument("--workers", type=int, default=8, help="max dataloader workers per process")
-    p.add_argument("--optimizer", choices=("SGD", "Adam", "AdamW"), default="SGD")
+    p.add_argument("--optimizer", choices=("SGD", "Adam", "AdamW"), default=None, help=f"default {DEFAULT_OPTIMIZER}; demo {DEMO_OPTIMIZER}")
     p.add_argument("--cos-lr", action="store_true", help="cosine LR schedule (default linear)")
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--patience", type=int, default=100, help="early stopping: epochs without improvement")
@@ -251,11 +253,14 @@ class Trainer:
                 args.cfg = str(PACKAGE_CONFIGS / "models" / DEMO_MODEL)
             args.img = args.img or DEMO_IMG_SIZE
             args.epochs = args.epochs or DEMO_EPOCHS
+            args.hyp = args.hyp or str(PACKAGE_CONFIGS / "hyps" / DEMO_HYP)
+            args.optimizer = args.optimizer or DEMO_OPTIMIZER
             self.log(f"demo: synthetic shapes set {args.data}, model {Path(args.cfg or args.weights).name}, {args.img} px")
         if not args.cfg and not args.weights:
             raise UserError("give --cfg MODEL.yaml and/or --weights FILE (or neither and no --data for the demo)")
         args.img = args.img or 640
         args.epochs = args.epochs or 100
+        args.optimizer = args.optimizer or DEFAULT_OPTIMIZER
         self.data = load_dataset_config(args.data)
         self.hyp = self.load_hyp()
         self.save_dir = Path(getattr(args, "save_dir", None) or increment_path(Path(args.project) / args.name, args.exist_ok))
