@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 
 from yolo_attn.data.coco_json import read_categories
 from yolo_attn.errors import UserError
+from yolo_attn.utils.yaml_io import read_yaml_mapping
 
 SPLIT_NAMES = ("train", "val", "test")
 
@@ -87,18 +87,6 @@ class DatasetConfig:
         return source
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise DatasetConfigError(f"dataset YAML not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise DatasetConfigError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise DatasetConfigError(f"{path}: expected a mapping with train/val/names, got {type(data).__name__}")
-    return data
-
-
 def _names_from_yaml(data: dict[str, Any], where: str) -> list[str] | None:
     names = data.get("names")
     if names is None:
@@ -138,7 +126,7 @@ def load_dataset_config(path_or_dict: str | Path | dict[str, Any]) -> DatasetCon
         data, yaml_path, base = dict(path_or_dict), None, Path.cwd()
     else:
         yaml_path = Path(path_or_dict).resolve()
-        data, base = _read_yaml(yaml_path), yaml_path.parent
+        data, base = read_yaml_mapping(yaml_path, "dataset YAML with train/val/names", DatasetConfigError), yaml_path.parent
     where = str(yaml_path or "dataset config")
     root = (base / str(data["path"])).resolve() if data.get("path") else base
     download_hint = str(data.get("download") or "").strip()

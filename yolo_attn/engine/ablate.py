@@ -201,7 +201,7 @@ def markdown_table(results: list[VariantResult]) -> str:
     for r in results:
         gpu = f"{r.gpu_ms:.2f}" if r.gpu_ms is not None else "-"
         lines.append(
-            f"| {r.variant} | {r.position} | {r.params:,} | {r.gflops:.2f} | {r.cpu_ms:.1f} | {gpu} | {r.precision:.3f} | "
+            f"| {r.variant} | {r.position} | {r.params:,} | {r.gflops:.3f} | {r.cpu_ms:.1f} | {gpu} | {r.precision:.3f} | "
             f"{r.recall:.3f} | {r.map50:.3f} | {r.map50_95:.3f} | {r.delta_map50_95:+.3f} | {r.wall_s:.0f} |"
         )
     return "\n".join(lines)
@@ -215,8 +215,8 @@ def plot_accuracy_vs_cost(results: list[VariantResult], path: Path) -> None:
 
     fig, ax = plt.subplots(figsize=(6, 4), tight_layout=True)
     for r in results:
-        ax.scatter(r.gflops, r.map50_95, color="black" if r.variant == BASE else "tab:blue")
-        ax.annotate(r.variant, (r.gflops, r.map50_95), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        ax.scatter(r.gflops, r.map50_95, marker="s" if r.variant == BASE else "o", label=r.variant)
+    ax.legend(fontsize=8)
     ax.set_xlabel("GFLOPs")
     ax.set_ylabel("mAP50-95")
     ax.set_title("attention blocks: accuracy vs cost")

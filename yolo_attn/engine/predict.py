@@ -22,7 +22,7 @@ from yolo_attn.nn.model import DetectionModel
 from yolo_attn.utils.annotate import draw_detections
 from yolo_attn.utils.boxes import scale_boxes, xyxy2xywh
 from yolo_attn.utils.nms import non_max_suppression
-from yolo_attn.utils.paths import increment_path
+from yolo_attn.utils.paths import add_run_dir_arguments, increment_path
 
 IMAGE_SUFFIXES = frozenset({".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm"})
 
@@ -136,9 +136,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--save-txt", action="store_true", help="write YOLO-format labels to <save dir>/labels/")
     p.add_argument("--save-conf", action="store_true", help="append the confidence to --save-txt lines")
     p.add_argument("--save-json", action="store_true", help="write COCO-style predictions.json")
-    p.add_argument("--project", default="runs/predict", help="parent folder of the results")
-    p.add_argument("--name", default="exp", help="results folder name (exp, exp2, ... unless --exist-ok)")
-    p.add_argument("--exist-ok", action="store_true", help="reuse <project>/<name> if it exists")
+    add_run_dir_arguments(p, "runs/predict")
     p.add_argument("--json", action="store_true", help="end with one JSON line of the results")
 
 

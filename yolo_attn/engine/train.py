@@ -42,6 +42,8 @@ from yolo_attn.engine.optim import (
 from yolo_attn.engine.val import evaluate
 from yolo_attn.errors import UserError
 from yolo_attn.nn.builder import build_model
+from yolo_attn.utils.paths import add_run_dir_arguments, increment_path
+from yolo_attn.utils.yaml_io import read_yaml_mapping
 
 PACKAGE_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_HYP, DEFAULT_OPTIMIZER = "hyp.scratch-low.yaml", "SGD"
@@ -79,9 +81,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--noautoanchor", action="store_true", help="skip the AutoAnchor check")
     p.add_argument("--noplots", action="store_true", help="no label/batch/results plots")
     p.add_argument("--resume", nargs="?", const=True, default=False, help="resume the latest (or the given) last.pt")
-    p.add_argument("--project", default="runs/train")
-    p.add_argument("--name", default="exp")
-    p.add_argument("--exist-ok", action="store_true", help="reuse project/name instead of incrementing")
+    add_run_dir_arguments(p, "runs/train")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="end with one JSON line of the final metrics")
 
@@ -133,25 +133,6 @@ class EpochRecord:
 def option_values(args: argparse.Namespace) -> dict[str, Any]:
     """The run's options as plain values (drops what the CLI attached, such as the command's function)."""
     return {k: v for k, v in vars(args).items() if v is None or isinstance(v, (str, int, float, bool))}
-
-
-def load_yaml_mapping(path: Path, what: str) -> dict[str, Any]:
-    if not path.is_file():
-        raise UserError(f"{what} not found: {path}")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(data, dict):
-        raise UserError(f"{path}: expected a mapping of {what} values")
-    return data
-
-
-def increment_path(path: Path, exist_ok: bool = False) -> Path:
-    """``runs/train/exp`` -> ``exp2``, ``exp3``, ... unless ``exist_ok`` or it does not exist yet."""
-    if exist_ok or not path.exists():
-        return path
-    n = 2
-    while path.with_name(f"{path.name}{n}").exists():
-        n += 1
-    return path.with_name(f"{path.name}{n}")
 
 
 def latest_last_checkpoint(project: Path) -> Path:
@@ -288,7 +269,7 @@ class Trainer:
         if self.resume_checkpoint is not None and self.resume_checkpoint.get("hyp"):
             return dict(self.resume_checkpoint["hyp"])
         path = Path(self.args.hyp) if self.args.hyp else PACKAGE_CONFIGS / "hyps" / DEFAULT_HYP
-        hyp = load_yaml_mapping(path, "hyperparameter YAML")
+        hyp = read_yaml_mapping(path, "hyperparameter YAML")
         hyp["label_smoothing"] = self.args.label_smoothing
         return hyp
 

@@ -36,7 +36,7 @@ from yolo_attn.engine.metrics import (
 from yolo_attn.errors import UserError
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
 from yolo_attn.utils.nms import non_max_suppression
-from yolo_attn.utils.paths import increment_path
+from yolo_attn.utils.paths import add_run_dir_arguments, increment_path
 
 LOGGER = logging.getLogger("yolo_attn.val")
 
@@ -343,9 +343,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
         choices=tuple(COCO_BACKENDS),
         help="COCOeval implementation; 'faster' = faster-coco-eval (optional install, same numbers)",
     )
-    p.add_argument("--project", default="runs/val", help="results go to PROJECT/NAME")
-    p.add_argument("--name", default="exp", help="results go to PROJECT/NAME")
-    p.add_argument("--exist-ok", action="store_true", help="reuse PROJECT/NAME instead of making NAME2, NAME3, ...")
+    add_run_dir_arguments(p, "runs/val")
     p.add_argument("--json", action="store_true", help="end with one JSON line of the metrics")
 
 

@@ -24,6 +24,7 @@ from yolo_attn.nn.model import DetectionModel
 from yolo_attn.nn.registry import lookup
 from yolo_attn.nn.rules import LayerContext
 from yolo_attn.nn.yaml_values import UnsafeValueError, parse_activation, resolve_value
+from yolo_attn.utils.yaml_io import read_yaml_mapping
 
 STRIDE_PROBE_SIZE = 256
 STRIDE_PROBE_BATCH = 2  # train-mode BatchNorm on pooled 1x1 maps (CoTAttention, ...) needs more than one image
@@ -52,14 +53,7 @@ def load_model_yaml(cfg: str | Path | dict[str, Any]) -> dict[str, Any]:
     if isinstance(cfg, dict):
         return copy.deepcopy(cfg)
     path = Path(cfg)
-    if not path.is_file():
-        raise ModelConfigError(f"model YAML not found: {path}")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as e:
-        raise ModelConfigError(f"{path}: not valid YAML: {e}") from None
-    if not isinstance(data, dict):
-        raise ModelConfigError(f"{path}: expected a mapping with backbone/head, got {type(data).__name__}")
+    data = read_yaml_mapping(path, "model YAML with backbone/head", ModelConfigError)
     data.setdefault("yaml_file", path.name)
     return data
 
