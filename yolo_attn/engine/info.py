@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from yolo_attn.errors import UserError
 from yolo_attn.nn.builder import build_model
 from yolo_attn.nn.summary import layer_table, summarize
 
@@ -21,10 +20,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 def run_cli(args: argparse.Namespace) -> int:
     if args.weights:
-        try:
-            from yolo_attn.checkpoint import load_model
-        except ImportError as e:
-            raise UserError("loading weights needs the checkpoint module") from e
+        from yolo_attn.checkpoint import load_model
+
         model = load_model(args.weights).model
     else:
         model = build_model(args.cfg, nc=args.nc)
