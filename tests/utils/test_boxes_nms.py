@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+import torch
+
+from yolo_attn.data.letterbox import letterbox
+from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy, xyxy2xywh
+from yolo_attn.utils.nms import non_max_suppression
+
+
+def test_letterbox_minimal_rectangle_and_scale_back():
+    image = np.zeros((1080, 810, 3), np.uint8)  # bus.jpg's shape
+    boxed, ratio, pad = letterbox(image, 640, stride=32)
+    assert boxed.shape == (640, 480, 3) and ratio == (640 / 1080, 640 / 1080) and pad == (0.0, 0.0)
+    square, _, pad = letterbox(image, 640, auto=False)
+    assert square.shape == (640, 640, 3) and pad == (80.0, 0.0)
+    original = torch.tensor([[100.0, 200.0, 400.0, 900.0]])
+    r = 640 / 1080
+    on_square = original * r + torch.tensor([80.0, 0.0, 80.0, 0.0])
+    assert torch.allclose(scale_boxes((640, 640), on_square, (1080, 810)), original, atol=1e-3)
+
+
+def test_box_format_round_trip():
+    xywh = torch.tensor([[50.0, 40.0, 20.0, 10.0]])
+    assert torch.equal(xywh2xyxy(xywh), torch.tensor([[40.0, 35.0, 60.0, 45.0]]))
+    assert torch.equal(xyxy2xywh(xywh2xyxy(xywh)), xywh)
+
+
+def prediction(rows):
+    """(1, n, 5 + 2): cx, cy, w, h, obj, cls0, cls1."""
+    return torch.tensor([rows], dtype=torch.float32)
+
+
+def test_nms_suppresses_overlaps_within_a_class_only():
+    pred = prediction([
+        [50, 50, 20, 20, 0.9, 0.9, 0.1],
+        [51, 51, 20, 20, 0.8, 0.9, 0.1],  # same place, same class: suppressed
+        [50, 50, 20, 20, 0.7, 0.1, 0.9],  # same place, other class: kept
+        [150, 150, 20, 20, 0.6, 0.9, 0.1],
+    ])
+    out = non_max_suppression(pred, conf_thres=0.25, iou_thres=0.45)[0]
+    assert out[:, 5].tolist() == [0.0, 1.0, 0.0]
+    assert out[:, 4].tolist() == pytest.approx([0.81, 0.63, 0.54])
+    agnostic = non_max_suppression(pred, conf_thres=0.25, iou_thres=0.45, agnostic=True)[0]
+    assert agnostic[:, 4].tolist() == pytest.approx([0.81, 0.54])
+
+
+def test_nms_multi_label_keeps_every_class_above_threshold():
+    pred = prediction([[50, 50, 20, 20, 0.9, 0.6, 0.5]])
+    single = non_max_suppression(pred, conf_thres=0.3, iou_thres=0.6)[0]
+    multi = non_max_suppression(pred, conf_thres=0.3, iou_thres=0.6, multi_label=True)[0]
+    assert single[:, 5].tolist() == [0.0]
+    assert sorted(multi[:, 5].tolist()) == [0.0, 1.0]
+    assert non_max_suppression(pred, conf_thres=0.95)[0].shape == (0, 6)
+    with pytest.raises(ValueError):
+        non_max_suppression(pred, conf_thres=1.5)
