@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from tests.conftest import CONFIGS
+from yolo_attn.checkpoint import load_checkpoint
 from yolo_attn.cli import main
 from yolo_attn.data.synthetic import generate_demo_dataset
 from yolo_attn.engine.ablate import plan_variants
@@ -52,6 +53,8 @@ def test_ablate_writes_table_and_resumes(tiny_data, tmp_path, capsys, monkeypatc
     assert main(argv) == 130  # stopped half-way through the SE variant
     monkeypatch.setattr(Trainer, "train_one_epoch", original)
     capsys.readouterr()
+    wall_before_stop = load_checkpoint(tmp_path / "run" / "SE-after9" / "weights" / "last.pt")["wall_s"]
+    assert wall_before_stop > 0
 
     assert main([*argv, "--resume"]) == 0
     out = capsys.readouterr().out
@@ -63,6 +66,7 @@ def test_ablate_writes_table_and_resumes(tiny_data, tmp_path, capsys, monkeypatc
     assert [r["variant"] for r in rows] == ["base", "SE-after9"]
     assert int(rows[1]["params"]) > int(rows[0]["params"])
     assert float(rows[0]["delta_map50_95"]) == 0.0
+    assert float(rows[1]["wall_s"]) > wall_before_stop  # the time before the stop is counted too
     with open(save_dir / "SE-after9" / "results.csv", newline="") as f:
         assert [int(r["epoch"]) for r in csv.DictReader(f)] == [0, 1]  # continued, not restarted or duplicated
     assert (save_dir / "ablation.md").read_text().startswith("| variant | position |")

@@ -133,9 +133,11 @@ def train_variant(variant: Variant, save_dir: Path, args: argparse.Namespace) ->
         return json.loads(result_file.read_text())
     last = folder / "weights" / "last.pt"
     cfg = save_dir / "models" / f"{variant.name}.yaml"
-    if last.is_file() and run_finished(load_checkpoint(last)):
-        summary = finished_run_summary(folder)  # stopped after its final save, before the result was recorded
-    elif last.is_file():
+    checkpoint = load_checkpoint(last) if last.is_file() else None
+    if checkpoint is not None and run_finished(checkpoint):
+        # stopped after its final save, before the result was recorded
+        summary = finished_run_summary(folder, float(checkpoint.get("wall_s", float("nan"))))
+    elif checkpoint is not None:
         print(f"ablate: resuming {variant.name} from {last}")
         summary = train(resume=str(last))
     else:
@@ -155,7 +157,7 @@ def run_finished(checkpoint: dict[str, Any]) -> bool:
     return int(checkpoint["epoch"]) + 1 >= int((checkpoint.get("train_args") or {}).get("epochs", 0))
 
 
-def finished_run_summary(folder: Path) -> dict[str, Any]:
+def finished_run_summary(folder: Path, wall_s: float) -> dict[str, Any]:
     """The train summary of a finished run, read back from its ``results.csv``."""
     with open(folder / "results.csv", newline="") as f:
         rows = list(csv.DictReader(f))
@@ -163,7 +165,7 @@ def finished_run_summary(folder: Path) -> dict[str, Any]:
     return {
         "precision": float(last["metrics/precision"]), "recall": float(last["metrics/recall"]),
         "map50": float(last["metrics/mAP_0.5"]), "map50_95": float(last["metrics/mAP_0.5:0.95"]),
-        "epochs": len(rows), "wall_s": float("nan"),
+        "epochs": len(rows), "wall_s": wall_s,
         "best": str(folder / "weights" / "best.pt"), "last": str(folder / "weights" / "last.pt"),
     }
 

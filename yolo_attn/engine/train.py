@@ -317,11 +317,12 @@ class Trainer:
             cleanup(self.context)
 
     def _run(self) -> dict[str, Any] | None:
-        start_time = time.time()
+        self.start_time = time.time()
         self.setup()
         args, hyp = self.args, self.hyp
         head = self.model.head
         resume = self.resume_checkpoint
+        self.earlier_wall_s = float(resume.get("wall_s", 0.0)) if resume is not None else 0.0
         start_epoch = int(resume["epoch"]) + 1 if resume is not None else 0
         if start_epoch >= args.epochs:
             raise UserError(f"{args.resume}: training to {args.epochs} epochs is already finished; nothing to resume")
@@ -406,7 +407,7 @@ class Trainer:
             return None
         if not args.noplots:
             results.plot_results(csv_path)
-        wall = time.time() - start_time
+        wall = self.wall_s()
         summary = {
             "map50": float(metrics.get("map50", 0.0)),
             "map50_95": float(metrics.get("map50_95", 0.0)),
@@ -494,11 +495,16 @@ class Trainer:
                 "rng": rng_state(),
                 "early_stopping": {"best_epoch": self.stopper.best_epoch, "best_fitness": self.stopper.best_fitness},
                 "last_opt_step": last_opt_step,
+                "wall_s": self.wall_s(),
             },
         )
         save_checkpoint(self.weights_dir / "last.pt", checkpoint)
         if is_best:
             save_checkpoint(self.weights_dir / "best.pt", checkpoint)
+
+    def wall_s(self) -> float:
+        """Wall time of the whole run, the sessions before a resume included."""
+        return self.earlier_wall_s + time.time() - self.start_time
 
     def restore_training_state(self, checkpoint: dict[str, Any]) -> float:
         """Optimizer, scaler, EMA, scheduler, early stopping and RNG of the resumed run; returns the best fitness."""
