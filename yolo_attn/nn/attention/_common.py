@@ -19,6 +19,14 @@ def check_same_width(c1: int, c2: int | None) -> None:
         raise ValueError(f"keeps its input channels, but the output width is {c2} for {c1} input channels")
 
 
+def reduced_channels(channels: int, reduction: int) -> int:
+    """Hidden width ``channels // reduction`` of a squeeze MLP; build-time error when it would be zero."""
+    hidden = channels // reduction
+    if hidden < 1:
+        raise ValueError(f"reduction {reduction} leaves no hidden units for {channels} channels")
+    return hidden
+
+
 def require_divisible(channels: int, divisor: int, what: str) -> None:
     """Build-time check that ``channels`` splits evenly into ``divisor`` (``what`` names it)."""
     if divisor < 1 or channels % divisor:

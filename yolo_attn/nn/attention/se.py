@@ -7,7 +7,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from yolo_attn.nn.attention._common import WIDTH_THEN_ARGS
+from yolo_attn.nn.attention._common import WIDTH_THEN_ARGS, reduced_channels
 from yolo_attn.nn.registry import register
 
 
@@ -26,9 +26,7 @@ class SE(nn.Module):
 
     def __init__(self, c1: int, reduction: int = 16):
         super().__init__()
-        hidden = c1 // reduction
-        if hidden < 1:
-            raise ValueError(f"reduction {reduction} leaves no hidden units for {c1} channels")
+        hidden = reduced_channels(c1, reduction)
         self.fc = nn.Sequential(
             nn.Linear(c1, hidden, bias=False), nn.ReLU(inplace=True), nn.Linear(hidden, c1, bias=False), nn.Sigmoid()
         )

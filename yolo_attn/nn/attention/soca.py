@@ -7,7 +7,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from yolo_attn.nn.attention._common import WIDTH_THEN_ARGS
+from yolo_attn.nn.attention._common import WIDTH_THEN_ARGS, reduced_channels
 from yolo_attn.nn.registry import register
 
 MAX_COVARIANCE_SIZE = 1000  # the official code pools over at most a central 1000 x 1000 window
@@ -51,9 +51,7 @@ class SOCA(nn.Module):
 
     def __init__(self, c1: int, reduction: int = 8):
         super().__init__()
-        hidden = c1 // reduction
-        if hidden < 1:
-            raise ValueError(f"reduction {reduction} leaves no hidden units for {c1} channels")
+        hidden = reduced_channels(c1, reduction)
         self.conv_du = nn.Sequential(
             nn.Conv2d(c1, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, c1, 1), nn.Sigmoid()
         )

@@ -25,12 +25,12 @@ class Detect(nn.Module):
     export = False  # set by the exporter: eval forward then returns only the decoded tensor
 
     def __init__(self, nc: int = 80, anchors=(), ch=(), inplace: bool = True):
+        # ``inplace`` is accepted so YOLOv5 YAMLs that pass it build; decoding never writes in place.
         super().__init__()
         self.nc = nc
         self.no = nc + 5
         self.nl = len(anchors)
         self.na = len(anchors[0]) // 2
-        self.inplace = inplace
         self.register_buffer("anchors", torch.tensor(anchors).float().view(self.nl, -1, 2))
         self.register_buffer("stride", torch.ones(self.nl), persistent=False)
         self.m = nn.ModuleList(nn.Conv2d(x, self.no * self.na, 1) for x in ch)

@@ -36,29 +36,33 @@ class ImplicitChannels(YamlRule):
 IMPLICIT = ImplicitChannels()
 
 
-@register(rule=IMPLICIT)
-class ImplicitA(nn.Module):
-    """Additive implicit knowledge: ``x + a`` with ``a ~ N(mean, std)`` per channel. YAML: ``[channel]``."""
+class _Implicit(nn.Module):
+    """A learned per-channel tensor ``(1, channel, 1, 1)`` initialised from ``N(mean, std)``."""
 
-    def __init__(self, channel: int, mean: float = 0.0, std: float = 0.02):
+    def __init__(self, channel: int, mean: float, std: float):
         super().__init__()
         self.channel = channel
         self.implicit = nn.Parameter(torch.empty(1, channel, 1, 1))
         nn.init.normal_(self.implicit, mean=mean, std=std)
+
+
+@register(rule=IMPLICIT)
+class ImplicitA(_Implicit):
+    """Additive implicit knowledge: ``x + a`` with ``a ~ N(mean, std)`` per channel. YAML: ``[channel]``."""
+
+    def __init__(self, channel: int, mean: float = 0.0, std: float = 0.02):
+        super().__init__(channel, mean, std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.implicit
 
 
 @register(rule=IMPLICIT)
-class ImplicitM(nn.Module):
+class ImplicitM(_Implicit):
     """Multiplicative implicit knowledge: ``x * m`` with ``m ~ N(mean, std)`` per channel. YAML: ``[channel]``."""
 
     def __init__(self, channel: int, mean: float = 1.0, std: float = 0.02):
-        super().__init__()
-        self.channel = channel
-        self.implicit = nn.Parameter(torch.empty(1, channel, 1, 1))
-        nn.init.normal_(self.implicit, mean=mean, std=std)
+        super().__init__(channel, mean, std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.implicit
