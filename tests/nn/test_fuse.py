@@ -7,7 +7,10 @@ import torch
 from torch import nn
 
 from yolo_attn import build_model
-from yolo_attn.nn.blocks import Conv, IAuxDetect, IDetect, ImplicitA, ImplicitM, RepConv
+from yolo_attn.nn.blocks.conv import Conv
+from yolo_attn.nn.blocks.heads import IAuxDetect, IDetect
+from yolo_attn.nn.blocks.implicit import ImplicitA, ImplicitM
+from yolo_attn.nn.blocks.yolov7 import RepConv
 
 TINY_IDETECT = {
     "nc": 3,

@@ -41,7 +41,6 @@ def register(*aliases: str, rule: YamlRule = PASS_THROUGH, name: str | None = No
                 raise ValueError(f"block name {key!r} is already registered to {previous.cls.__qualname__}")
             _BLOCKS[key] = spec
         _CANONICAL[canonical] = spec
-        cls.yaml_rule = rule
         return cls
 
     return decorate

@@ -1,16 +1,8 @@
-"""The YOLO block families; importing this package registers them."""
+"""The YOLO block families, one module per family. Every module in this package is imported here,
+so a new file registers its blocks without any edit elsewhere."""
 
-from yolo_attn.nn.blocks import conv, csp, heads, implicit, pooling, shape, torch_nn, yolov7, yoloair  # noqa: F401
-from yolo_attn.nn.blocks.conv import Conv, CrossConv, DWConv, Focus, GhostConv
-from yolo_attn.nn.blocks.csp import C3, C3SPP, C3TR, Bottleneck, BottleneckCSP, C3Ghost, C3x, GhostBottleneck
-from yolo_attn.nn.blocks.heads import Detect, IAuxDetect, IDetect
-from yolo_attn.nn.blocks.implicit import ImplicitA, ImplicitM
-from yolo_attn.nn.blocks.pooling import SPP, SPPF
-from yolo_attn.nn.blocks.shape import Concat, Contract, Expand
-from yolo_attn.nn.blocks.yolov7 import MP, SP, SPPCSPC, DownC, RepConv, ReOrg, Shortcut
+import importlib
+import pkgutil
 
-__all__ = [
-    "Conv", "CrossConv", "DWConv", "Focus", "GhostConv", "C3", "C3SPP", "C3TR", "Bottleneck", "BottleneckCSP",
-    "C3Ghost", "C3x", "GhostBottleneck", "Detect", "SPP", "SPPF", "Concat", "Contract", "Expand",
-    "IDetect", "IAuxDetect", "ImplicitA", "ImplicitM", "MP", "SP", "SPPCSPC", "DownC", "RepConv", "ReOrg", "Shortcut",
-]
+for _info in pkgutil.iter_modules(__path__):
+    importlib.import_module(f"{__name__}.{_info.name}")
