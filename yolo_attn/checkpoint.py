@@ -33,9 +33,9 @@ from yolo_attn import __version__
 from yolo_attn.errors import UserError
 from yolo_attn.nn.builder import build_model
 from yolo_attn.nn.model import DetectionModel
+from yolo_attn.nn.registry import lookup
 
 CHECKPOINT_FIELDS = ("model_yaml", "names", "state_dict")
-YOLOV7_HEADS = frozenset({"IDetect", "IAuxDetect", "IBin", "IKeypoint"})
 
 
 class UnsafeCheckpointError(UserError):
@@ -352,10 +352,18 @@ def _first_float(value: Any) -> float | None:
     return None
 
 
-def _upstream_head_class(model_record: UpstreamRecord) -> str:
+def _upstream_source(upstream: dict, model_record: UpstreamRecord) -> str:
+    """``yolov7`` or ``yolov5``: what the pickled head's namesake in our registry declares (YOLOv5 by default)."""
+    if "training_results" in upstream:  # only YOLOv7's train.py writes this field
+        return "yolov7"
     layers = model_record.state.get("_modules", {}).get("model")
     modules = list(layers.state.get("_modules", {}).values()) if isinstance(layers, UpstreamRecord) else []
-    return modules[-1].upstream_class.rsplit(".", 1)[-1] if modules else ""
+    head_name = modules[-1].upstream_class.rsplit(".", 1)[-1] if modules else ""
+    try:
+        contract = getattr(lookup(head_name).cls, "contract", None)
+    except KeyError:
+        return "yolov5"
+    return contract.upstream if contract is not None else "yolov5"
 
 
 def _convert_upstream(path: Path, upstream: Any) -> dict:
@@ -371,8 +379,7 @@ def _convert_upstream(path: Path, upstream: Any) -> dict:
     if model_yaml is None:
         raise UserError(f"{path}: the pickled {model_record.upstream_class} has no plain 'yaml' dict to build from")
     names = _names_list(model_record.state.get("names"), int(model_yaml.get("nc", 0)))
-    source = "yolov7" if "training_results" in upstream or _upstream_head_class(model_record) in YOLOV7_HEADS \
-        else "yolov5"
+    source = _upstream_source(upstream, model_record)
     return {
         "model_yaml": model_yaml,
         "names": names,

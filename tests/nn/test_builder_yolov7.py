@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from yolo_attn import build_model
-from yolo_attn.nn.blocks.heads import IAuxDetect, IDetect
+from yolo_attn.nn.heads.anchor_based import IAuxDetect, IDetect
 from yolo_attn.nn.blocks.yolov7 import RepConv
 from yolo_attn.nn.summary import count_gflops, count_params
 from tests.conftest import CONFIGS

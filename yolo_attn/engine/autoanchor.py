@@ -115,6 +115,5 @@ def check_anchors(dataset: Any, head: nn.Module, anchor_t: float = 4.0, img_size
     if new_bpr <= bpr:
         return AnchorReport(bpr, aat, new_bpr, False)
     head.anchors[:] = evolved_t.to(head.anchors).view_as(head.anchors) / stride
-    if hasattr(head, "_grids"):
-        head._grids.clear()
+    head.reset_grids()
     return AnchorReport(bpr, aat, new_bpr, True)

@@ -33,15 +33,16 @@ from yolo_attn.data.dataset import create_dataloader
 from yolo_attn.engine import results
 from yolo_attn.engine.autoanchor import check_anchors
 from yolo_attn.engine.distributed import broadcast_object, cleanup, init_distributed, wrap_model
-from yolo_attn.engine.loss import ComputeLoss, scale_loss_gains
-from yolo_attn.engine.loss_ota import ComputeLossOTA
 from yolo_attn.engine.optim import (
     NOMINAL_BATCH_SIZE, EarlyStopping, ModelEMA, accumulation_steps, apply_warmup, build_optimizer, fitness, lr_lambda,
     warmup_iterations,
 )
 from yolo_attn.engine.val import evaluate
 from yolo_attn.errors import UserError
+from yolo_attn.losses import build_loss, loss_names
+from yolo_attn.losses.yolov5 import scale_loss_gains
 from yolo_attn.nn.builder import build_model
+from yolo_attn.nn.heads import head_contract
 from yolo_attn.utils.paths import add_run_dir_arguments, increment_path
 from yolo_attn.utils.yaml_io import read_yaml_mapping
 
@@ -49,7 +50,6 @@ PACKAGE_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_HYP, DEFAULT_OPTIMIZER = "hyp.scratch-low.yaml", "SGD"
 # The demo: yolov5n from scratch at 320 px, AdamW with a nominal batch of 16 (see configs/hyps/hyp.demo.yaml).
 DEMO_MODEL, DEMO_IMG_SIZE, DEMO_EPOCHS, DEMO_HYP, DEMO_OPTIMIZER = "yolov5n.yaml", 320, 12, "hyp.demo.yaml", "AdamW"
-OTA_HEADS = frozenset({"IDetect", "IAuxDetect"})
 RESULTS_CSV = "results.csv"
 LOSS_NAMES = ("box", "obj", "cls")
 METRIC_COLUMNS = (
@@ -73,7 +73,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--label-smoothing", type=float, default=0.0)
     p.add_argument("--patience", type=int, default=100, help="early stopping: epochs without improvement")
     p.add_argument("--close-mosaic", type=int, default=0, help="train the last N epochs without mosaic")
-    p.add_argument("--loss", choices=("auto", "v5", "ota"), default="auto", help="auto: OTA for IDetect heads")
+    p.add_argument("--loss", choices=("auto", *loss_names()), default="auto", help="auto: the head's own default loss")
     p.add_argument("--rect", action="store_true", help="rectangular training batches (no mosaic)")
     p.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm in DDP")
     p.add_argument("--noval", action="store_true", help="validate only after the final epoch")
@@ -181,16 +181,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def select_loss(head: nn.Module, hyp: dict[str, Any], choice: str):
-    """YOLOv5's loss for Detect heads, YOLOv7's OTA loss for IDetect/IAuxDetect (``choice`` overrides)."""
-    use_ota = choice == "ota" or (choice == "auto" and type(head).__name__ in OTA_HEADS)
-    if use_ota:
-        return ComputeLossOTA(head, hyp)
-    if type(head).__name__ == "IAuxDetect":
-        raise UserError("--loss v5 cannot train an IAuxDetect head (its auxiliary outputs need --loss ota)")
-    return ComputeLoss(head, hyp)
 
 
 class Trainer:
@@ -333,13 +323,13 @@ class Trainer:
         if resume is None and self.is_main:
             if not args.noplots:
                 results.plot_labels(labels, self.data.names, self.save_dir / "labels.jpg")
-            if not args.noautoanchor:
+            if not args.noautoanchor and head_contract(head).anchor_based:
                 report = check_anchors(train_dataset, head, hyp["anchor_t"], args.img)
                 self.log(
                     f"AutoAnchor: {report.anchors_above_threshold:.2f} anchors/target, best possible recall {report.bpr:.4f}"
                     + (f" -> {report.new_bpr:.4f}, anchors replaced" if report.replaced else "")
                 )
-        if self.context.enabled:
+        if self.context.enabled and head_contract(head).anchor_based:
             anchors = broadcast_object(head.anchors.cpu() if self.is_main else None, self.context)
             head.anchors.copy_(anchors.to(head.anchors))
 
@@ -356,8 +346,8 @@ class Trainer:
             best_fitness = self.restore_training_state(resume)
 
         loss_hyp = scale_loss_gains(hyp, head.nl, self.data.nc, args.img)
-        self.compute_loss = select_loss(head, loss_hyp, args.loss)
-        self.val_loss = ComputeLoss(self.ema.ema.head, loss_hyp) if self.is_main else None  # YOLOv7 also validates with it
+        self.compute_loss = build_loss(head, loss_hyp, args.loss)
+        self.val_loss = build_loss(self.ema.ema.head, loss_hyp, for_eval=True) if self.is_main else None
         self.train_model = wrap_model(self.model, self.context, args.sync_bn and self.context.enabled)
         batches = len(train_loader)
         warmup_iters = warmup_iterations(hyp, batches)

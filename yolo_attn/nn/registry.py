@@ -53,8 +53,9 @@ def register_external(cls: type[nn.Module], *aliases: str, rule: YamlRule = PASS
 
 def _ensure_loaded() -> None:
     # Importing the block packages runs their @register decorators.
-    import yolo_attn.nn.blocks  # noqa: F401
     import yolo_attn.nn.attention  # noqa: F401
+    import yolo_attn.nn.blocks  # noqa: F401
+    import yolo_attn.nn.heads  # noqa: F401
 
 
 def lookup(name: str) -> BlockSpec:

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops import box_iou
 
-from yolo_attn.engine.loss import ComputeLoss
+from yolo_attn.losses.registry import register_loss
+from yolo_attn.losses.yolov5 import ComputeLoss
 from yolo_attn.utils.boxes import xywh2xyxy
 
 LEAD_NEIGHBOUR_BIAS, AUX_NEIGHBOUR_BIAS = 0.5, 1.0
@@ -25,6 +26,7 @@ IOU_COST_WEIGHT = 3.0
 DYNAMIC_K_CANDIDATES = 10
 
 
+@register_loss("ota")
 class ComputeLossOTA(ComputeLoss):
     """OTA loss for IDetect (``nl`` outputs) and IAuxDetect (``nl`` lead + ``nl`` auxiliary outputs) heads."""
 

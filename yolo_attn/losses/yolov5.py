@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from yolo_attn.losses.registry import register_loss
+
 # Neighbour-cell offsets: the box's own cell, then left, up, right, down.
 NEIGHBOUR_OFFSETS = torch.tensor([[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1]], dtype=torch.float32)
 LEVEL_BALANCE = {3: [4.0, 1.0, 0.4]}
@@ -71,6 +73,7 @@ def scale_loss_gains(hyp: dict[str, Any], nl: int, nc: int, img_size: int) -> di
     return hyp
 
 
+@register_loss("v5")
 class ComputeLoss:
     """YOLOv5 loss for a ``Detect`` head: ``loss(preds, targets) -> (total * batch_size, [box, obj, cls])``.
 

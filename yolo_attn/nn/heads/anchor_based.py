@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from yolo_attn.nn.blocks.implicit import ImplicitA, ImplicitM
+from yolo_attn.nn.heads.contract import HeadContract
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import DETECT, DetectionHead
 
@@ -22,6 +23,7 @@ class Detect(nn.Module):
     ``(decoded boxes (b, n, nc + 5) in input pixels, raw maps)``.
     """
 
+    contract = HeadContract(default_loss="v5", losses=("v5", "ota"), eval_loss="v5")
     export = False  # set by the exporter: eval forward then returns only the decoded tensor
 
     def __init__(self, nc: int = 80, anchors=(), ch=(), inplace: bool = True):
@@ -83,7 +85,7 @@ class Detect(nn.Module):
     def bind_strides(self, stride: torch.Tensor) -> None:
         """Store strides, convert anchors from pixels to stride units (fixing their order) and init biases."""
         self.stride = stride.to(self.anchors.device)
-        self._grids.clear()
+        self.reset_grids()
         self.anchors /= self.stride.view(-1, 1, 1)
         area = self.anchors.prod(-1).view(-1)
         delta_area, delta_stride = area[-1] - area[0], self.stride[-1] - self.stride[0]
@@ -105,13 +107,17 @@ class Detect(nn.Module):
         else:
             b[:, 5 : 5 + self.nc] += torch.log(class_frequency / class_frequency.sum())
 
-    def _apply(self, fn, *args, **kwargs):
+    def reset_grids(self) -> None:
+        """Forget the cached decoding grids (anchors, strides, device or dtype changed)."""
         self._grids.clear()
+
+    def _apply(self, fn, *args, **kwargs):
+        self.reset_grids()
         return super()._apply(fn, *args, **kwargs)
 
     def _load_from_state_dict(self, *args, **kwargs):
         # Loaded anchors replace the ones the cached grids were computed from.
-        self._grids.clear()
+        self.reset_grids()
         super()._load_from_state_dict(*args, **kwargs)
 
 
@@ -122,6 +128,8 @@ class IDetect(Detect):
     ``anchor_grid`` (anchors in pixels, ``(nl, 1, na, 1, 1, 2)``) is kept as a buffer so the
     ``state_dict`` matches YOLOv7's; decoding uses ``anchors * stride`` like Detect.
     """
+
+    contract = HeadContract(default_loss="ota", losses=("ota", "v5"), eval_loss="v5", upstream="yolov7")
 
     def __init__(self, nc: int = 80, anchors=(), ch=(), inplace: bool = True):
         super().__init__(nc, anchors, ch, inplace)
@@ -169,6 +177,9 @@ class IAuxDetect(IDetect):
     Training returns the ``nl`` lead maps followed by the ``nl`` auxiliary maps; eval decodes the lead
     maps only, exactly like IDetect.
     """
+
+    # The auxiliary outputs need the OTA loss's auxiliary assignment; validation sees the lead maps only.
+    contract = HeadContract(default_loss="ota", losses=("ota",), eval_loss="v5", upstream="yolov7")
 
     def __init__(self, nc: int = 80, anchors=(), ch=(), inplace: bool = True):
         super().__init__(nc, anchors, ch[: len(anchors)], inplace)

@@ -11,7 +11,7 @@ from torchvision.ops import complete_box_iou_loss
 
 from tests.conftest import CONFIGS
 from yolo_attn import build_model
-from yolo_attn.engine.loss import ComputeLoss, bbox_ciou, scale_loss_gains
+from yolo_attn.losses.yolov5 import ComputeLoss, bbox_ciou, scale_loss_gains
 
 HYP = {"box": 0.05, "obj": 1.0, "cls": 0.5, "cls_pw": 1.0, "obj_pw": 1.0, "anchor_t": 4.0, "fl_gamma": 0.0}
 
@@ -101,7 +101,7 @@ def test_loss_backward_on_built_yolov5n():
 
 @pytest.mark.parametrize("cfg", ["yolov7-tiny.yaml"])
 def test_ota_loss_backward_on_idetect_head(cfg):
-    from yolo_attn.engine.loss_ota import ComputeLossOTA
+    from yolo_attn.losses.ota import ComputeLossOTA
 
     model = build_model(CONFIGS / "models" / cfg, nc=3).train()
     preds = model(torch.rand(2, 3, 64, 64))
@@ -119,7 +119,7 @@ def test_ota_loss_backward_on_idetect_head(cfg):
 
 
 def test_dynamic_k_keeps_cheapest_and_resolves_contested_candidates():
-    from yolo_attn.engine.loss_ota import ComputeLossOTA
+    from yolo_attn.losses.ota import ComputeLossOTA
 
     head = SimpleNamespace(**vars(fake_head([[[1.0, 1.0]]], nc=2)), stride=torch.tensor([8.0]))
     loss = ComputeLossOTA(head, HYP)
@@ -140,7 +140,7 @@ def test_dynamic_k_keeps_cheapest_and_resolves_contested_candidates():
 
 def test_ota_aux_head_adds_quarter_weighted_aux_losses():
     """IAuxDetect: lead outputs matched with the two nearest neighbours, aux outputs with all four, weight 0.25."""
-    from yolo_attn.engine.loss_ota import ComputeLossOTA
+    from yolo_attn.losses.ota import ComputeLossOTA
 
     model = build_model(CONFIGS / "models" / "yolov7-w6.yaml", nc=3).train()
     preds = model(torch.rand(1, 3, 128, 128))
@@ -157,9 +157,12 @@ def test_ota_aux_head_adds_quarter_weighted_aux_losses():
 
 
 def test_loss_chosen_by_head_type_and_overridable():
-    from yolo_attn.engine.loss_ota import ComputeLossOTA
-    from yolo_attn.engine.train import select_loss
     from yolo_attn.errors import UserError
+    from yolo_attn.losses import build_loss
+    from yolo_attn.losses.ota import ComputeLossOTA
+
+    def select_loss(head, hyp, choice):
+        return build_loss(head, hyp, choice)
 
     v5 = build_model(CONFIGS / "models" / "yolov5n.yaml", nc=3).head
     v7 = build_model(CONFIGS / "models" / "yolov7-tiny.yaml", nc=3).head

@@ -1,0 +1,53 @@
+"""What the engine may rely on about a detection head, declared beside the head's class.
+
+A block declares its YAML rule at ``@register(rule=...)``; a head also sets ``contract =
+HeadContract(...)`` as a class attribute. Training, validation, AutoAnchor and checkpoint import
+read only this and the head's public methods; they never name a head class. A head provides:
+
+- ``nl`` (levels) and ``stride`` (pixels per cell of each level), set by ``bind_strides(stride)``,
+  which the builder calls once after its stride probe;
+- ``reset_grids()``: drop cached decoding grids (after anchors or strides change);
+- with ``anchor_based``: ``anchors`` of shape ``(nl, na, 2)`` in stride units (AutoAnchor edits them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import nn
+
+from yolo_attn.errors import UserError
+
+
+@dataclass(frozen=True)
+class HeadContract:
+    """A head's promises to the engine.
+
+    ``default_loss``: the loss ``--loss auto`` trains it with (a name in :mod:`yolo_attn.losses`);
+    ``losses``: every loss that can train it; ``eval_loss``: the loss reported on validation outputs;
+    ``anchor_based``: it has ``anchors`` for AutoAnchor; ``objectness``: decoded rows are
+    ``(cx, cy, w, h, obj, classes...)`` rather than ``(cx, cy, w, h, classes...)``;
+    ``upstream``: the project whose checkpoints carry this head (``yolov5``, ``yolov7``, ...).
+    """
+
+    default_loss: str
+    losses: tuple[str, ...]
+    eval_loss: str
+    anchor_based: bool = True
+    objectness: bool = True
+    upstream: str = "yolov5"
+
+    def __post_init__(self) -> None:
+        if self.default_loss not in self.losses:
+            raise ValueError(f"default loss {self.default_loss!r} is not among the head's losses {self.losses}")
+
+
+def head_contract(head: nn.Module) -> HeadContract:
+    """The contract of ``head`` (a model's last layer); a clear error when that layer is no detection head."""
+    contract = getattr(type(head), "contract", None)
+    if not isinstance(contract, HeadContract):
+        raise UserError(
+            f"the model's last layer is {type(head).__name__}, which is not a detection head "
+            "(end the YAML's head with Detect, IDetect or another registered head)"
+        )
+    return contract
