@@ -1,7 +1,7 @@
 """Benchmark every attention block at the P3/P4/P5 feature sizes of YOLOv5s at 640.
 
 Each block is built from its ``yaml_example`` line (args adapted to the level's channels by its rule,
-see ``yolo_attn.engine.blocks.build_example``) and measured on a (1, c, h, w) input: parameters,
+see ``yolo_attn.nn.catalog.build_example``) and measured on a (1, c, h, w) input: parameters,
 GFLOPs (``yolo_attn.nn.summary.count_gflops``) and eval-mode CPU latency (fastest of ``--repeats``).
 
     python scripts/bench_blocks.py --out bench_blocks.md [--repeats 20] [--threads 2] [NAME ...]
@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from yolo_attn.engine.blocks import BlockCost, build_example, is_attention, measure, selected_specs
+from yolo_attn.nn.catalog import BlockCost, build_example, is_attention, measure, selected_specs
 from yolo_attn.errors import UserError
 
 LEVELS = {"P3": (128, 80, 80), "P4": (256, 40, 40), "P5": (512, 20, 20)}  # yolov5s at 640

@@ -27,10 +27,8 @@ DEFAULT_DATA = ROOT.parent / "shared" / "data" / "coco128" / "coco128.yaml"
 
 def dataloader_rate(data: Path, hyp: dict, img: int, batch: int, workers: int, batches: int) -> float:
     """Images/s of the mosaic-augmented train loader (after its first batch, which starts the workers)."""
-    loader, _ = create_dataloader(
-        load_dataset_config(data).split("train"), img, batch, 32, augment=True, hyp=hyp, workers=workers, shuffle=True,
-        dataset_cls=TrainDataset,
-    )
+    dataset = TrainDataset(load_dataset_config(data).split("train"), img, batch, stride=32, hyp=hyp)
+    loader = create_dataloader(dataset, batch, workers=workers, shuffle=True)
     iterator = iter(loader)
     next(iterator)
     seen, start = 0, time.perf_counter()

@@ -1,4 +1,5 @@
-"""``yolo-attn`` command line. Each command lives in its own module with ``configure_parser`` and ``run_cli``."""
+"""``yolo-attn`` command line: the command table. Each command is a module of :mod:`yolo_attn.commands` with
+``configure_parser(parser)`` and ``run(args) -> int``; the work happens in the library it calls."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from yolo_attn.errors import UserError
 
 # command -> (module, one-line help); modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "info": ("yolo_attn.engine.info", "model summary: layers, parameters, GFLOPs, strides"),
-    "blocks": ("yolo_attn.engine.blocks", "list the registered blocks with their YAML signatures and costs"),
-    "insert": ("yolo_attn.engine.insert", "insert a block into a model YAML, renumbering 'from' indices"),
-    "train": ("yolo_attn.engine.train", "train a model"),
-    "val": ("yolo_attn.engine.val", "evaluate a model (mAP, COCO metrics)"),
-    "predict": ("yolo_attn.engine.predict", "run detection on images"),
-    "export": ("yolo_attn.engine.export", "export a model to ONNX"),
-    "ablate": ("yolo_attn.engine.ablate", "train and compare attention-block variants side by side"),
+    "info": ("yolo_attn.commands.info", "model summary: layers, parameters, GFLOPs, strides"),
+    "blocks": ("yolo_attn.commands.blocks", "list the registered blocks with their YAML signatures and costs"),
+    "insert": ("yolo_attn.commands.insert", "insert a block into a model YAML, renumbering 'from' indices"),
+    "train": ("yolo_attn.commands.train", "train a model"),
+    "val": ("yolo_attn.commands.val", "evaluate a model (mAP, COCO metrics)"),
+    "predict": ("yolo_attn.commands.predict", "run detection on images"),
+    "export": ("yolo_attn.commands.export", "export a model to ONNX"),
+    "ablate": ("yolo_attn.commands.ablate", "train and compare attention-block variants side by side"),
 }
 
 
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == chosen:
             module = importlib.import_module(module_name)
             module.configure_parser(p)
-            p.set_defaults(run=module.run_cli)
+            p.set_defaults(run=module.run)
     args = parser.parse_args(argv)
     try:
         return int(args.run(args) or 0)

@@ -155,7 +155,8 @@ def test_load_image_resizes_the_long_side(coco128, tmp_path):
 
 
 def test_dataloader_collates_with_the_image_index(coco128, tmp_path):
-    loader, ds = create_dataloader(coco128["yolo"], 160, 4, 32, rect=True, pad=0.5, workers=0, cache_dir=tmp_path)
+    ds = DetectionDataset(coco128["yolo"], 160, 4, rect=True, stride=32, pad=0.5, cache_dir=tmp_path)
+    loader = create_dataloader(ds, 4, workers=0)
     images, targets, paths, shapes = next(iter(loader))
     assert images.shape[0] == 4 and len(paths) == len(shapes) == 4
     assert targets.shape[1] == 6 and targets[:, 0].unique().tolist() == sorted(

@@ -156,9 +156,10 @@ class TrainDataset(DetectionDataset):
     False to close mosaic (last epochs).
     """
 
-    def __init__(self, *args: Any, **kwargs: Any):
+    def __init__(self, *args: Any, hyp: dict[str, Any] | None = None, augment: bool = True, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self.hyp = dict(self.hyp or {})
+        self.augment = augment
+        self.hyp = dict(hyp or {})
         self.mosaic = bool(self.augment and not self.rect and self.hyp.get("mosaic", 0) > 0)
         self.mosaic_border = (-self.img_size // 2, -self.img_size // 2)
 

@@ -337,17 +337,17 @@ class DetectionDataset(Dataset):
 
     ``labels[i]``: (n, 5) float32 ``cls, xc, yc, w, h`` normalised to the original image;
     ``shapes``: (N, 2) original (w, h); ``image_ids``: COCO image ids (the json's, or from file names).
-    Subclasses add augmentation in ``__getitem__`` and build the sample with :meth:`load_letterboxed`
-    and :meth:`format_item`.
+    Items are not augmented: :class:`~yolo_attn.data.augment.TrainDataset` adds that in ``__getitem__``
+    (building the sample with :meth:`load_letterboxed` and :meth:`format_item`) and sets ``augment``.
     """
+
+    augment = False  # resize with INTER_LINEAR and let the letterbox scale up, as YOLOv5 does when augmenting
 
     def __init__(
         self,
         split: SplitSource,
         img_size: int = 640,
         batch_size: int = 16,
-        augment: bool = False,
-        hyp: dict[str, Any] | None = None,
         rect: bool = False,
         stride: int = 32,
         pad: float = 0.0,
@@ -357,8 +357,6 @@ class DetectionDataset(Dataset):
         split.check_exists()
         self.split = split
         self.img_size = img_size
-        self.augment = augment
-        self.hyp = hyp
         self.rect = rect
         self.stride = stride
         scan = scan_split(split, cache_dir, prefix)
@@ -440,58 +438,31 @@ def _init_worker(worker_id: int) -> None:
 
 
 def create_dataloader(
-    split: SplitSource,
-    img_size: int,
-    batch_size: int,
-    stride: int,
-    augment: bool = False,
-    hyp: dict[str, Any] | None = None,
-    rect: bool = False,
-    pad: float = 0.0,
-    workers: int = 8,
-    shuffle: bool = False,
-    seed: int = 0,
-    rank: int = -1,
-    dataset_cls: type[DetectionDataset] = DetectionDataset,
-    prefix: str = "",
-    cache_dir: Path | str | None = None,
-) -> tuple[DataLoader, DetectionDataset]:
-    """A DataLoader over ``dataset_cls(split, ...)``; DistributedSampler when ``rank != -1``.
+    dataset: DetectionDataset, batch_size: int, workers: int = 8, shuffle: bool = False, seed: int = 0, rank: int = -1
+) -> DataLoader:
+    """A DataLoader over ``dataset``; DistributedSampler when ``rank != -1``.
 
     Worker count as YOLOv5: at most the CPUs per device, the batch size and ``workers``.
     ``rect`` batches are fixed, so they are never shuffled.
     """
-    if rect and shuffle:
+    if dataset.rect and shuffle:
         LOGGER.warning("rect batches cannot be shuffled; shuffle=False")
         shuffle = False
-    dataset = dataset_cls(
-        split,
-        img_size,
-        batch_size,
-        augment=augment,
-        hyp=hyp,
-        rect=rect,
-        stride=int(stride),
-        pad=pad,
-        prefix=prefix,
-        cache_dir=cache_dir,
-    )
     batch_size = min(batch_size, len(dataset))
     devices = max(torch.cuda.device_count(), 1)
     num_workers = min((os.cpu_count() or 1) // devices, batch_size if batch_size > 1 else 0, workers)
     sampler = None if rank == -1 else DistributedSampler(dataset, shuffle=shuffle, seed=seed)
     generator = torch.Generator()
     generator.manual_seed(seed + max(rank, 0))
-    loader = DataLoader(
+    return DataLoader(
         dataset,
         batch_size=batch_size,
         shuffle=shuffle and sampler is None,
         num_workers=num_workers,
         sampler=sampler,
         pin_memory=torch.cuda.is_available(),
-        collate_fn=dataset_cls.collate_fn,
+        collate_fn=type(dataset).collate_fn,
         worker_init_fn=_init_worker,
         generator=generator,
         persistent_workers=num_workers > 0,
     )
-    return loader, dataset

@@ -16,6 +16,7 @@ import torch.distributed as dist
 from torch import nn
 
 from yolo_attn.errors import UserError
+from yolo_attn.utils.device import device_indices, select_device
 
 
 @dataclass(frozen=True)
@@ -36,28 +37,12 @@ class DistributedContext:
         return self.rank in (-1, 0)
 
 
-def select_device(device: str | None) -> torch.device:
-    """``'cpu'``, ``'0'``, ``'0,1'`` or ``''``/None (first GPU if any, else CPU) -> the device of this process."""
-    spec = (device or "").strip().lower().replace("cuda:", "")
-    if spec == "cpu":
-        return torch.device("cpu")
-    if not spec:
-        return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-    if not torch.cuda.is_available():
-        raise UserError(f"--device {device}: CUDA is not available on this machine (use --device cpu)")
-    indices = [int(i) for i in spec.split(",") if i.strip()]
-    if any(i >= torch.cuda.device_count() for i in indices):
-        raise UserError(f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
-    return torch.device(f"cuda:{indices[0]}")
-
-
 def init_distributed(device: str | None, timeout_s: int = 10800) -> DistributedContext:
     """Join the torchrun process group when launched by torchrun (world size > 1), else a single-process context."""
     world_size = int(os.environ.get("WORLD_SIZE", 1))
     if world_size <= 1:
-        spec = (device or "").strip()
-        if "," in spec:
-            n = len([s for s in spec.split(",") if s.strip()])
+        n = len(device_indices(device))
+        if n > 1:
             raise UserError(
                 f"--device {device}: several GPUs need one process each; run "
                 f"'torchrun --nproc_per_node={n} -m yolo_attn train ...'"
@@ -94,11 +79,6 @@ def broadcast_object(value: Any, context: DistributedContext, src: int = 0) -> A
     holder = [value]
     dist.broadcast_object_list(holder, src=src)
     return holder[0]
-
-
-def barrier(context: DistributedContext) -> None:
-    if context.enabled:
-        dist.barrier()
 
 
 def cleanup(context: DistributedContext) -> None:

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from yolo_attn.utils.torch_utils import unwrap_model
+
 NOMINAL_BATCH_SIZE = 64
 BIAS_GROUP, DECAYED_GROUP, NORM_GROUP = 0, 1, 2
 
@@ -89,7 +91,7 @@ class ModelEMA:
     """Exponential moving average of a model's state (YOLOv5's ModelEMA; decay ramps as d * (1 - e^(-u/tau)))."""
 
     def __init__(self, model: nn.Module, decay: float = 0.9999, tau: float = 2000, updates: int = 0):
-        self.ema = copy.deepcopy(unwrap(model)).eval()
+        self.ema = copy.deepcopy(unwrap_model(model)).eval()
         self.updates = updates
         self.decay_base, self.tau = decay, tau
         for p in self.ema.parameters():
@@ -102,7 +104,7 @@ class ModelEMA:
     def update(self, model: nn.Module) -> None:
         self.updates += 1
         d = self.decay(self.updates)
-        model_state = unwrap(model).state_dict()
+        model_state = unwrap_model(model).state_dict()
         for k, v in self.ema.state_dict().items():
             if v.dtype.is_floating_point:
                 v *= d
@@ -111,7 +113,7 @@ class ModelEMA:
     def update_attributes(self, model: nn.Module, names: tuple[str, ...] = ("yaml", "nc", "names", "stride")) -> None:
         for name in names:
             if hasattr(model, name):
-                setattr(self.ema, name, getattr(unwrap(model), name))
+                setattr(self.ema, name, getattr(unwrap_model(model), name))
 
 
 class EarlyStopping:
@@ -131,8 +133,3 @@ class EarlyStopping:
 def fitness(map50: float, map50_95: float) -> float:
     """YOLOv5's model fitness: 0.1 * mAP50 + 0.9 * mAP50-95."""
     return 0.1 * map50 + 0.9 * map50_95
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The bare model inside a DataParallel / DistributedDataParallel wrapper."""
-    return model.module if isinstance(model, (nn.parallel.DataParallel, nn.parallel.DistributedDataParallel)) else model

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from yolo_attn.engine.metrics import CONFIDENCE_GRID, ClassMetrics, ConfusionMatrix, smooth
+from yolo_attn.metrics import CONFIDENCE_GRID, ClassMetrics, ConfusionMatrix, smooth
 
 MAX_LEGEND_CLASSES = 20
 DPI = 200

@@ -12,6 +12,33 @@ import torch
 
 from yolo_attn.utils.boxes import xywh2xyxy
 
+RESULTS_CSV = "results.csv"
+LOSS_NAMES = ("box", "obj", "cls")
+# summary key -> results.csv column (YOLOv5's names)
+METRIC_COLUMNS = {
+    "precision": "metrics/precision", "recall": "metrics/recall",
+    "map50": "metrics/mAP_0.5", "map50_95": "metrics/mAP_0.5:0.95",
+}
+
+
+def epoch_row(epoch: int, losses: list[float], metrics: dict, lrs: list[float]) -> dict[str, float]:
+    """One epoch of results.csv: train losses, validation metrics and losses, learning rates."""
+    val_losses = metrics.get("loss")
+    val_losses = [float(v) for v in val_losses] if val_losses is not None else [0.0] * len(LOSS_NAMES)
+    row: dict[str, float] = {"epoch": epoch}
+    row.update({f"train/{name}_loss": value for name, value in zip(LOSS_NAMES, losses)})
+    row.update({column: float(metrics.get(key, 0.0)) for key, column in METRIC_COLUMNS.items()})
+    row.update({f"val/{name}_loss": value for name, value in zip(LOSS_NAMES, val_losses)})
+    row.update({f"x/lr{i}": lr for i, lr in enumerate(lrs)})
+    return row
+
+
+def final_metrics(path: Path) -> tuple[dict[str, float], int]:
+    """The last epoch's metrics (summary keys) of a results.csv and its number of epochs."""
+    rows = read_results(path)
+    last = {k.strip(): v for k, v in rows[-1].items()}
+    return {key: float(last[column]) for key, column in METRIC_COLUMNS.items()}, len(rows)
+
 
 def append_results_row(path: Path, row: dict[str, float]) -> None:
     """Append one epoch's row, writing the header when the file is new."""

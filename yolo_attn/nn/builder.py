@@ -23,7 +23,9 @@ from yolo_attn.nn.blocks.conv import default_activation
 from yolo_attn.nn.model import DetectionModel
 from yolo_attn.nn.registry import lookup
 from yolo_attn.nn.rules import LayerContext
+from yolo_attn.nn.summary import count_params
 from yolo_attn.nn.yaml_values import UnsafeValueError, parse_activation, resolve_value
+from yolo_attn.utils.builtin import builtin_config
 from yolo_attn.utils.yaml_io import read_yaml_mapping
 
 STRIDE_PROBE_SIZE = 256
@@ -49,10 +51,11 @@ class LayerRecord:
 
 
 def load_model_yaml(cfg: str | Path | dict[str, Any]) -> dict[str, Any]:
-    """Read a model YAML file (or copy a dict) into a plain dict."""
+    """Read a model YAML file (a path, or the bare name of a built-in config such as ``yolov5s.yaml``), or copy
+    a dict, into a plain dict."""
     if isinstance(cfg, dict):
         return copy.deepcopy(cfg)
-    path = Path(cfg)
+    path = builtin_config(cfg, "model")
     data = read_yaml_mapping(path, "model YAML with backbone/head", ModelConfigError)
     data.setdefault("yaml_file", path.name)
     return data
@@ -106,10 +109,6 @@ def _check_sources(index: int, source: Any) -> list[int]:
             where = "points forward or to itself" if absolute >= index else "is before layer 0"
             raise ValueError(f"'from' index {x} {where} (layers 0..{index - 1} exist)")
     return sources
-
-
-def _layer_params(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def parse_layers(d: dict[str, Any], ch: int) -> tuple[nn.Sequential, list[int], list[LayerRecord]]:
@@ -167,7 +166,7 @@ def parse_layers(d: dict[str, Any], ch: int) -> tuple[nn.Sequential, list[int], 
             raise ModelConfigError(f"{where}: {e.args[0]}") from None
         except (ValueError, TypeError, ArithmeticError, IndexError, AssertionError, RuntimeError) as e:
             raise ModelConfigError(f"{where}: {e}") from None
-        block.i, block.f, block.type, block.np = i, source, spec.name, _layer_params(block)
+        block.i, block.f, block.type, block.np = i, source, spec.name, count_params(block)
         save.extend(x % i for x in sources if x != -1)
         layers.append(block)
         records.append(LayerRecord(i, source, number, block.np, spec.name, resolved.args))

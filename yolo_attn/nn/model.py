@@ -45,3 +45,9 @@ class DetectionModel(nn.Module):
             if m is not self and callable(getattr(m, "fuse", None)):
                 m.fuse()
         return self
+
+
+def max_stride(model: nn.Module) -> int:
+    """The model's largest stride, at least 32 (image sizes and letterbox padding are multiples of it)."""
+    stride = getattr(model, "stride", None)
+    return max(int(stride.max()) if isinstance(stride, torch.Tensor) else 32, 32)

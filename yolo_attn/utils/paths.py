@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 
@@ -15,10 +14,3 @@ def increment_path(path: str | Path, exist_ok: bool = False) -> Path:
     while path.with_name(f"{path.name}{n}").exists():
         n += 1
     return path.with_name(f"{path.name}{n}")
-
-
-def add_run_dir_arguments(parser: argparse.ArgumentParser, project: str) -> None:
-    """YOLOv5's ``--project``/``--name``/``--exist-ok``: results go to ``project/name`` (then ``name2``, ...)."""
-    parser.add_argument("--project", default=project, help="parent folder of the results")
-    parser.add_argument("--name", default="exp", help="results folder name (exp, exp2, ... unless --exist-ok)")
-    parser.add_argument("--exist-ok", action="store_true", help="reuse <project>/<name> if it exists")

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from yolo_attn.cli import main
-from yolo_attn.engine.blocks import README_END, README_START, build_example, paper_line, update_readme
+from yolo_attn.nn.catalog import README_END, README_START, build_example, paper_line, update_readme
 from yolo_attn.errors import UserError
 from yolo_attn.nn.attention.cbam import CBAM
 from yolo_attn.nn.registry import all_blocks, lookup
@@ -16,7 +16,7 @@ from tests.conftest import ROOT
 
 def run_json(capsys, *argv: str) -> list[dict]:
     assert main(["blocks", "--json", *argv]) == 0
-    return json.loads(capsys.readouterr().out)
+    return json.loads(capsys.readouterr().out.strip().splitlines()[-1])["blocks"]
 
 
 def test_lists_every_registered_block(capsys):

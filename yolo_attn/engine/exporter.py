@@ -1,4 +1,4 @@
-"""``yolo-attn export``: the fused model to ONNX (as YOLOv5's ``export.py --include onnx``).
+"""ONNX export of the fused model (``yolo-attn export``) (as YOLOv5's ``export.py --include onnx``).
 
 The model is re-parameterised (``DetectionModel.fuse()``: Conv+BN, RepConv, implicit layers) and
 its head set to ``export`` so the graph's one output is the decoded ``(batch, anchors, 5 + nc)`` tensor.
@@ -7,7 +7,6 @@ onnx and onnxruntime come with the ``export`` extra (``pip install yolo-attn[exp
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import warnings
@@ -16,7 +15,6 @@ from types import ModuleType
 
 import torch
 
-from yolo_attn.checkpoint import load_model
 from yolo_attn.errors import UserError
 from yolo_attn.nn.model import DetectionModel
 
@@ -80,24 +78,3 @@ def export_onnx(
         entry.key, entry.value = key, value
     onnx.save(proto, str(path))
     return path
-
-
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", required=True, help="checkpoint (ours or an upstream YOLOv5/YOLOv7 .pt)")
-    p.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
-    p.add_argument("--img", "--img-size", dest="img", type=int, nargs="+", default=[640], help="size, or height width")
-    p.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset version")
-    p.add_argument("--output", help="output path (default: the weights path with .onnx)")
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    require("onnx")
-    model = load_model(args.weights).model
-    shape = image_shape(args.img, max(int(model.stride.max()), 1))
-    output = Path(args.output) if args.output else Path(args.weights).with_suffix(".onnx")
-    export_onnx(model, output, shape, args.dynamic, args.opset)
-    size_mb = output.stat().st_size / 1e6
-    print(f"exported {args.weights} to {output} ({size_mb:.1f} MB, input 1x3x{shape[0]}x{shape[1]}, opset {args.opset}"
-          f"{', dynamic' if args.dynamic else ''})")
-    return 0

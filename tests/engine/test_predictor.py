@@ -13,7 +13,7 @@ from torchvision.ops import box_iou
 
 from yolo_attn.checkpoint import load_model
 from yolo_attn.cli import main
-from yolo_attn.engine.predict import image_paths, predict, preprocess
+from yolo_attn.engine.predictor import image_paths, predict, preprocess
 from yolo_attn.errors import UserError
 from yolo_attn.utils.annotate import class_color, draw_detections
 

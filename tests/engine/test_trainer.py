@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -18,11 +19,11 @@ from tests.conftest import CONFIGS, ROOT
 from yolo_attn import build_model
 from yolo_attn.checkpoint import load_checkpoint, load_model
 from yolo_attn.data.synthetic import generate_demo_dataset
-from yolo_attn.engine import train as train_module
 from yolo_attn.engine.optim import (
     EarlyStopping, ModelEMA, accumulation_steps, build_optimizer, lr_lambda, parameter_groups,
 )
-from yolo_attn.engine.train import Trainer, train, transfer_weights
+from yolo_attn.checkpoint import transfer_weights
+from yolo_attn.engine.trainer import DEMO_DEFAULTS, TrainConfig, Trainer, train
 
 TINY = {"img": 64, "batch": 4, "workers": 0, "seed": 0}
 
@@ -52,7 +53,7 @@ def test_train_writes_results_and_checkpoints(tiny_data, tmp_path):
     for name in ("results.png", "labels.jpg", "train_batch0.jpg", "hyp.yaml", "opt.yaml"):
         assert os.path.isfile(os.path.join(save_dir, name)), name
     checkpoint = load_checkpoint(summary["last"])
-    assert checkpoint["epoch"] == 1 and checkpoint["optimizer"] is not None and checkpoint["ema"] is not None
+    assert checkpoint["epoch"] == 1 and checkpoint["training"]["optimizer"] is not None and checkpoint["ema"] is not None
     loaded = load_model(summary["best"])
     assert loaded.names == ["rectangle", "ellipse", "triangle"] and loaded.model.nc == 3
 
@@ -176,15 +177,15 @@ def test_demo_defaults(monkeypatch, tmp_path):
     from yolo_attn.data import synthetic
 
     monkeypatch.setattr(synthetic, "generate_demo_dataset", lambda: generate_demo_dataset(tmp_path / "demo", 4, 2, 64))
-    trainer = Trainer(train_module.default_options(project=str(tmp_path / "runs"), workers=0))
+    trainer = Trainer(TrainConfig(project=str(tmp_path / "runs"), workers=0))
     trainer.setup()
-    assert trainer.args.img == 320 and trainer.args.epochs == train_module.DEMO_EPOCHS
-    assert trainer.args.optimizer == "AdamW" and trainer.hyp["nbs"] == 16
-    assert trainer.args.cfg.endswith("yolov5n.yaml") and trainer.data.names == ["rectangle", "ellipse", "triangle"]
+    assert trainer.config.img == 320 and trainer.config.epochs == DEMO_DEFAULTS["epochs"]
+    assert trainer.config.optimizer == "AdamW" and trainer.hyp["nbs"] == 16
+    assert trainer.config.cfg.endswith("yolov5n.yaml") and trainer.data.names == ["rectangle", "ellipse", "triangle"]
 
 
 def test_close_mosaic_covers_last_epochs():
-    trainer = Trainer(train_module.default_options(epochs=10, close_mosaic=3, data="unused.yaml"))
+    trainer = Trainer(TrainConfig(epochs=10, close_mosaic=3, data="unused.yaml"))
     assert [e for e in range(10) if trainer.mosaic_closed(e)] == [7, 8, 9]
-    trainer.args.close_mosaic = 0
+    trainer.config = dataclasses.replace(trainer.config, close_mosaic=0)
     assert not any(trainer.mosaic_closed(e) for e in range(10))

@@ -13,7 +13,7 @@ from torch import nn
 from yolo_attn import build_model
 from yolo_attn.checkpoint import make_checkpoint, save_checkpoint
 from yolo_attn.cli import main
-from yolo_attn.engine.export import export_onnx
+from yolo_attn.engine.exporter import export_onnx
 from yolo_attn.errors import UserError
 
 onnx = pytest.importorskip("onnx")

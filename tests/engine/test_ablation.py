@@ -11,8 +11,8 @@ from tests.conftest import CONFIGS
 from yolo_attn.checkpoint import load_checkpoint
 from yolo_attn.cli import main
 from yolo_attn.data.synthetic import generate_demo_dataset
-from yolo_attn.engine.ablate import plan_variants
-from yolo_attn.engine.train import Trainer
+from yolo_attn.engine.ablation import plan_variants
+from yolo_attn.engine.trainer import Trainer
 from yolo_attn.nn.builder import build_model
 from yolo_attn.nn.summary import count_params
 
@@ -53,7 +53,7 @@ def test_ablate_writes_table_and_resumes(tiny_data, tmp_path, capsys, monkeypatc
     assert main(argv) == 130  # stopped half-way through the SE variant
     monkeypatch.setattr(Trainer, "train_one_epoch", original)
     capsys.readouterr()
-    wall_before_stop = load_checkpoint(tmp_path / "run" / "SE-after9" / "weights" / "last.pt")["wall_s"]
+    wall_before_stop = load_checkpoint(tmp_path / "run" / "SE-after9" / "weights" / "last.pt")["training"]["wall_s"]
     assert wall_before_stop > 0
 
     assert main([*argv, "--resume"]) == 0

@@ -1,5 +1,5 @@
-"""``yolo-attn ablate``: train attention-block variants of one base model under identical conditions
-and tabulate accuracy beside cost.
+"""Ablation: train attention-block variants of one base model under identical conditions and tabulate
+accuracy beside cost (``yolo-attn ablate``).
 
 Every variant (the base model is always one) gets the same data, hyperparameters, seed and data
 order; pretrained ``--weights`` transfer wherever shapes match. Each variant trains in its own
@@ -10,7 +10,6 @@ a half-trained one from its ``last.pt``. Results: ``ablation.csv``, ``ablation.m
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 from dataclasses import asdict, dataclass
@@ -20,12 +19,46 @@ from typing import Any
 import torch
 import yaml
 
+from yolo_attn.checkpoint import load_checkpoint, load_model
+from yolo_attn.engine import results
+from yolo_attn.engine.trainer import TrainConfig, train
 from yolo_attn.errors import UserError
+from yolo_attn.nn.summary import count_gflops, count_params
+from yolo_attn.nn.yaml_edit import default_block_args, insert_block, replace_block
+from yolo_attn.utils.builtin import builtin_config
+from yolo_attn.utils.paths import increment_path
+from yolo_attn.utils.torch_utils import forward_latency_ms
 
-PACKAGE_CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-DEFAULT_BASE = PACKAGE_CONFIGS / "models" / "yolov5n.yaml"
+DEFAULT_BASE = "yolov5n.yaml"
 BASE = "base"
 RESULT_FILE = "ablation-result.json"
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    """What to compare and how to train each variant. ``after`` (layer indices) or ``replace`` (one
+    index) place every block; neither: after the last backbone layer. ``args``: YAML args for every
+    block (default: each block's example args fitted to the layer). The training options are those of
+    :class:`~yolo_attn.engine.trainer.TrainConfig`; ``None`` keeps its defaults."""
+
+    blocks: tuple[str, ...]
+    base: str = DEFAULT_BASE
+    after: tuple[int, ...] | None = None
+    replace: int | None = None
+    args: str | None = None
+    weights: str | None = None
+    data: str | None = None
+    hyp: str | None = None
+    epochs: int | None = None
+    img: int | None = None
+    batch: int = 16
+    device: str = ""
+    workers: int = 8
+    seed: int = 0
+    project: str = "runs/ablate"
+    name: str = "exp"
+    exist_ok: bool = False
+    resume: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,35 +88,9 @@ class VariantResult:
     wall_s: float
 
 
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--base", help=f"base model YAML (default {DEFAULT_BASE.relative_to(PACKAGE_CONFIGS.parent)})")
-    p.add_argument("--blocks", required=True, help="comma-separated registered blocks, e.g. CBAM,GAMAttention,SE")
-    where = p.add_mutually_exclusive_group()
-    where.add_argument("--after", type=int, nargs="+", metavar="IDX",
-                       help="insert each block after each of these layers (default: the last backbone layer)")
-    where.add_argument("--replace", type=int, metavar="IDX", help="replace layer IDX by each block instead")
-    p.add_argument("--args", default=None,
-                   help="YAML args for every block (default: each block's example args fitted to the layer's channels)")
-    p.add_argument("--weights", help="pretrained weights transferred into every variant where shapes match")
-    p.add_argument("--data", help="dataset YAML (default: the built-in synthetic demo set)")
-    p.add_argument("--hyp", help="hyperparameter YAML (default as yolo-attn train)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per variant (default as yolo-attn train)")
-    p.add_argument("--img", "--img-size", dest="img", type=int, default=None, help="image size (default as train)")
-    p.add_argument("--batch", "--batch-size", dest="batch", type=int, default=16)
-    p.add_argument("--device", default="", help="cpu or 0")
-    p.add_argument("--workers", type=int, default=8)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--project", default="runs/ablate")
-    p.add_argument("--name", default="exp")
-    p.add_argument("--resume", action="store_true", help="continue <project>/<name>: skip finished variants")
-    p.add_argument("--json", action="store_true", help="end with one JSON line: the table rows")
-
-
 def plan_variants(base_text: str, blocks: list[str], after: list[int] | None, replace: int | None,
                   args: str | None) -> list[Variant]:
     """The base model plus one variant per block and position."""
-    from yolo_attn.nn.yaml_edit import default_block_args, insert_block, replace_block
-
     base_yaml = yaml.safe_load(base_text)
     variants = [Variant(BASE, "-", base_text)]
     if replace is not None:
@@ -101,54 +108,31 @@ def plan_variants(base_text: str, blocks: list[str], after: list[int] | None, re
     return variants
 
 
-def latency_ms(model: torch.nn.Module, img_size: int, device: torch.device, repeats: int = 10) -> float:
-    """Fastest eval forward of one ``img_size`` image, in ms."""
-    import time
-
-    model = model.to(device).eval()
-    x = torch.zeros(1, 3, img_size, img_size, device=device)
-    times = []
-    with torch.no_grad():
-        model(x)
-        for _ in range(repeats):
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            model(x)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-            times.append((time.perf_counter() - start) * 1e3)
-    return min(times)
-
-
-def train_variant(variant: Variant, save_dir: Path, args: argparse.Namespace) -> dict[str, Any]:
+def train_variant(variant: Variant, save_dir: Path, config: AblationConfig) -> dict[str, Any]:
     """Train (or resume, or just read back) one variant; returns its train summary."""
-    from yolo_attn.checkpoint import load_checkpoint
-    from yolo_attn.engine.train import train
-
     folder = save_dir / variant.name
     result_file = folder / RESULT_FILE
     if result_file.is_file():
         print(f"ablate: {variant.name} already trained, skipping")
         return json.loads(result_file.read_text())
     last = folder / "weights" / "last.pt"
-    cfg = save_dir / "models" / f"{variant.name}.yaml"
     checkpoint = load_checkpoint(last) if last.is_file() else None
     if checkpoint is not None and run_finished(checkpoint):
         # stopped after its final save, before the result was recorded
-        summary = finished_run_summary(folder, float(checkpoint.get("wall_s", float("nan"))))
+        summary = finished_run_summary(folder, float((checkpoint["training"] or {}).get("wall_s", float("nan"))))
     elif checkpoint is not None:
         print(f"ablate: resuming {variant.name} from {last}")
         summary = train(resume=str(last))
     else:
+        cfg = save_dir / "models" / f"{variant.name}.yaml"
         cfg.parent.mkdir(parents=True, exist_ok=True)
         cfg.write_text(variant.yaml_text, encoding="utf-8")
         print(f"ablate: training {variant.name} ({variant.position})")
-        summary = train(
-            cfg=str(cfg), weights=args.weights, data=args.data, hyp=args.hyp, epochs=args.epochs, img=args.img,
-            batch=args.batch, device=args.device, workers=args.workers, seed=args.seed,
+        summary = train(TrainConfig(
+            cfg=str(cfg), weights=config.weights, data=config.data, hyp=config.hyp, epochs=config.epochs,
+            img=config.img, batch=config.batch, device=config.device, workers=config.workers, seed=config.seed,
             project=str(save_dir), name=variant.name, exist_ok=True,
-        )
+        ))
     result_file.write_text(json.dumps(summary))
     return summary
 
@@ -159,28 +143,23 @@ def run_finished(checkpoint: dict[str, Any]) -> bool:
 
 def finished_run_summary(folder: Path, wall_s: float) -> dict[str, Any]:
     """The train summary of a finished run, read back from its ``results.csv``."""
-    with open(folder / "results.csv", newline="") as f:
-        rows = list(csv.DictReader(f))
-    last = {k.strip(): v for k, v in rows[-1].items()}
+    metrics, epochs = results.final_metrics(folder / results.RESULTS_CSV)
     return {
-        "precision": float(last["metrics/precision"]), "recall": float(last["metrics/recall"]),
-        "map50": float(last["metrics/mAP_0.5"]), "map50_95": float(last["metrics/mAP_0.5:0.95"]),
-        "epochs": len(rows), "wall_s": wall_s,
+        **metrics, "epochs": epochs, "wall_s": wall_s,
         "best": str(folder / "weights" / "best.pt"), "last": str(folder / "weights" / "last.pt"),
     }
 
 
 def measure_variant(variant: Variant, summary: dict[str, Any], img_size: int, base_map: float) -> VariantResult:
     """Cost of the trained model (params, GFLOPs, latency) beside its accuracy."""
-    from yolo_attn.checkpoint import load_model
-    from yolo_attn.nn.summary import count_gflops, count_params
-
     model = load_model(summary["best"] if Path(summary["best"]).is_file() else summary["last"]).model
-    gpu_ms = latency_ms(model, img_size, torch.device("cuda")) if torch.cuda.is_available() else None
+    cpu_ms = forward_latency_ms(model, torch.zeros(1, 3, img_size, img_size))
+    gpu_ms = None
+    if torch.cuda.is_available():
+        gpu_ms = round(forward_latency_ms(model.cuda(), torch.zeros(1, 3, img_size, img_size, device="cuda")), 2)
     return VariantResult(
         variant=variant.name, position=variant.position, params=count_params(model),
-        gflops=round(count_gflops(model, img_size), 3), cpu_ms=round(latency_ms(model, img_size, torch.device("cpu")), 2),
-        gpu_ms=round(gpu_ms, 2) if gpu_ms is not None else None,
+        gflops=round(count_gflops(model, img_size), 3), cpu_ms=round(cpu_ms, 2), gpu_ms=gpu_ms,
         precision=summary["precision"], recall=summary["recall"], map50=summary["map50"], map50_95=summary["map50_95"],
         delta_map50_95=summary["map50_95"] - base_map, wall_s=summary["wall_s"],
     )
@@ -226,28 +205,24 @@ def plot_accuracy_vs_cost(results: list[VariantResult], path: Path) -> None:
     plt.close(fig)
 
 
-def run_cli(args: argparse.Namespace) -> int:
-    from yolo_attn.utils.paths import increment_path
-
-    base = Path(args.base) if args.base else DEFAULT_BASE
+def run_ablation(config: AblationConfig) -> tuple[list[VariantResult], Path]:
+    """Train every variant (skipping finished ones on resume), measure them and write the reports."""
+    base = builtin_config(config.base, "model")
     if not base.is_file():
-        raise UserError(f"--base {base}: model YAML not found")
-    blocks = [b.strip() for b in args.blocks.split(",") if b.strip()]
+        raise UserError(f"--base {config.base}: model YAML not found")
+    blocks = [b.strip() for b in config.blocks if b.strip()]
     if not blocks:
         raise UserError("--blocks: name at least one block, e.g. --blocks CBAM,SE")
-    target = Path(args.project) / args.name
-    if args.resume and not target.is_dir():
+    target = Path(config.project) / config.name
+    if config.resume and not target.is_dir():
         raise UserError(f"--resume: {target} does not exist")
-    save_dir = target if args.resume else increment_path(target)
+    save_dir = target if config.resume else increment_path(target, config.exist_ok)
     save_dir.mkdir(parents=True, exist_ok=True)
-    variants = plan_variants(base.read_text(encoding="utf-8"), blocks, args.after, args.replace, args.args)
-    summaries = [train_variant(v, save_dir, args) for v in variants]
+    after = list(config.after) if config.after is not None else None
+    variants = plan_variants(base.read_text(encoding="utf-8"), blocks, after, config.replace, config.args)
+    summaries = [train_variant(v, save_dir, config) for v in variants]
     img_size = int(yaml.safe_load((save_dir / BASE / "opt.yaml").read_text())["img"])
     base_map = summaries[0]["map50_95"]
-    results = [measure_variant(v, s, img_size, base_map) for v, s in zip(variants, summaries)]
-    write_reports(results, save_dir)
-    print(markdown_table(results))
-    print(f"ablation results in {save_dir} (ablation.csv, ablation.md, ablation.png)")
-    if args.json:
-        print(json.dumps([asdict(r) for r in results]))
-    return 0
+    measured = [measure_variant(v, s, img_size, base_map) for v, s in zip(variants, summaries)]
+    write_reports(measured, save_dir)
+    return measured, save_dir

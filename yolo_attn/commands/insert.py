@@ -10,9 +10,11 @@ from pathlib import Path
 
 import yaml
 
+from yolo_attn.commands.common import add_json_argument, print_json
 from yolo_attn.errors import UserError
 from yolo_attn.nn.builder import build_model
 from yolo_attn.nn.summary import count_params
+from yolo_attn.utils.builtin import builtin_config
 from yolo_attn.nn.yaml_edit import default_block_args, insert_block, readers_of, replace_block
 
 
@@ -28,6 +30,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="every layer reading layer IDX reads the new block (default: only the next layer's -1)")
     p.add_argument("-o", "--output", help="output YAML (default: <cfg stem>-<block>.yaml in the current directory)")
     p.add_argument("--dry-run", action="store_true", help="print the unified diff instead of writing")
+    add_json_argument(p, "the output path and parameter counts")
 
 
 def edited_text(text: str, args: argparse.Namespace) -> str:
@@ -39,8 +42,8 @@ def edited_text(text: str, args: argparse.Namespace) -> str:
     return insert_block(text, args.after, args.block, block_args, rewire_all=args.rewire_all)
 
 
-def run_cli(args: argparse.Namespace) -> int:
-    cfg = Path(args.cfg)
+def run(args: argparse.Namespace) -> int:
+    cfg = builtin_config(args.cfg, "model")
     if not cfg.is_file():
         raise UserError(f"model YAML not found: {cfg}")
     text = cfg.read_text(encoding="utf-8")
@@ -53,6 +56,8 @@ def run_cli(args: argparse.Namespace) -> int:
         sys.stdout.writelines(difflib.unified_diff(
             text.splitlines(keepends=True), new_text.splitlines(keepends=True), str(cfg), str(output)
         ))
+        if args.json:
+            print_json({"output": None, "dry_run": True})
         return 0
     if output.resolve() == cfg.resolve():
         raise UserError(f"-o {output}: refusing to overwrite the input YAML")
@@ -66,4 +71,6 @@ def run_cli(args: argparse.Namespace) -> int:
     if args.after is not None and not readers_of(new_text, args.after + 1):
         print(f"note: no layer reads the inserted layer {args.after + 1}; its output is unused "
               f"(use --rewire-all, or insert where the next layer reads layer {args.after} through -1)")
+    if args.json:
+        print_json({"output": str(output), "params": params, "base_params": base, "dry_run": False})
     return 0

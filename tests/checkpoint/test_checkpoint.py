@@ -14,6 +14,7 @@ from torch import nn
 
 from yolo_attn import build_model
 from yolo_attn.checkpoint import (
+    SCHEMA_VERSION,
     UnsafeCheckpointError,
     load_checkpoint,
     load_model,
@@ -53,12 +54,13 @@ def test_checkpoint_round_trip_is_plain_and_exact(tmp_path):
     model(torch.rand(1, 3, 64, 64))[0].sum().backward()
     optimizer.step()
     path = tmp_path / "last.pt"
-    save_checkpoint(path, make_checkpoint(model, names=NAMES, ema=model, optimizer=optimizer, epoch=4,
-                                          best_fitness=0.25, hyp={"lr0": 0.01}, train_args={"epochs": 5},
-                                          extra={"torch_rng": torch.get_rng_state()}))
+    training = {"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state()}
+    save_checkpoint(path, make_checkpoint(model, names=NAMES, ema=model, training=training, epoch=4,
+                                          best_fitness=0.25, hyp={"lr0": 0.01}, train_args={"epochs": 5}))
     raw = torch.load(path, map_location="cpu", weights_only=True)  # no pickled classes
-    assert raw["epoch"] == 4 and raw["names"] == NAMES and raw["optimizer"]["state"]
-    assert raw["version"] and raw["date"] and torch.equal(raw["torch_rng"], torch.get_rng_state())
+    assert raw["epoch"] == 4 and raw["names"] == NAMES and raw["training"]["optimizer"]["state"]
+    assert raw["version"] and raw["date"] and torch.equal(raw["training"]["torch_rng"], torch.get_rng_state())
+    assert raw["schema"] == SCHEMA_VERSION
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # the temporary file was renamed away
 
     loaded = load_model(path)
@@ -79,7 +81,7 @@ def test_make_checkpoint_refuses_non_plain_values():
     with pytest.raises(TypeError, match="model_yaml.activation"):
         make_checkpoint(model, names=NAMES)
     with pytest.raises(TypeError, match="rng"):
-        make_checkpoint(tiny_model(), names=NAMES, extra={"rng": object()})
+        make_checkpoint(tiny_model(), names=NAMES, training={"rng": object()})
 
 
 def test_missing_corrupt_and_foreign_files(tmp_path):
@@ -185,7 +187,7 @@ def test_yolov7_training_checkpoint_uses_ema(tmp_path, upstream_module):
     assert loaded.source == "yolov7"
     assert loaded.checkpoint["epoch"] == 3 and loaded.checkpoint["best_fitness"] == pytest.approx(0.42)
     assert torch.equal(loaded.model.head.m[0].bias, torch.full_like(loaded.model.head.m[0].bias, 0.5))
-    assert "model.4.anchor_grid" in loaded.checkpoint["state_dict"] and loaded.checkpoint["ema_updates"] == 10
+    assert "model.4.anchor_grid" in loaded.checkpoint["state_dict"] and loaded.checkpoint["training"]["ema_updates"] == 10
     raw_bias, ema_bias = (loaded.checkpoint[k]["model.4.m.0.bias"] for k in ("state_dict", "ema"))
     assert not torch.equal(raw_bias, ema_bias)
 
@@ -217,9 +219,21 @@ def test_official_yolov5n_release(shared):
     fused = load_model(weights, fuse=True).model
     assert sum(p.numel() for p in fused.parameters()) == 1_867_405
     raw = load_checkpoint(weights)
-    assert raw["upstream"] == "yolov5" and raw["state_dict"]["model.0.conv.weight"].dtype == torch.float32
+    assert raw["source"] == "yolov5" and raw["state_dict"]["model.0.conv.weight"].dtype == torch.float32
 
 
 def test_info_cli_on_release_weights(shared, capsys):
     assert main(["info", "--weights", str(shared / "weights" / "yolov5n-v6.1.pt"), "--json"]) == 0
     assert '"params": 1872157' in capsys.readouterr().out
+
+
+def test_schema_1_checkpoints_are_upgraded(tmp_path):
+    """A checkpoint written before the schema kept the training state at the top level still loads and resumes."""
+    current = make_checkpoint(tiny_model(), names=NAMES, training={"optimizer": {"state": {}}, "wall_s": 3.0}, epoch=2)
+    old = {k: v for k, v in current.items() if k not in ("schema", "training", "source")}
+    old.update(optimizer={"state": {}}, wall_s=3.0, upstream="yolo-attn")
+    save_checkpoint(tmp_path / "old.pt", old)
+    upgraded = load_checkpoint(tmp_path / "old.pt")
+    assert upgraded["schema"] == SCHEMA_VERSION and upgraded["source"] == "yolo-attn"
+    assert upgraded["training"] == {"optimizer": {"state": {}}, "wall_s": 3.0} and upgraded["epoch"] == 2
+    torch.testing.assert_close(upgraded["state_dict"], current["state_dict"])

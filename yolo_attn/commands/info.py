@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
+from yolo_attn.commands.common import add_json_argument, print_json
 from yolo_attn.nn.builder import build_model
 from yolo_attn.nn.summary import layer_table, summarize
 
@@ -15,10 +15,10 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     src.add_argument("--weights", help="checkpoint (ours or an upstream YOLOv5/YOLOv7 .pt)")
     p.add_argument("--nc", type=int, default=None, help="override the number of classes")
     p.add_argument("--img", type=int, default=640, help="image size for GFLOPs")
-    p.add_argument("--json", action="store_true", help="end with one JSON line of the totals")
+    add_json_argument(p, "the totals")
 
 
-def run_cli(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     if args.weights:
         from yolo_attn.checkpoint import load_model
 
@@ -32,5 +32,5 @@ def run_cli(args: argparse.Namespace) -> int:
         f"strides {summary.strides}"
     )
     if args.json:
-        print(json.dumps(summary.as_dict()))
+        print_json(summary.as_dict())
     return 0

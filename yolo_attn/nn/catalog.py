@@ -1,5 +1,5 @@
-"""``yolo-attn blocks``: every registered block with its aliases, YAML signature and paper, and for
-attention blocks their parameters, GFLOPs and CPU latency on a reference feature map.
+"""The block catalogue: every registered block with its aliases, YAML signature and paper, and for
+attention blocks their parameters, GFLOPs and CPU latency on a reference feature map (``yolo-attn blocks``).
 
 Attention blocks are built from their ``yaml_example`` line through the real builder, so the costs
 are those of the block a user gets from that YAML line.
@@ -7,10 +7,7 @@ are those of the block a user gets from that YAML line.
 
 from __future__ import annotations
 
-import argparse
 import inspect
-import json
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +20,7 @@ from yolo_attn.errors import UserError
 from yolo_attn.nn.builder import parse_layers
 from yolo_attn.nn.registry import BlockSpec, all_blocks, lookup
 from yolo_attn.nn.summary import count_gflops, count_params
+from yolo_attn.utils.torch_utils import forward_latency_ms
 
 REFERENCE_SHAPE = (256, 40, 40)  # (channels, height, width): yolov5s P4 at 640
 EXAMPLE_CHANNELS = 256  # every ``yaml_example`` is valid right after a layer with this many channels
@@ -87,18 +85,7 @@ def measure(module: nn.Module, shape: tuple[int, int, int], repeats: int = 10) -
     (the run least disturbed by other load; ``repeats=0``: no timing)."""
     c, h, w = shape
     gflops = count_gflops(module, (h, w), c)
-    cpu_ms = None
-    if repeats > 0:
-        module = module.eval()
-        x = torch.rand(1, c, h, w)
-        times = []
-        with torch.no_grad():
-            module(x)  # warm-up
-            for _ in range(repeats):
-                start = time.perf_counter()
-                module(x)
-                times.append((time.perf_counter() - start) * 1e3)
-        cpu_ms = min(times)
+    cpu_ms = forward_latency_ms(module, torch.rand(1, c, h, w), repeats) if repeats > 0 else None
     return BlockCost(count_params(module), gflops, cpu_ms)
 
 
@@ -153,29 +140,3 @@ def update_readme(path: Path, table: str) -> None:
         raise UserError(f"{path}: no '{README_START}' ... '{README_END}' markers to write the table between")
     head = text[: start + len(README_START)]
     path.write_text(f"{head}\n{table}\n{text[end:]}", encoding="utf-8")
-
-
-def configure_parser(p: argparse.ArgumentParser) -> None:
-    p.add_argument("names", nargs="*", metavar="NAME", help="only these blocks (names or aliases)")
-    p.add_argument("--json", action="store_true", help="print JSON (one object per block) instead of the table")
-    p.add_argument("--no-cost", action="store_true", help="skip building and timing the attention blocks")
-    p.add_argument("--repeats", type=int, default=10, help="timed forward passes per block (fastest counts; 0: no timing)")
-    p.add_argument("--readme", metavar="PATH", help="also write the table into PATH between the blocks markers")
-
-
-def run_cli(args: argparse.Namespace) -> int:
-    rows = [block_row(spec, cost=not args.no_cost, repeats=args.repeats) for spec in selected_specs(args.names)]
-    table = markdown_table(rows)
-    if args.json:
-        print(json.dumps([asdict(r) for r in rows], indent=1))
-    else:
-        print(table)
-    if args.readme:
-        update_readme(Path(args.readme), table)
-    return 0
-
-
-__all__ = [
-    "BlockCost", "BlockRow", "REFERENCE_SHAPE", "block_row", "build_example", "is_attention", "markdown_table",
-    "measure", "paper_line", "selected_specs", "update_readme",
-]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from yolo_attn.engine.metrics import (
+from yolo_attn.metrics import (
     ConfusionMatrix,
     DetectionStats,
     ap_per_class,

@@ -12,8 +12,8 @@ from tests.conftest import CONFIGS
 from yolo_attn import build_model
 from yolo_attn.cli import main
 from yolo_attn.data.config import load_dataset_config
-from yolo_attn.data.dataset import create_dataloader
-from yolo_attn.engine.val import JSON_KEYS, evaluate
+from yolo_attn.data.dataset import DetectionDataset, create_dataloader
+from yolo_attn.engine.validator import JSON_KEYS, evaluate
 from yolo_attn.errors import UserError
 
 WEIGHTS = "weights/yolov5n-v6.1.pt"
@@ -67,7 +67,7 @@ def test_labels_returned_as_detections_score_perfectly(shared, tmp_path, yaml_na
     """
     split = load_dataset_config(shared / "data/coco128" / yaml_name).splits["val"]
     loader = RecordingLoader(
-        create_dataloader(split, 640, 32, 32, rect=True, pad=0.5, workers=0, cache_dir=tmp_path)[0]
+        create_dataloader(DetectionDataset(split, 640, 32, rect=True, stride=32, pad=0.5, cache_dir=tmp_path), 32, workers=0)
     )
     result = evaluate(
         OracleModel(loader, split.nc), dataloader=loader, iou_thres=1.0, save_dir=tmp_path / "run", save_json=True

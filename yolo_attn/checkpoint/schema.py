@@ -1,0 +1,137 @@
+"""Our checkpoint: one plain dict of values and tensors that ``torch.load(..., weights_only=True)`` reads.
+
+:data:`FIELDS` is the one definition of the schema; :func:`new_checkpoint` builds a checkpoint from
+it (ours when saving, converted ones when importing YOLOv5/YOLOv7 files) and :func:`upgrade` reads
+older versions. ``training`` holds :meth:`TrainingState.state_dict` (optimizer, scheduler, scaler,
+EMA updates, counters, RNG); it is None in final checkpoints and holds only the EMA update count in
+imported ones, so only a checkpoint whose ``training`` has an ``optimizer`` can resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from yolo_attn import __version__
+from yolo_attn.errors import UserError
+from yolo_attn.utils.torch_utils import unwrap_model
+
+SCHEMA_VERSION = 2
+REQUIRED = object()
+FIELDS: dict[str, Any] = {
+    "schema": SCHEMA_VERSION,
+    "version": __version__,
+    "date": "",
+    "source": "yolo-attn",  # or "yolov5" / "yolov7" for an imported upstream file
+    "model_yaml": REQUIRED,
+    "names": REQUIRED,
+    "state_dict": REQUIRED,
+    "batchnorm": {},  # {module name: [eps, momentum]}: not in state dicts, YOLOv5 uses 1e-3 / 0.03
+    "ema": None,  # EMA weights (used for inference when present)
+    "training": None,
+    "epoch": -1,
+    "best_fitness": None,
+    "hyp": None,
+    "train_args": None,
+}
+# Version 1 kept the training state at the top level and called ``source`` ``upstream``.
+_V1_TRAINING_KEYS = ("optimizer", "scaler", "scheduler", "ema_updates", "rng", "early_stopping", "last_opt_step",
+                     "wall_s")
+
+
+def to_plain(value: Any, where: str = "checkpoint") -> Any:
+    """Copy ``value`` keeping only what ``weights_only`` loading accepts; paths and Namespaces are converted."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().clone()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, argparse.Namespace):
+        value = vars(value)
+    if isinstance(value, Mapping):
+        return {k if isinstance(k, (str, int)) else str(k): to_plain(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        copied = [to_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return copied if isinstance(value, list) else tuple(copied)
+    raise TypeError(f"checkpoint field {where} holds a {type(value).__name__}; only plain values and tensors may")
+
+
+def new_checkpoint(**fields: Any) -> dict[str, Any]:
+    """A checkpoint dict with every schema field: ``fields`` copied to plain values, the rest defaulted."""
+    unknown = set(fields) - set(FIELDS)
+    if unknown:
+        raise ValueError(f"unknown checkpoint fields: {', '.join(sorted(unknown))}")
+    missing = [k for k, v in FIELDS.items() if v is REQUIRED and k not in fields]
+    if missing:
+        raise ValueError(f"checkpoint fields missing: {', '.join(missing)}")
+    checkpoint = {k: to_plain(fields.get(k, default), k) for k, default in FIELDS.items()}
+    checkpoint["date"] = checkpoint["date"] or datetime.datetime.now(datetime.timezone.utc).isoformat()
+    return checkpoint
+
+
+def upgrade(checkpoint: Any, path: Path) -> dict[str, Any]:
+    """``checkpoint`` as read from ``path`` in the current schema (older versions converted)."""
+    if not isinstance(checkpoint, dict) or any(checkpoint.get(k) is None for k, v in FIELDS.items() if v is REQUIRED):
+        missing = [k for k, v in FIELDS.items() if v is REQUIRED and not (isinstance(checkpoint, dict) and k in checkpoint)]
+        raise UserError(f"{path}: not a yolo-attn checkpoint (missing {', '.join(missing) or 'its fields'})")
+    version = checkpoint.get("schema", 1)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise UserError(f"{path}: checkpoint schema {version!r} is newer than this yolo-attn reads ({SCHEMA_VERSION})")
+    if version == 1:
+        old = dict(checkpoint)
+        training = {k: old.pop(k) for k in _V1_TRAINING_KEYS if k in old}
+        old["source"] = old.pop("upstream", "yolo-attn")
+        old["training"] = training if training.get("optimizer") is not None else None
+        checkpoint = {k: old.get(k, default) for k, default in FIELDS.items()}
+        checkpoint["schema"] = SCHEMA_VERSION
+    return checkpoint
+
+
+def batchnorm_settings(model: nn.Module) -> dict[str, list[float | None]]:
+    """``{module name: [eps, momentum]}`` of every BatchNorm."""
+    return {name: [m.eps, m.momentum] for name, m in model.named_modules() if isinstance(m, _BatchNorm)}
+
+
+def apply_batchnorm_settings(model: nn.Module, settings: Mapping[str, list[float | None]] | None) -> None:
+    """Restore what :func:`batchnorm_settings` recorded onto a rebuilt model."""
+    for name, m in model.named_modules():
+        if isinstance(m, _BatchNorm) and name in (settings or {}):
+            m.eps, m.momentum = settings[name]
+
+
+def make_checkpoint(model: nn.Module, *, names: list[str], ema: nn.Module | None = None, **fields: Any) -> dict:
+    """Our checkpoint of ``model`` (DDP-unwrapped), its EMA copy and any further schema ``fields``."""
+    model = unwrap_model(model)
+    return new_checkpoint(
+        model_yaml=model.yaml, names=[str(n) for n in names], state_dict=model.state_dict(),
+        batchnorm=batchnorm_settings(model), ema=unwrap_model(ema).state_dict() if ema is not None else None, **fields,
+    )
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict) -> None:
+    """Write ``checkpoint`` atomically: a temporary file in the same folder, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

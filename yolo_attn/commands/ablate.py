@@ -1,0 +1,49 @@
+"""``yolo-attn ablate``: train attention-block variants side by side and tabulate accuracy beside cost."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+
+from yolo_attn.commands.common import add_device_argument, add_json_argument, add_run_dir_arguments, print_json
+from yolo_attn.engine.ablation import AblationConfig, markdown_table, run_ablation
+
+DEFAULTS = AblationConfig(blocks=())
+
+
+def configure_parser(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--base", default=DEFAULTS.base, help="base model YAML or built-in name (default %(default)s)")
+    p.add_argument("--blocks", required=True, help="comma-separated registered blocks, e.g. CBAM,GAMAttention,SE")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--after", type=int, nargs="+", metavar="IDX",
+                       help="insert each block after each of these layers (default: the last backbone layer)")
+    where.add_argument("--replace", type=int, metavar="IDX", help="replace layer IDX by each block instead")
+    p.add_argument("--args", default=None,
+                   help="YAML args for every block (default: each block's example args fitted to the layer's channels)")
+    p.add_argument("--weights", help="pretrained weights transferred into every variant where shapes match")
+    p.add_argument("--data", help="dataset YAML (default: the built-in synthetic demo set)")
+    p.add_argument("--hyp", help="hyperparameter YAML (default as yolo-attn train)")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per variant (default as yolo-attn train)")
+    p.add_argument("--img", "--img-size", dest="img", type=int, default=None, help="image size (default as train)")
+    p.add_argument("--batch", "--batch-size", dest="batch", type=int, default=DEFAULTS.batch)
+    add_device_argument(p)
+    p.add_argument("--workers", type=int, default=DEFAULTS.workers)
+    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    add_run_dir_arguments(p, DEFAULTS.project)
+    p.add_argument("--resume", action="store_true", help="continue <project>/<name>: skip finished variants")
+    add_json_argument(p, '{"save_dir": ..., "rows": [the table rows]}')
+
+
+def run(args: argparse.Namespace) -> int:
+    config = AblationConfig(
+        blocks=tuple(args.blocks.split(",")), base=args.base, after=tuple(args.after) if args.after else None,
+        replace=args.replace, args=args.args, weights=args.weights, data=args.data, hyp=args.hyp, epochs=args.epochs,
+        img=args.img, batch=args.batch, device=args.device, workers=args.workers, seed=args.seed,
+        project=args.project, name=args.name, exist_ok=args.exist_ok, resume=args.resume,
+    )
+    rows, save_dir = run_ablation(config)
+    print(markdown_table(rows))
+    print(f"ablation results in {save_dir} (ablation.csv, ablation.md, ablation.png)")
+    if args.json:
+        print_json({"save_dir": str(save_dir), "rows": [asdict(r) for r in rows]})
+    return 0

@@ -1,0 +1,104 @@
+"""Prediction on images, as YOLOv5's ``detect.py``: letterbox, NMS, boxes mapped back (``yolo-attn predict``)."""
+
+from __future__ import annotations
+
+import glob
+import math
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from yolo_attn.data.coco_json import detections_to_json
+from yolo_attn.data.letterbox import letterbox
+from yolo_attn.errors import UserError
+from yolo_attn.data.dataset import IMAGE_SUFFIXES
+from yolo_attn.nn.model import DetectionModel, max_stride
+from yolo_attn.utils.boxes import scale_boxes, xyxy2xywh
+from yolo_attn.utils.nms import non_max_suppression
+
+def image_paths(source: str | Path) -> list[Path]:
+    """Image files named by ``source``: a file, a directory (sorted, not recursive) or a glob pattern."""
+    text = str(source)
+    if any(c in text for c in "*?["):
+        paths = [Path(p) for p in sorted(glob.glob(text, recursive=True))]
+    elif Path(text).is_dir():
+        paths = sorted(Path(text).iterdir())
+    elif Path(text).is_file():
+        return [Path(text)]
+    else:
+        raise UserError(f"--source {text}: no such file, directory or matching glob")
+    images = [p for p in paths if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    if not images:
+        raise UserError(f"--source {text}: no images found (supported: {', '.join(sorted(IMAGE_SUFFIXES))})")
+    return images
+
+
+def preprocess(image: np.ndarray, img_size: int, stride: int, device: torch.device) -> torch.Tensor:
+    """BGR HWC uint8 -> letterboxed (auto: minimal padding to ``stride``) RGB 1xCxHxW float in [0, 1]."""
+    boxed = letterbox(image, img_size, stride=stride, auto=True)[0]
+    chw = np.ascontiguousarray(boxed.transpose(2, 0, 1)[::-1])
+    return torch.from_numpy(chw).to(device).float().div_(255).unsqueeze(0)
+
+
+@torch.no_grad()
+def predict(
+    model: DetectionModel,
+    images: Iterable[np.ndarray],
+    img_size: int = 640,
+    conf_thres: float = 0.25,
+    iou_thres: float = 0.45,
+    max_det: int = 1000,
+    classes: list[int] | None = None,
+    agnostic: bool = False,
+) -> list[torch.Tensor]:
+    """Detect objects in BGR images; per image an ``(n, 6)`` tensor ``x1, y1, x2, y2, score, class``.
+
+    Boxes are in the original image's pixels (rounded, as YOLOv5's detect), best score first.
+    ``img_size`` is rounded up to a multiple of the model's stride.
+    """
+    device = next(model.parameters()).device
+    stride = max_stride(model)
+    img_size = math.ceil(img_size / stride) * stride
+    results = []
+    for image in images:
+        x = preprocess(image, img_size, stride, device)
+        output = model(x)
+        decoded = output[0] if isinstance(output, (tuple, list)) else output
+        det = non_max_suppression(decoded, conf_thres, iou_thres, classes, agnostic, multi_label=False,
+                                  max_det=max_det)[0]
+        det[:, :4] = scale_boxes(x.shape[2:], det[:, :4], image.shape[:2]).round()
+        results.append(det.cpu())
+    return results
+
+
+def yolo_label_lines(det: torch.Tensor, shape: tuple[int, int], with_conf: bool) -> list[str]:
+    """YOLO-format lines ``cls xc yc w h [conf]``, coordinates normalised by the image (h, w)."""
+    h, w = shape
+    xywh = xyxy2xywh(det[:, :4]) / torch.tensor([w, h, w, h], dtype=det.dtype)
+    lines = []
+    for (xc, yc, bw, bh), score, cls in zip(xywh.tolist(), det[:, 4].tolist(), det[:, 5].tolist()):
+        values = [int(cls), xc, yc, bw, bh] + ([score] if with_conf else [])
+        lines.append(" ".join(f"{v:g}" for v in values))
+    return lines
+
+
+def coco_records(det: torch.Tensor, image_path: Path, names: list[str]) -> list[dict]:
+    """COCO-style result dicts (the one writer of :mod:`yolo_attn.data.coco_json`): ``category_id`` is the class
+    index, the category id a YOLO-layout dataset's json uses; ``category_name`` names it."""
+    image_id = int(image_path.stem) if image_path.stem.isnumeric() else image_path.stem
+    records = detections_to_json(det.numpy(), image_id, list(range(len(names))))
+    return [{**r, "category_name": names[r["category_id"]]} for r in records]
+
+
+def read_images(paths: Iterable[Path]) -> Iterator[tuple[Path, np.ndarray]]:
+    """Yield (path, BGR image); an unreadable or corrupt file is skipped with a warning naming it."""
+    for path in paths:
+        image = cv2.imread(str(path))
+        if image is None:
+            print(f"warning: skipping {path}: not a readable image", file=sys.stderr)
+            continue
+        yield path, image

@@ -1,0 +1,432 @@
+"""Training a YAML-defined detector (YOLOv5's ``train.py`` recipe, Jocher et al. 2020).
+
+SGD/AdamW in three parameter groups, warm-up, linear or cosine LR, a nominal batch (hyp ``nbs``,
+default 64) through gradient accumulation, EMA weights validated every epoch, AMP on CUDA, early
+stopping, atomic ``last.pt`` / ``best.pt``, exact resume, DDP through torchrun. Without ``data`` it
+trains the built-in synthetic demo set (generated once into the cache folder): yolov5n from scratch
+at 320 px, AdamW, 12 epochs (``configs/hyps/hyp.demo.yaml``). The head's contract picks the loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from torch import nn
+from torch.utils.data import DistributedSampler
+from tqdm import tqdm
+
+from yolo_attn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, transfer_weights
+from yolo_attn.data import synthetic
+from yolo_attn.data.augment import TrainDataset
+from yolo_attn.data.config import DatasetConfig, load_dataset_config
+from yolo_attn.data.dataset import DetectionDataset, create_dataloader
+from yolo_attn.engine import results
+from yolo_attn.engine.autoanchor import check_anchors
+from yolo_attn.engine.distributed import broadcast_object, cleanup, init_distributed, wrap_model
+from yolo_attn.engine.optim import (
+    NOMINAL_BATCH_SIZE, EarlyStopping, ModelEMA, accumulation_steps, apply_warmup, build_optimizer, fitness, lr_lambda,
+    warmup_iterations,
+)
+from yolo_attn.engine.training_state import TrainingState, seed_everything
+from yolo_attn.engine.validator import RECT_PAD, EvalConfig, evaluate
+from yolo_attn.errors import UserError
+from yolo_attn.losses import build_loss
+from yolo_attn.losses.yolov5 import scale_loss_gains
+from yolo_attn.nn.builder import build_model
+from yolo_attn.nn.heads import head_contract
+from yolo_attn.nn.model import DetectionModel, max_stride
+from yolo_attn.utils.builtin import builtin_config
+from yolo_attn.utils.paths import increment_path
+from yolo_attn.utils.yaml_io import read_yaml_mapping
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A training run's options, named as the ``yolo-attn train`` flags. ``None`` means the default of the
+    run's kind: 100 epochs, 640 px, SGD, ``hyp.scratch-low.yaml``; the demo (no ``data``): yolov5n,
+    12 epochs, 320 px, AdamW, ``hyp.demo.yaml``. ``resume``: True (latest ``last.pt`` under ``project``)
+    or a checkpoint path."""
+
+    cfg: str | None = None
+    weights: str | None = None
+    data: str | None = None
+    hyp: str | None = None
+    epochs: int | None = None
+    batch: int = 16
+    img: int | None = None
+    device: str = ""
+    workers: int = 8
+    optimizer: str | None = None
+    cos_lr: bool = False
+    label_smoothing: float = 0.0
+    patience: int = 100
+    close_mosaic: int = 0
+    loss: str = "auto"
+    rect: bool = False
+    sync_bn: bool = False
+    noval: bool = False
+    nosave: bool = False
+    noautoanchor: bool = False
+    noplots: bool = False
+    resume: bool | str = False
+    project: str = "runs/train"
+    name: str = "exp"
+    exist_ok: bool = False
+    seed: int = 0
+    save_dir: str | None = None  # the folder of a resumed run
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> TrainConfig:
+        """A config from saved options (``opt.yaml``, a checkpoint's ``train_args``); unknown keys are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in options.items() if k in names})
+
+
+REGULAR_DEFAULTS = {"epochs": 100, "img": 640, "optimizer": "SGD", "hyp": "hyp.scratch-low.yaml"}
+DEMO_DEFAULTS = {"cfg": "yolov5n.yaml", "epochs": 12, "img": 320, "optimizer": "AdamW", "hyp": "hyp.demo.yaml"}
+
+
+def with_defaults(config: TrainConfig, demo_data: str | None = None) -> TrainConfig:
+    """``config`` with every ``None`` option given its default (the demo's when ``demo_data`` is the demo set)."""
+    defaults = dict(REGULAR_DEFAULTS)
+    if demo_data is not None:
+        defaults = {**DEMO_DEFAULTS, "cfg": None if config.weights else DEMO_DEFAULTS["cfg"]}
+        config = dataclasses.replace(config, data=demo_data)
+    filled = {k: v for k, v in defaults.items() if getattr(config, k) is None}
+    config = dataclasses.replace(config, **filled)
+    cfg = config.cfg and str(builtin_config(config.cfg, "model"))
+    return dataclasses.replace(config, cfg=cfg, hyp=str(builtin_config(config.hyp, "hyp")))
+
+
+def latest_last_checkpoint(project: Path) -> Path:
+    candidates = sorted(project.glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
+    if not candidates:
+        raise UserError(f"--resume: no */weights/last.pt under {project}; give the checkpoint path")
+    return candidates[-1]
+
+
+def resume_config(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
+    """The options of the run being resumed (this call's device wins) and its checkpoint."""
+    path = Path(config.resume) if isinstance(config.resume, str) else latest_last_checkpoint(Path(config.project))
+    checkpoint = load_checkpoint(path)
+    training = checkpoint["training"] or {}
+    if not checkpoint["train_args"] or training.get("optimizer") is None:
+        raise UserError(f"{path}: has no training state to resume (it is a final or an upstream checkpoint)")
+    saved = TrainConfig.from_options(checkpoint["train_args"])
+    resumed = dataclasses.replace(saved, resume=str(path), device=config.device or saved.device,
+                                  save_dir=str(path.parent.parent))
+    return resumed, checkpoint
+
+
+class Trainer:
+    """One training run (one process of it under DDP). :meth:`run` returns the summary dict."""
+
+    def __init__(self, config: TrainConfig):
+        self.resume_checkpoint: dict[str, Any] | None = None
+        if config.resume:
+            config, self.resume_checkpoint = resume_config(config)
+        self.config = config
+        self.context = init_distributed(config.device)
+        self.device = self.context.device
+        self.is_main = self.context.is_main
+        self.amp = self.device.type == "cuda"
+        self.world_batch = config.batch
+        self.batch_size = config.batch // self.context.world_size
+        # Set by setup():
+        self.data: DatasetConfig | None = None
+        self.hyp: dict[str, Any] = {}
+        self.save_dir = self.weights_dir = Path()
+        self.model: DetectionModel | None = None
+        self.stride = 32
+        # Set by prepare_training():
+        self.state: TrainingState | None = None
+        self.compute_loss = self.val_loss = None
+        self.train_model: nn.Module | None = None
+        self.nominal_batch = NOMINAL_BATCH_SIZE
+        self.lr_factor = lr_lambda(1, 1.0)
+
+    def log(self, message: str) -> None:
+        if self.is_main:
+            print(message, flush=True)
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Resolve the options, read data and hyp, make the run folder and build the model."""
+        demo_data = None
+        if not self.config.data:
+            demo_data = broadcast_object(str(synthetic.generate_demo_dataset()) if self.is_main else None, self.context)
+        self.config = with_defaults(self.config, demo_data)
+        config = self.config
+        if demo_data is not None:
+            self.log(f"demo: synthetic shapes set {config.data}, model {Path(config.cfg or config.weights).name}, "
+                     f"{config.img} px")
+        if not config.cfg and not config.weights:
+            raise UserError("give --cfg MODEL.yaml and/or --weights FILE (or neither and no --data for the demo)")
+        if self.batch_size < 1:
+            raise UserError(f"--batch {config.batch} is smaller than the {self.context.world_size} processes")
+        self.data = load_dataset_config(config.data)
+        self.hyp = self.load_hyp()
+        self.make_run_dir()
+        seed_everything(config.seed + 1 + max(self.context.rank, 0))
+        self.model = self.build_model()
+        self.stride = max_stride(self.model)
+        if config.img % self.stride:
+            new = math.ceil(config.img / self.stride) * self.stride
+            self.log(f"--img {config.img} is not a multiple of the max stride {self.stride}; using {new}")
+            self.config = dataclasses.replace(config, img=new)
+
+    def load_hyp(self) -> dict[str, Any]:
+        if self.resume_checkpoint is not None and self.resume_checkpoint.get("hyp"):
+            return dict(self.resume_checkpoint["hyp"])
+        hyp = read_yaml_mapping(self.config.hyp, "hyperparameter YAML")
+        hyp["label_smoothing"] = self.config.label_smoothing
+        return hyp
+
+    def make_run_dir(self) -> None:
+        config = self.config
+        save_dir = config.save_dir or increment_path(Path(config.project) / config.name, config.exist_ok)
+        self.config = dataclasses.replace(config, save_dir=str(save_dir))
+        self.save_dir, self.weights_dir = Path(save_dir), Path(save_dir) / "weights"
+        if self.is_main:
+            self.weights_dir.mkdir(parents=True, exist_ok=True)
+            (self.save_dir / "hyp.yaml").write_text(yaml.safe_dump(self.hyp, sort_keys=False))
+            (self.save_dir / "opt.yaml").write_text(yaml.safe_dump(dataclasses.asdict(self.config), sort_keys=False))
+
+    def build_model(self) -> DetectionModel:
+        """The model: from --cfg, from --weights (transferring matching tensors), or the resumed checkpoint."""
+        config, nc = self.config, self.data.nc
+        if self.resume_checkpoint is not None:
+            model = build_model(self.resume_checkpoint["model_yaml"], nc=nc)
+            model.load_state_dict(self.resume_checkpoint["state_dict"], strict=True)
+        elif config.weights:
+            checkpoint = load_checkpoint(config.weights)
+            model = build_model(config.cfg or checkpoint["model_yaml"], nc=nc)
+            source = checkpoint["ema"] or checkpoint["state_dict"]
+            exclude = ("anchor",) if config.cfg else ()  # a given --cfg keeps its own anchors (YOLOv5)
+            transferred = transfer_weights(model, source, exclude)
+            self.log(f"transferred {transferred}/{len(model.state_dict())} items from {config.weights}")
+        else:
+            model = build_model(config.cfg, nc=nc)
+        model.names = list(self.data.names)
+        return model.to(self.device)
+
+    def make_loader(self, split: str, augment: bool, mosaic: bool = True):
+        """(loader, dataset) of ``split``: the augmented train loader or the rectangular val loader."""
+        config, source = self.config, self.data.split(split)
+        if augment:
+            hyp = self.hyp if mosaic else {**self.hyp, "mosaic": 0.0}
+            dataset = TrainDataset(source, config.img, self.batch_size, rect=config.rect, stride=self.stride, hyp=hyp)
+            return create_dataloader(dataset, self.batch_size, config.workers, shuffle=not config.rect,
+                                     seed=config.seed, rank=self.context.rank), dataset
+        dataset = DetectionDataset(source, config.img, self.batch_size * 2, rect=True, stride=self.stride, pad=RECT_PAD)
+        return create_dataloader(dataset, self.batch_size * 2, config.workers * 2, seed=config.seed), dataset
+
+    def check_dataset(self, train_dataset: TrainDataset) -> None:
+        """Label plot and AutoAnchor (anchor-based heads) on a fresh run; anchors shared with every process."""
+        head = self.model.head
+        anchor_based = head_contract(head).anchor_based
+        if self.resume_checkpoint is None and self.is_main:
+            if not self.config.noplots:
+                results.plot_labels(train_dataset.labels, self.data.names, self.save_dir / "labels.jpg")
+            if not self.config.noautoanchor and anchor_based:
+                report = check_anchors(train_dataset, head, self.hyp["anchor_t"], self.config.img)
+                self.log(
+                    f"AutoAnchor: {report.anchors_above_threshold:.2f} anchors/target, best possible recall "
+                    f"{report.bpr:.4f}" + (f" -> {report.new_bpr:.4f}, anchors replaced" if report.replaced else "")
+                )
+        if self.context.enabled and anchor_based:
+            anchors = broadcast_object(head.anchors.cpu() if self.is_main else None, self.context)
+            head.anchors.copy_(anchors.to(head.anchors))
+            head.reset_grids()
+
+    def prepare_training(self) -> None:
+        """Optimizer, schedule, scaler, EMA and early stopping (restored on resume), the losses and DDP."""
+        config, hyp, head = self.config, self.hyp, self.model.head
+        self.nominal_batch = int(hyp.get("nbs", NOMINAL_BATCH_SIZE))
+        accumulate = max(round(self.nominal_batch / self.world_batch), 1)
+        weight_decay = hyp["weight_decay"] * self.world_batch * accumulate / self.nominal_batch
+        optimizer = build_optimizer(self.model, config.optimizer, hyp["lr0"], hyp["momentum"], weight_decay)
+        self.lr_factor = lr_lambda(config.epochs, hyp["lrf"], config.cos_lr)
+        self.state = TrainingState(
+            optimizer=optimizer,
+            scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=self.lr_factor),
+            scaler=torch.amp.GradScaler("cuda", enabled=self.amp),
+            ema=ModelEMA(self.model) if self.is_main else None,
+            stopper=EarlyStopping(config.patience),
+        )
+        if self.resume_checkpoint is not None:
+            checkpoint = self.resume_checkpoint
+            self.state.load_state_dict(checkpoint["training"], checkpoint["ema"], restore_rng=self.is_main)
+            self.log(f"resuming {config.resume} after epoch {self.state.epoch}")
+        self.state.scheduler.last_epoch = self.state.epoch
+        loss_hyp = scale_loss_gains(hyp, head.nl, self.data.nc, config.img)
+        self.compute_loss = build_loss(head, loss_hyp, config.loss)
+        self.val_loss = build_loss(self.state.ema.ema.head, loss_hyp, for_eval=True) if self.is_main else None
+        self.train_model = wrap_model(self.model, self.context, config.sync_bn and self.context.enabled)
+
+    # -- the run ------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any] | None:
+        try:
+            return self._run()
+        finally:
+            cleanup(self.context)
+
+    def _run(self) -> dict[str, Any] | None:
+        self.setup()
+        start_epoch = int(self.resume_checkpoint["epoch"]) + 1 if self.resume_checkpoint is not None else 0
+        if start_epoch >= self.config.epochs:
+            raise UserError(f"{self.config.resume}: training to {self.config.epochs} epochs is already finished; "
+                            "nothing to resume")
+        train_loader, train_dataset = self.make_loader("train", True, mosaic=not self.mosaic_closed(start_epoch))
+        val_loader = self.make_loader("val", augment=False)[0] if self.is_main else None
+        self.check_dataset(train_dataset)
+        self.prepare_training()
+        if self.is_main:
+            results.truncate_results(self.save_dir / results.RESULTS_CSV, start_epoch)
+        config = self.config
+        self.log(
+            f"training {Path(config.cfg or config.weights).name} on {config.data}: {len(train_dataset)} images, "
+            f"{config.img} px, batch {self.world_batch}, {self.context.world_size} process(es) on {self.device}, "
+            f"epochs {start_epoch}..{config.epochs - 1}, results in {self.save_dir}"
+        )
+        metrics = self.fit(train_loader, val_loader, start_epoch)
+        if not self.is_main:
+            return None
+        if not config.noplots:
+            results.plot_results(self.save_dir / results.RESULTS_CSV)
+        return self.summary(metrics)
+
+    def fit(self, train_loader, val_loader, start_epoch: int) -> dict[str, Any]:
+        """The epoch loop; returns the last validation metrics (rank 0)."""
+        config, metrics = self.config, {}
+        warmup_iters = warmup_iterations(self.hyp, len(train_loader))
+        for epoch in range(start_epoch, config.epochs):
+            if self.mosaic_closed(epoch) and not self.mosaic_closed(epoch - 1) and epoch > start_epoch:
+                self.log(f"closing mosaic for the last {config.close_mosaic} epochs")
+                train_loader, _ = self.make_loader("train", augment=True, mosaic=False)
+            mean_losses = self.train_one_epoch(epoch, train_loader, warmup_iters)
+            lrs = [group["lr"] for group in self.state.optimizer.param_groups]
+            self.state.scheduler.step()
+            stop = False
+            if self.is_main:
+                metrics, stop = self.end_epoch(epoch, mean_losses, lrs, val_loader, metrics)
+            if broadcast_object(stop, self.context):
+                if epoch + 1 < config.epochs:
+                    self.log(f"early stopping: no improvement in {config.patience} epochs "
+                             f"(best epoch {self.state.stopper.best_epoch})")
+                break
+        return metrics
+
+    def end_epoch(self, epoch: int, mean_losses: list[float], lrs: list[float], val_loader,
+                  metrics: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Rank 0 after an epoch: validate, log results.csv, save; returns (metrics, whether to stop)."""
+        final_epoch = epoch + 1 == self.config.epochs
+        state = self.state
+        state.ema.update_attributes(self.model)
+        if not self.config.noval or final_epoch:
+            metrics = self.validate(val_loader, final_epoch)
+            self.log(f"  val: P {metrics['precision']:.4f}  R {metrics['recall']:.4f}  mAP50 {metrics['map50']:.4f}  "
+                     f"mAP50-95 {metrics['map50_95']:.4f}")
+        fit = fitness(float(metrics.get("map50", 0.0)), float(metrics.get("map50_95", 0.0)))
+        stop = state.stopper(epoch, fit)
+        state.best_fitness, state.epoch = max(state.best_fitness, fit), epoch
+        results.append_results_row(self.save_dir / results.RESULTS_CSV, results.epoch_row(epoch, mean_losses, metrics, lrs))
+        if not self.config.nosave or final_epoch:
+            self.save(is_best=fit == state.best_fitness)
+        return metrics, stop or final_epoch
+
+    def mosaic_closed(self, epoch: int) -> bool:
+        return self.config.close_mosaic > 0 and epoch >= self.config.epochs - self.config.close_mosaic
+
+    def train_one_epoch(self, epoch: int, loader, warmup_iters: int) -> list[float]:
+        """One pass over the training set; returns the mean loss items."""
+        config, state, batches = self.config, self.state, len(loader)
+        self.train_model.train()
+        # Shuffle order and worker seeds depend on the epoch only, so a resumed run repeats them.
+        if isinstance(loader.sampler, DistributedSampler):
+            loader.sampler.set_epoch(epoch)
+        if loader.generator is not None:
+            loader.generator.manual_seed((config.seed + epoch) * self.context.world_size + max(self.context.rank, 0))
+        mean_losses = None
+        progress = tqdm(loader, total=batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=True,
+                        mininterval=1.0, disable=not self.is_main)
+        state.optimizer.zero_grad()
+        for i, (images, targets, _paths, _shapes) in enumerate(progress):
+            iteration = i + batches * epoch
+            if iteration <= warmup_iters:
+                apply_warmup(state.optimizer, iteration, warmup_iters, self.lr_factor(epoch), self.hyp)
+            images = images.to(self.device, non_blocking=True).float() / 255
+            loss_items = self.train_step(images, targets, iteration, warmup_iters)
+            mean_losses = loss_items if mean_losses is None else (mean_losses * i + loss_items) / (i + 1)
+            if self.is_main:
+                shown = " ".join(f"{v:.4f}" for v in mean_losses.tolist())
+                progress.set_postfix_str(f"loss {shown} n {targets.shape[0]} {images.shape[-1]}px")
+                if epoch == 0 and i == 0 and not config.noplots and self.resume_checkpoint is None:
+                    results.plot_batch(images, targets, self.save_dir / "train_batch0.jpg")
+        return mean_losses.tolist() if mean_losses is not None else [0.0] * len(results.LOSS_NAMES)
+
+    def train_step(self, images: torch.Tensor, targets: torch.Tensor, iteration: int, warmup_iters: int):
+        """Forward, backward and (every ``accumulate`` batches) an optimiser step with EMA update."""
+        state = self.state
+        accumulate = accumulation_steps(iteration, warmup_iters, self.world_batch, self.nominal_batch)
+        with torch.autocast(device_type=self.device.type, enabled=self.amp):
+            loss, loss_items = self.compute_loss(self.train_model(images), targets.to(self.device))
+        if self.context.enabled:
+            loss = loss * self.context.world_size  # DDP averages gradients over processes
+        state.scaler.scale(loss).backward()
+        if iteration - state.last_opt_step >= accumulate:
+            state.scaler.unscale_(state.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=10.0)
+            state.scaler.step(state.optimizer)
+            state.scaler.update()
+            state.optimizer.zero_grad()
+            if state.ema is not None:
+                state.ema.update(self.model)
+            state.last_opt_step = iteration
+        return loss_items
+
+    def validate(self, val_loader, final_epoch: bool) -> dict[str, Any]:
+        config = EvalConfig(conf_thres=0.001, iou_thres=0.6, device=self.device, half=self.amp, save_dir=self.save_dir,
+                            plots=final_epoch and not self.config.noplots, coco=False)
+        return evaluate(self.state.ema.ema, config=config, dataloader=val_loader, names=list(self.data.names),
+                        compute_loss=self.val_loss)
+
+    def save(self, is_best: bool) -> None:
+        """Write last.pt (and best.pt) atomically with everything resume needs."""
+        state = self.state
+        checkpoint = make_checkpoint(
+            self.model, names=list(self.data.names), ema=state.ema.ema, training=state.state_dict(),
+            epoch=state.epoch, best_fitness=state.best_fitness, hyp=self.hyp, train_args=dataclasses.asdict(self.config),
+        )
+        save_checkpoint(self.weights_dir / "last.pt", checkpoint)
+        if is_best:
+            save_checkpoint(self.weights_dir / "best.pt", checkpoint)
+
+    def summary(self, metrics: dict[str, Any]) -> dict[str, Any]:
+        wall = self.state.wall_s()
+        epochs = self.state.epoch + 1
+        summary = {
+            **{key: float(metrics.get(key, 0.0)) for key in results.METRIC_COLUMNS},
+            "epochs": epochs,
+            "wall_s": round(wall, 2),
+            "best": str(self.weights_dir / "best.pt"),
+            "last": str(self.weights_dir / "last.pt"),
+            "save_dir": str(self.save_dir),
+        }
+        self.log(f"{epochs} epochs in {wall:.1f} s: mAP50 {summary['map50']:.4f}, mAP50-95 {summary['map50_95']:.4f}; "
+                 f"weights in {self.weights_dir}")
+        return summary
+
+
+def train(config: TrainConfig | None = None, **options: Any) -> dict[str, Any]:
+    """Train and return the summary (``map50``, ``map50_95``, ``precision``, ``recall``, ``epochs``, ``wall_s``,
+    ``best``, ``last``, ``save_dir``). ``options`` are :class:`TrainConfig` fields overriding ``config``."""
+    return Trainer(dataclasses.replace(config or TrainConfig(), **options)).run()

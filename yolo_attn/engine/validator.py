@@ -1,0 +1,319 @@
+"""Evaluation: mAP as YOLOv5's ``val.py`` computes it, plus COCOeval on the same predictions.
+
+Rectangular batches (images sorted by aspect ratio, padded half a stride), multi-label NMS, boxes
+mapped back to the original images, then YOLOv5's per-class P / R / mAP50 / mAP50-95 and
+pycocotools' COCO metrics. :func:`evaluate` runs the steps: :func:`build_eval_loader`,
+:func:`run_inference` (inside :func:`inference_state`), statistics, :func:`coco_metrics`, reporting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from yolo_attn.data.coco_json import detections_to_json, ground_truth_json
+from yolo_attn.data.config import DatasetConfig, SplitSource, load_dataset_config
+from yolo_attn.data.dataset import DetectionDataset, create_dataloader
+from yolo_attn.errors import UserError
+from yolo_attn.metrics import ClassMetrics, ConfusionMatrix, DetectionStats, coco_backend_classes, coco_evaluate
+from yolo_attn.nn.model import max_stride
+from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
+from yolo_attn.utils.device import select_device
+from yolo_attn.utils.nms import non_max_suppression
+
+LOGGER = logging.getLogger("yolo_attn.val")
+
+RECT_PAD = 0.5  # strides added to each rectangular batch shape (YOLOv5 val)
+JSON_KEYS = ("precision", "recall", "map50", "map50_95", "coco", "speed_ms", "images", "instances")
+COCO_JSON_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
+COCO_TABLE_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100")
+ROW_FORMAT = "%22s" + "%11s" * 6
+VALUE_FORMAT = "%22s" + "%11i" * 2 + "%11.3g" * 4
+TIMING_KEYS = ("data", "load", "pre", "inference", "nms", "metrics", "coco", "plots")
+
+DataSource = DatasetConfig | SplitSource | str | Path | dict[str, Any]
+LossFunction = Callable[[Any, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How to evaluate. ``img_size``, ``batch_size``, ``workers``, ``split`` and ``cache_dir`` shape the loader
+    built from ``data``; a loader handed to :func:`evaluate` is used as it is. ``device=None`` keeps the model
+    where it is."""
+
+    img_size: int = 640
+    batch_size: int = 16
+    workers: int = 8
+    split: str = "val"
+    cache_dir: str | Path | None = None
+    conf_thres: float = 0.001
+    iou_thres: float = 0.6
+    max_det: int = 300
+    device: str | torch.device | None = None
+    half: bool = False
+    save_dir: str | Path | None = None
+    plots: bool = False
+    coco: bool = True
+    coco_backend: str = "pycocotools"
+    save_json: bool = False
+    progress: bool = False
+    verbose: bool = False
+
+
+@dataclass
+class InferenceOutput:
+    """What the inference loop gathers: statistics, COCO-format predictions, the summed loss and timings."""
+
+    stats: DetectionStats
+    predictions: list[dict[str, Any]] = field(default_factory=list)
+    loss: torch.Tensor | None = None
+    timings: dict[str, float] = field(default_factory=lambda: dict.fromkeys(TIMING_KEYS, 0.0))
+
+
+def resolve_split(data: DataSource, split: str = "val") -> SplitSource:
+    """The split to evaluate from a dataset YAML path, a parsed dict, a DatasetConfig or a SplitSource."""
+    if isinstance(data, SplitSource):
+        data.check_exists()
+        return data
+    config = data if isinstance(data, DatasetConfig) else load_dataset_config(data)
+    return config.split(split)
+
+
+def build_eval_loader(data: DataSource, stride: int, config: EvalConfig):
+    """The rectangular-batch loader of ``config.split`` at ``img_size`` rounded up to ``stride``."""
+    source = resolve_split(data, config.split)
+    img_size = config.img_size
+    if img_size % stride:
+        img_size = math.ceil(img_size / stride) * stride
+        LOGGER.warning(f"image size {config.img_size} is not a multiple of the stride {stride}; using {img_size}")
+    dataset = DetectionDataset(source, img_size, config.batch_size, rect=True, stride=stride, pad=RECT_PAD,
+                               prefix=f"{config.split}: ", cache_dir=config.cache_dir)
+    return create_dataloader(dataset, config.batch_size, workers=config.workers)
+
+
+def _device_of(model: nn.Module) -> torch.device:
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+@contextlib.contextmanager
+def inference_state(model: nn.Module, half: bool) -> Iterator[None]:
+    """Eval mode (and FP16 with ``half``) for the duration; the model's mode and dtype are restored after."""
+    was_training = model.training
+    model.eval()
+    if half:
+        model.half()
+    try:
+        yield
+    finally:
+        if half:
+            model.float()
+        model.train(was_training)
+
+
+def _record_batch(output: InferenceOutput, detections, targets, images, paths, shapes, image_id_of, category_ids,
+                  keep_predictions: bool) -> None:
+    """Match one batch's detections to its labels (both in original pixels) and keep its COCO predictions."""
+    height, width = images.shape[2:]
+    targets[:, 2:] *= torch.tensor((width, height, width, height), device=targets.device)
+    for si, det in enumerate(detections):
+        labels = targets[targets[:, 0] == si, 1:]
+        original_shape, ratio_pad = shapes[si]
+        det = det.float()
+        scale_boxes(images.shape[2:], det[:, :4], original_shape, ratio_pad)
+        boxes = xywh2xyxy(labels[:, 1:5])
+        scale_boxes(images.shape[2:], boxes, original_shape, ratio_pad)
+        output.stats.update(det.cpu(), torch.cat((labels[:, :1], boxes), 1).float().cpu())
+        if keep_predictions:
+            output.predictions += detections_to_json(det.cpu().numpy(), image_id_of[paths[si]], category_ids)
+
+
+@torch.no_grad()
+def run_inference(model: nn.Module, loader, config: EvalConfig, device: torch.device, output: InferenceOutput,
+                  compute_loss: LossFunction | None = None) -> None:
+    """Forward every batch, NMS, and record statistics (and loss) into ``output``."""
+    dataset: DetectionDataset = loader.dataset
+    image_id_of = dict(zip(dataset.im_files, dataset.image_ids, strict=True))
+    keep_predictions = config.coco or config.save_json
+    timings, tick = output.timings, time.perf_counter()
+    for images, targets, paths, shapes in tqdm(loader, desc=config.split, unit="batch", disable=not config.progress,
+                                               leave=False):
+        t0 = time.perf_counter()
+        images = images.to(device, non_blocking=True)
+        images = (images.half() if config.half else images.float()) / 255
+        targets = targets.to(device)
+        t1 = time.perf_counter()
+        result = model(images)
+        decoded, raw = result if isinstance(result, tuple) else (result, None)
+        t2 = time.perf_counter()
+        if compute_loss is not None:
+            items = compute_loss([x.float() for x in raw], targets)[1].detach()
+            output.loss = items if output.loss is None else output.loss + items
+        t3 = time.perf_counter()
+        detections = non_max_suppression(decoded, config.conf_thres, config.iou_thres, multi_label=True,
+                                         max_det=config.max_det)
+        t4 = time.perf_counter()
+        _record_batch(output, detections, targets, images, paths, shapes, image_id_of,
+                      dataset.split.class_to_category_id, keep_predictions)
+        for key, seconds in (("load", t0 - tick), ("pre", t1 - t0), ("inference", t2 - t1), ("nms", t4 - t3),
+                             ("metrics", time.perf_counter() - t4)):
+            timings[key] += seconds
+        tick = time.perf_counter()
+
+
+def coco_metrics(dataset: DetectionDataset, predictions: list[dict[str, Any]], save_dir: Path | None,
+                 backend: str) -> dict[str, float]:
+    """COCOeval of ``predictions`` against the split's own json (COCO layout) or one written from its labels."""
+    split = dataset.split
+    if split.layout == "coco":
+        ground_truth: dict[str, Any] | Path = split.annotations
+    else:
+        ground_truth = ground_truth_json(dataset.image_ids, dataset.im_files, dataset.shapes, dataset.labels,
+                                         split.class_to_category_id, list(split.names))
+        if save_dir is not None:
+            (save_dir / "ground_truth.json").write_text(json.dumps(ground_truth))
+    return coco_evaluate(ground_truth, predictions, dataset.image_ids, backend)
+
+
+def _mean(x: np.ndarray) -> float:
+    return float(x.mean()) if len(x) else 0.0
+
+
+def summarize(metrics: ClassMetrics, stats: DetectionStats, names: list[str], timings: dict[str, float]) -> dict:
+    """The result dict's metric part: means over classes with labels (YOLOv5's), per-class rows, speeds."""
+    maps = np.full(stats.nc, _mean(metrics.ap50_95))
+    maps[metrics.classes] = metrics.ap50_95
+    per_image = 1e3 / max(stats.images, 1)
+    columns = zip(metrics.classes, metrics.instances, metrics.precision, metrics.recall, metrics.ap50,
+                  metrics.ap50_95, strict=True)
+    return {
+        "precision": _mean(metrics.precision),
+        "recall": _mean(metrics.recall),
+        "map50": _mean(metrics.ap50),
+        "map50_95": _mean(metrics.ap50_95),
+        "coco": None,
+        "speed_ms": {k: timings[k] * per_image for k in ("pre", "inference", "nms")},
+        "images": stats.images,
+        "instances": len(stats.target_classes),
+        "coco_stats": None,
+        "per_class": [
+            {"class": int(c), "name": names[c], "images": int(stats.images_per_class[c]), "instances": int(n),
+             "precision": float(p), "recall": float(r), "map50": float(a50), "map50_95": float(a)}
+            for c, n, p, r, a50, a in columns
+        ],
+        "maps": maps.tolist(),
+    }
+
+
+def _prepare(model: nn.Module, data: DataSource | None, dataloader, config: EvalConfig):
+    """(device, half, loader) after moving the model and checking its classes against the data."""
+    if config.coco:
+        coco_backend_classes(config.coco_backend)  # a missing optional backend fails before the long part
+    device = _device_of(model) if config.device is None else select_device(config.device)
+    model.to(device)
+    half = config.half
+    if half and device.type != "cuda":
+        LOGGER.warning("--half needs a CUDA device; evaluating in FP32")
+        half = False
+    if dataloader is None:
+        if data is None:
+            raise ValueError("evaluate() needs data or a dataloader")
+        dataloader = build_eval_loader(data, max_stride(model), config)
+    nc = dataloader.dataset.split.nc
+    if getattr(model, "nc", nc) != nc:
+        raise UserError(f"the model predicts {model.nc} classes but {dataloader.dataset.split.origin} has {nc}")
+    return device, half, dataloader
+
+
+def _report(result: dict[str, Any], output: InferenceOutput, dataset: DetectionDataset, metrics: ClassMetrics,
+            names: list[str], config: EvalConfig) -> None:
+    """Write predictions.json, add the COCO metrics, draw the plots (each timed into ``output.timings``)."""
+    save_path = Path(config.save_dir) if config.save_dir is not None else None
+    if config.save_json and save_path is not None:
+        (save_path / "predictions.json").write_text(json.dumps(output.predictions))
+    if config.coco:
+        t0 = time.perf_counter()
+        coco_stats = coco_metrics(dataset, output.predictions, save_path if config.save_json else None,
+                                  config.coco_backend)
+        result["coco_stats"] = coco_stats
+        result["coco"] = {k: coco_stats[k] for k in COCO_JSON_KEYS}
+        output.timings["coco"] = time.perf_counter() - t0
+    if config.plots and save_path is not None:
+        from yolo_attn.engine.plots import plot_validation
+
+        t0 = time.perf_counter()
+        plot_validation(metrics, output.stats.confusion, names, save_path)
+        output.timings["plots"] = time.perf_counter() - t0
+
+
+def evaluate(model: nn.Module, data: DataSource | None = None, config: EvalConfig | None = None, *, dataloader=None,
+             names: list[str] | None = None, compute_loss: LossFunction | None = None, **options: Any) -> dict:
+    """Evaluate ``model`` on a dataset split; returns the metrics dict that ``yolo-attn val --json`` prints.
+
+    ``options`` override fields of ``config`` (an :class:`EvalConfig`). Keys: ``precision``, ``recall``,
+    ``map50``, ``map50_95`` (YOLOv5's), ``coco`` (COCOeval AP, AP50, AP75, APs, APm, APl, AR100; None with
+    ``coco=False``), ``speed_ms`` (pre / inference / nms per image), ``images``, ``instances``; also
+    ``coco_stats`` (all 12 COCOeval numbers), ``per_class`` rows, ``maps`` (mAP50-95 per class index),
+    ``timings_s`` and, with ``compute_loss(raw_outputs, targets) -> (loss, loss_items)``, ``loss``.
+    Training passes its own ``dataloader``; otherwise ``data`` (plus ``split``) names the images.
+    """
+    config = dataclasses.replace(config or EvalConfig(), **options)
+    start = time.perf_counter()
+    device, half, dataloader = _prepare(model, data, dataloader, config)
+    config = dataclasses.replace(config, half=half)
+    dataset: DetectionDataset = dataloader.dataset
+    names = list(names or dataset.split.names)
+    output = InferenceOutput(DetectionStats(dataset.split.nc, ConfusionMatrix(dataset.split.nc) if config.plots else None))
+    output.timings["data"] = time.perf_counter() - start
+    if config.save_dir is not None:
+        Path(config.save_dir).mkdir(parents=True, exist_ok=True)
+    with inference_state(model, half):
+        if device.type == "cuda":  # the first CUDA call pays for kernel set-up; keep it out of the timings
+            model(torch.zeros(1, 3, 64, 64, device=device, dtype=torch.half if half else torch.float))
+        run_inference(model, dataloader, config, device, output, compute_loss)
+    t0 = time.perf_counter()
+    metrics = output.stats.compute()
+    output.timings["metrics"] += time.perf_counter() - t0
+    result = summarize(metrics, output.stats, names, output.timings)
+    result["save_dir"] = str(config.save_dir) if config.save_dir is not None else None
+    if output.loss is not None:
+        result["loss"] = (output.loss.cpu() / len(dataloader)).tolist()
+    _report(result, output, dataset, metrics, names, config)
+    output.timings["total"] = time.perf_counter() - start
+    result["timings_s"] = output.timings
+    if config.verbose:
+        LOGGER.info(format_results(result, per_class=True))
+    return result
+
+
+def _table_row(name: str, row: dict[str, Any]) -> str:
+    keys = ("images", "instances", "precision", "recall", "map50", "map50_95")
+    return VALUE_FORMAT % (name[:22], *(row[k] for k in keys))
+
+
+def format_results(result: dict[str, Any], per_class: bool = True) -> str:
+    """The results table (all classes, then each class with labels), the COCO line and the speed line."""
+    lines = [ROW_FORMAT % ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95"), _table_row("all", result)]
+    if per_class:
+        lines += [_table_row(row["name"], row) for row in result["per_class"]]
+    if result.get("coco_stats"):
+        lines.append("COCO bbox: " + "  ".join(f"{k} {result['coco_stats'][k]:.4f}" for k in COCO_TABLE_KEYS))
+    speed = result["speed_ms"]
+    lines.append(
+        f"Speed: {speed['pre']:.1f}ms pre-process, {speed['inference']:.1f}ms inference, "
+        f"{speed['nms']:.1f}ms NMS per image"
+    )
+    return "\n".join(lines)
