@@ -45,7 +45,7 @@ PARAMS = {
     "SequentialPolarized": 131_840,
     "ShuffleAttention": 96,
     "SimAM": 0,
-    "SKAttention": 2_254_368,
+    "SKAttention": 2_254_880,  # + 256 per branch: biased branch convs, as YOLOAir's
     "SOCA": 16_672,
     "SpatialGroupEnhance": 16,
     "TripletAttention": 300,
