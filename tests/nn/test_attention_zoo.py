@@ -1,13 +1,16 @@
 """Every attention block (yolo_attn.nn.attention) built from its ``yaml_example`` through the builder:
-shape, gradients, batch 1, eval mode, a non-square odd size, a pinned parameter count, docs."""
+shape, gradients, batch 1, eval mode, a non-square odd size, constant input, a pinned parameter count,
+docs, and ONNX export with dynamic batch/height/width matching torch."""
 
 import re
 
+import numpy as np
 import pytest
 import torch
 import yaml
 
-from yolo_attn.nn.builder import ModelConfigError, parse_layers
+from yolo_attn.engine.export import export_onnx
+from yolo_attn.nn.builder import ModelConfigError, build_model, parse_layers
 from yolo_attn.nn.registry import all_blocks, lookup
 from yolo_attn.nn.rules import LayerContext
 
@@ -45,7 +48,7 @@ PARAMS = {
     "SequentialPolarized": 131_840,
     "ShuffleAttention": 96,
     "SimAM": 0,
-    "SKAttention": 2_254_368,
+    "SKAttention": 2_254_880,  # + 256 per branch: biased branch convs, as YOLOAir's
     "SOCA": 16_672,
     "SpatialGroupEnhance": 16,
     "TripletAttention": 300,
@@ -140,6 +143,54 @@ def test_batch_one_and_eval(spec):
     assert torch.isfinite(out).all()
     assert torch.equal(out, again)
     torch.testing.assert_close(single, out[:1], rtol=1e-4, atol=1e-5)  # eval mode: images are independent
+
+
+@pytest.mark.parametrize("spec", ATTENTION, ids=IDS)
+def test_constant_input_gives_finite_output(spec):
+    """A constant map (zero variance; the builder's stride probe is all zeros) must not produce NaN."""
+    block = build(spec).eval()
+    with torch.no_grad():
+        assert torch.isfinite(block(torch.full((2, CHANNELS, HEIGHT, WIDTH), 0.5))).all()
+
+
+ONNX_CHANNELS = 64
+ONNX_STRIDE = 8  # a 1x1 Conv with stride 8 in front keeps the builder's stride probe small (32x32 at the block)
+ONNX_EXPORT_SHAPE = (72, 88)  # the block sees 9x11 at export ...
+ONNX_CHECK_SHAPES = [(2, 3, 80, 64), (1, 3, 64, 80)]  # ... and 10x8, 8x10 (other batch, both sides) in onnxruntime
+
+
+def onnx_model(spec):
+    """Conv (stride 8) -> the block (example args fitted to 64 channels) -> Detect, as the builder makes it."""
+    entry = example_entry(spec)
+    entry[3] = spec.rule.args_for_channels(entry[3], ONNX_CHANNELS)
+    d = {
+        "nc": 1, "anchors": [[10, 13, 16, 30, 33, 23]],
+        "backbone": [[-1, 1, "Conv", [ONNX_CHANNELS, 1, ONNX_STRIDE]], entry],
+        "head": [[[1], 1, "Detect", ["nc", "anchors"]]],
+    }
+    torch.manual_seed(0)
+    model = build_model(d)
+    with torch.no_grad():  # move zero/one initialisations (gammas, rates) off their special values
+        for p in model.model[1].parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spec", ATTENTION, ids=IDS)
+def test_onnx_export_with_dynamic_shapes_matches_torch(spec, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    model = onnx_model(spec)
+    path = export_onnx(model, tmp_path / "block.onnx", shape=ONNX_EXPORT_SHAPE, dynamic=True, opset=17)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for shape in ONNX_CHECK_SHAPES:
+        x = torch.rand(shape)
+        with torch.no_grad():
+            expected = model(x).numpy()  # fused and in export mode now: the decoded tensor
+        assert np.isfinite(expected).all(), f"{spec.name}: torch output not finite at {shape}"
+        (got,) = session.run(None, {"images": x.numpy()})
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4, err_msg=f"{spec.name} at {shape}")
 
 
 @pytest.mark.parametrize(

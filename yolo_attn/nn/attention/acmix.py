@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from typing import ClassVar
 
 import torch
@@ -13,10 +12,16 @@ from yolo_attn.nn.attention._common import WIDTH_THEN_ARGS, require_divisible
 from yolo_attn.nn.registry import register
 
 
+def _even_steps(n: int, like: torch.Tensor) -> torch.Tensor:
+    """``torch.linspace(-1, 1, n)`` (up to float rounding, ~1e-7) built from ``arange``, so that ONNX
+    export keeps ``n`` symbolic (linspace's length is frozen)."""
+    return torch.arange(n, dtype=like.dtype, device=like.device) * (2.0 / (n - 1)) - 1.0
+
+
 def _grid_position(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
     """(1, 2, h, w) coordinates in [-1, 1]: x (along w) then y (along h)."""
-    loc_w = torch.linspace(-1.0, 1.0, w, dtype=like.dtype, device=like.device).expand(h, w)
-    loc_h = torch.linspace(-1.0, 1.0, h, dtype=like.dtype, device=like.device)[:, None].expand(h, w)
+    loc_w = _even_steps(w, like).expand(h, w)
+    loc_h = _even_steps(h, like)[:, None].expand(h, w)
     return torch.stack((loc_w, loc_h))[None]
 
 
@@ -30,7 +35,8 @@ class ACmix(nn.Module):
     reflection padding), and a convolution path that mixes the 3 * ``head`` feature maps with a 1x1
     conv into ``kernel_conv**2`` shifted copies aggregated by a grouped conv initialised as shifts.
     ``y = rate1 * attention + rate2 * convolution`` (both 0.5 at start). Feature maps must be larger
-    than ``(kernel_att - 1) * dilation / 2`` on each side (reflection padding).
+    than ``(kernel_att - 1) * dilation / 2`` on each side (reflection padding). Parameters, keys and
+    outputs (stride 1) equal YOLOAir's ``ACmix``, whose ``dep_conv`` bias its initialisation removes.
 
     YAML ``[c2, kernel_att=7, head=4, kernel_conv=3, stride=1, dilation=1]`` -> ``ACmix(c1, ...)``
     (``c2`` = input channels after width gain), e.g. ``[-1, 1, ACmix, [1024]]``.
@@ -66,7 +72,8 @@ class ACmix(nn.Module):
         n, d, h, w = x.shape
         padded = F.pad(x, [self.padding_att] * 4, mode="reflect")
         cols = F.unfold(padded, self.kernel_att, dilation=self.dilation, stride=self.stride)
-        return cols.view(n, d, self.kernel_att**2, math.ceil(h / self.stride), math.ceil(w / self.stride))
+        # ceil(h / stride) in integer arithmetic: traced, so ONNX export keeps the size symbolic
+        return cols.view(n, d, self.kernel_att**2, (h - 1) // self.stride + 1, (w - 1) // self.stride + 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape

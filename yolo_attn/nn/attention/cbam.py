@@ -50,9 +50,17 @@ class CBAM(nn.Module):
     """Convolutional Block Attention Module (Woo et al., ECCV 2018, arXiv 1807.06521).
     YAML: ``[c2=c1, ratio=16, kernel_size=7]``.
 
-    Channel attention (shared bias-free MLP over average- and max-pooled features), then spatial
-    attention (a ``kernel_size`` conv over the channel mean and max); both multiply the features.
-    Layout and ``state_dict`` keys follow YOLOAir/yolov5_research (``channel_attention.f1``, ...).
+    Channel attention (shared bias-free MLP over average- and max-pooled features, ReLU), then
+    spatial attention (a bias-free ``kernel_size`` conv over the channel mean and max); both
+    multiply the features. ``state_dict`` keys: ``channel_attention.f1``/``f2``, ``spatial_attention.conv``.
+
+    This is the CBAM of seed 001 (the paper's formulation), not the one YOLOAir's YAML builds
+    (``models/Models/research.py``): YOLOAir's channel MLP is two ``nn.Linear`` layers with biases
+    and a LeakyReLU(0.1) between them, and its 7x7 spatial conv has a bias too. So YOLOAir's CBAM has
+    ``c1 // ratio + c1 + 1`` more parameters (8,563 instead of 8,290 at 256 channels, 679 instead of
+    610 at 64), different keys (``shared_MLP.0``/``.2``, ``conv2d``) and different outputs; its
+    checkpoints do not load here. (YOLOAir's second, unused CBAM in ``muitlbackbone.py`` is the
+    bias-free one, with keys ``fc1``/``fc2``/``conv1``.)
     Example: ``[-1, 1, CBAM, [1024]]`` (``c2`` is width-scaled and must equal the input channels).
     """
 

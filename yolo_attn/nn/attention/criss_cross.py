@@ -39,7 +39,8 @@ class CrissCrossAttention(nn.Module):
         h = x.shape[2]
         q, k, v = self.query_conv(x), self.key_conv(x), self.value_conv(x)
         energy_col = torch.einsum("bchw,bcgw->bhwg", q, k)  # keys in the same column (rows g)
-        self_mask = torch.eye(h, dtype=torch.bool, device=x.device)[:, None, :]  # (h, 1, g)
+        rows = torch.arange(h, device=x.device)
+        self_mask = (rows[:, None] == rows)[:, None, :]  # (h, 1, g); not torch.eye: ONNX Runtime lacks bool EyeLike
         energy_col = energy_col.masked_fill(self_mask, float("-inf"))
         energy_row = torch.einsum("bchw,bchv->bhwv", q, k)  # keys in the same row (columns v)
         attention = torch.cat((energy_col, energy_row), -1).softmax(-1)

@@ -12,6 +12,18 @@ from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import CONV
 
 
+class NAMChannel(nn.Module):
+    """NAM's channel branch: ``sigmoid(BN(x) * |gamma| / sum |gamma|) * x`` (``bn2`` as YOLOAir names it)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gamma = self.bn2.weight.detach().abs()
+        return x * (self.bn2(x) * (gamma / gamma.sum())[:, None, None]).sigmoid()
+
+
 @register("NAM", rule=CONV)
 class NAMAttention(nn.Module):
     """NAM channel attention (Liu, Shao, Wang, Zhang, "NAM: Normalization-based Attention Module",
@@ -19,7 +31,8 @@ class NAMAttention(nn.Module):
 
     BatchNorm, each channel scaled by its share of the BN scale factors ``|gamma_i| / sum |gamma|``
     (taken without gradient, as the official code does), sigmoid, times the input. The official
-    module (and YOLOAir's) has only this channel branch.
+    module (and YOLOAir's) has only this channel branch. Sub-module names follow YOLOAir
+    (``Channel_Att.bn2``), so its checkpoints load by key.
 
     YAML ``[c2]`` -> ``NAMAttention(c1, c2)`` (YOLOAir registers it like Conv; ``c2`` must equal ``c1``),
     e.g. ``[-1, 1, NAMAttention, [1024]]``.
@@ -30,8 +43,7 @@ class NAMAttention(nn.Module):
     def __init__(self, c1: int, c2: int | None = None):
         super().__init__()
         check_same_width(c1, c2)
-        self.bn = nn.BatchNorm2d(c1)
+        self.Channel_Att = NAMChannel(c1)  # YOLOAir's state_dict key
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gamma = self.bn.weight.detach().abs()
-        return x * (self.bn(x) * (gamma / gamma.sum())[:, None, None]).sigmoid()
+        return self.Channel_Att(x)

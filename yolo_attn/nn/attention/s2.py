@@ -1,4 +1,4 @@
-"""S2-MLPv2 spatial-shift attention (Yu, Xu, Zhang, Li, Wang, 2021)."""
+"""S2-MLPv2 spatial-shift attention (Yu, Xu, Zhang, Li, Wang, 2021), as YOLOAir computes it."""
 
 from __future__ import annotations
 
@@ -12,10 +12,14 @@ from yolo_attn.nn.registry import register
 
 
 def _shift(x: torch.Tensor, dim: int, forward: bool) -> torch.Tensor:
-    """Shift by one position along ``dim``; the border row/column keeps its own value (as in S2-MLP)."""
+    """One quarter's shift along ``dim`` with YOLOAir's results (see :class:`S2Attention`).
+
+    ``forward`` (towards higher indices): every position takes the first row/column's value.
+    Backward: a true shift by one, the last row/column keeping its own value.
+    """
     n = x.shape[dim]
     if forward:
-        return torch.cat((x.narrow(dim, 0, 1), x.narrow(dim, 0, n - 1)), dim)
+        return x.narrow(dim, 0, 1).expand_as(x)
     return torch.cat((x.narrow(dim, 1, n - 1), x.narrow(dim, n - 1, 1)), dim)
 
 
@@ -37,7 +41,8 @@ def spatial_shift(x: torch.Tensor, first_dim: int) -> torch.Tensor:
 
 
 class SplitAttention(nn.Module):
-    """Split attention over ``k`` branches (ViP / ResNeSt style): pooled sum -> MLP -> softmax over branches."""
+    """Split attention over ``k`` branches (ViP / ResNeSt style): branch sum pooled over positions
+    -> MLP -> softmax over branches. The pooling is a sum over positions, as YOLOAir's (ViP averages)."""
 
     def __init__(self, c: int, k: int = 3):
         super().__init__()
@@ -49,7 +54,7 @@ class SplitAttention(nn.Module):
     def forward(self, branches: torch.Tensor) -> torch.Tensor:
         """(b, k, h, w, c) -> (b, h, w, c)."""
         b, k, h, w, c = branches.shape
-        pooled = branches.sum(1).mean((1, 2))  # (b, c)
+        pooled = branches.sum(1).flatten(1, 2).sum(1)  # (b, c); summed in the order YOLOAir sums
         weights = self.mlp2(self.gelu(self.mlp1(pooled))).view(b, k, 1, 1, c).softmax(1)
         return (weights * branches).sum(1)
 
@@ -57,13 +62,19 @@ class SplitAttention(nn.Module):
 @register("S2MLPv2", rule=WIDTH_THEN_ARGS)
 class S2Attention(nn.Module):
     """S2-MLPv2 attention (Yu, Xu, Zhang, Li, Wang, "S2-MLPv2: Improved Spatial-Shift MLP Architecture for
-    Vision", arXiv:2108.01072, 2021).
+    Vision", arXiv:2108.01072, 2021), with YOLOAir's ``S2Attention`` outputs (same keys and parameters).
 
     A linear layer expands channels 3x; the first third is spatially shifted one way, the second the
     transposed way, the third kept; split attention mixes the three, a linear layer projects back.
-    The shift is out of place (border kept) and split attention averages over positions, as in ViP
-    which S2-MLPv2 follows. Unlike YOLOAir's copy (whose split attention is fixed at 512 channels),
-    any width works.
+
+    Two places where YOLOAir's code (which we follow so its checkpoints give the same outputs)
+    differs from the paper: (1) its shifts assign a slice of a tensor to an overlapping slice of
+    the same tensor in place; the shifts towards higher indices read rows/columns already
+    overwritten, so the first row (column) is propagated over the whole quarter instead of moving
+    by one, while the shifts towards lower indices are true shifts; (2) split attention sums the
+    branches over all positions where ViP (and the paper's pseudo-code) averages, so its softmax
+    logits grow with the map size. Unlike YOLOAir's copy (whose split attention is fixed at 512
+    channels), any width works.
 
     YAML ``[c2]`` -> ``S2Attention(c1)`` (``c2`` = input channels after width gain),
     e.g. ``[-1, 1, S2Attention, [1024]]``.

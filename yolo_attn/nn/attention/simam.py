@@ -7,30 +7,32 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from yolo_attn.nn.attention._common import check_same_width
 from yolo_attn.nn.registry import register
-from yolo_attn.nn.rules import CONV
+from yolo_attn.nn.rules import SameWidth
 
 
-@register(rule=CONV)
+@register(rule=SameWidth(signature="[c2=c1] (c2 is also used as lambda, as in YOLOAir)"))
 class SimAM(nn.Module):
     """SimAM (Yang, Zhang, Li, Xie, "SimAM: A Simple, Parameter-Free Attention Module for Convolutional
     Neural Networks", ICML 2021; official code ZjjConan/SimAM). No arXiv preprint; PMLR 139:11863.
 
     Per-neuron energy ``1/e* = (x - mu)^2 / (4 (sigma^2 + lambda)) + 0.5`` (sigma^2 over the other
-    ``h*w - 1`` positions of the channel), gate ``sigmoid(1/e*)``; no parameters.
+    ``h*w - 1`` positions of the channel; a 1x1 map divides by 1 instead of 0), gate ``sigmoid(1/e*)``;
+    no parameters.
 
-    YAML ``[c2, e_lambda=1e-4]`` -> ``SimAM(c1, c2, e_lambda)`` (YOLOAir registers it like Conv; ``c2``
-    must equal ``c1``). YOLOAir's own class takes ``(channels, e_lambda)``, so its builder passes ``c2``
-    as lambda; here lambda stays the paper's 1e-4. Example ``[-1, 1, SimAM, [1024]]``.
+    ``SimAM(channels, e_lambda=1e-4)`` as YOLOAir's class (``channels`` is unused). YOLOAir's builder
+    calls it as ``SimAM(c1, c2)``, so in its configs the width-scaled ``c2`` lands in the ``e_lambda``
+    slot: YOLOAir's ``[-1, 1, SimAM, [1024]]`` in yolov5s runs with lambda = 512, not the paper's 1e-4.
+    The YAML rule here does the same (``c2`` must equal the input channels), so YOLOAir configs and
+    checkpoints give YOLOAir's outputs; from Python, ``SimAM(c)`` keeps the paper's lambda.
+    Example ``[-1, 1, SimAM, [1024]]``.
     """
 
     yaml_example: ClassVar[str] = "[-1, 1, SimAM, [256]]"
 
-    def __init__(self, c1: int, c2: int | None = None, e_lambda: float = 1e-4):
+    def __init__(self, channels: int | None = None, e_lambda: float = 1e-4):
         super().__init__()
-        check_same_width(c1, c2)
-        self.e_lambda = e_lambda
+        self.e_lambda = float(e_lambda)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = x.shape[2] * x.shape[3] - 1

@@ -13,14 +13,25 @@ from yolo_attn.nn.blocks.conv import Conv
 from yolo_attn.nn.registry import register
 
 
+class SKBranch(Conv):
+    """Conv-BN-ReLU branch whose convolution keeps its bias although BN follows, as YOLOAir's
+    ``SKAttention`` (``nn.Conv2d`` default); folded into one biased conv by ``fuse()``."""
+
+    def __init__(self, c: int, k: int, group: int):
+        super().__init__(c, c, k, 1, None, group, act=nn.ReLU())
+        self.conv = nn.Conv2d(c, c, k, 1, k // 2, groups=group)
+
+
 @register("SKConv", rule=WIDTH_THEN_ARGS)
 class SKAttention(nn.Module):
     """Selective Kernel attention (Li, Wang, Hu, Yang, "Selective Kernel Networks", CVPR 2019, arXiv:1903.06586).
 
-    Split: one conv-BN-ReLU branch per kernel size (bias-free convs, as BN follows). Fuse: sum the
-    branches, global average pool, ``fc`` to ``d = max(L, c1 // reduction)``. Select: one ``fc`` per
-    branch, softmax across branches, weighted sum. Defaults follow YOLOAir's ``SKAttention`` (kernels
-    1/3/5/7, groups 1); the example uses the paper's two branches (3x3 and 5x5).
+    Split: one conv-BN-ReLU branch per kernel size. Fuse: sum the branches, global average pool,
+    ``fc`` to ``d = max(L, c1 // reduction)``. Select: one ``fc`` per branch, softmax across
+    branches, weighted sum. Layout, keys, parameters and outputs are YOLOAir's ``SKAttention``: its
+    branch convolutions have biases (``c1`` extra parameters per branch, redundant before BN), and
+    the defaults are its kernels 1/3/5/7, groups 1; the example uses the paper's two branches (3x3
+    and 5x5).
 
     YAML ``[c2, kernels=[1, 3, 5, 7], reduction=16, group=1, L=32]`` -> ``SKAttention(c1, ...)``
     (``c2`` = input channels after width gain), e.g. ``[-1, 1, SKAttention, [1024]]``.
@@ -33,12 +44,13 @@ class SKAttention(nn.Module):
     ):
         super().__init__()
         d = max(L, c1 // reduction)
-        self.convs = nn.ModuleList(Conv(c1, c1, k, 1, None, group, act=nn.ReLU()) for k in kernels)
+        self.convs = nn.ModuleList(SKBranch(c1, k, group) for k in kernels)
         self.fc = nn.Linear(c1, d)
         self.fcs = nn.ModuleList(nn.Linear(d, c1) for _ in kernels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = torch.stack([conv(x) for conv in self.convs])  # (k, b, c, h, w)
-        z = self.fc(feats.sum(0).mean((2, 3)))
+        outs = [conv(x) for conv in self.convs]
+        feats = torch.stack(outs)  # (k, b, c, h, w)
+        z = self.fc(sum(outs).mean(-1).mean(-1))  # summed and pooled in YOLOAir's order
         weights = torch.stack([fc(z) for fc in self.fcs]).softmax(0)  # (k, b, c)
         return (weights[..., None, None] * feats).sum(0)

@@ -22,10 +22,13 @@ def covariance_pool(x: torch.Tensor) -> torch.Tensor:
 
 def newton_schulz_sqrtm(a: torch.Tensor, iterations: int = 5) -> torch.Tensor:
     """Matrix square root of SPD ``a`` (b, n, n): trace pre-normalisation, ``iterations`` (>= 2) coupled
-    Newton-Schulz steps and trace post-compensation, as iSQRT-COV / SAN's ``Sqrtm`` (forward pass)."""
+    Newton-Schulz steps and trace post-compensation, as iSQRT-COV / SAN's ``Sqrtm`` (forward pass);
+    the zero matrix gives 0."""
     n = a.shape[-1]
     eye3 = 3.0 * torch.eye(n, dtype=a.dtype, device=a.device).expand_as(a)
-    trace = a.diagonal(dim1=-2, dim2=-1).sum(-1)[:, None, None]
+    # a zero matrix (a constant feature map, e.g. the builder's all-zero stride probe) has trace 0:
+    # clamped, its root is 0 instead of 0/0 = NaN (which would poison BatchNorm statistics downstream)
+    trace = a.diagonal(dim1=-2, dim2=-1).sum(-1)[:, None, None].clamp_min(torch.finfo(a.dtype).tiny)
     a_norm = a / trace
     zy = 0.5 * (eye3 - a_norm)
     y, z = a_norm @ zy, zy
