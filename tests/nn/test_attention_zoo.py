@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from yolo_attn.engine.export import export_onnx
+from yolo_attn.engine.exporter import export_onnx
 from yolo_attn.nn.builder import ModelConfigError, build_model, parse_layers
 from yolo_attn.nn.registry import all_blocks, lookup
 from yolo_attn.nn.rules import LayerContext
