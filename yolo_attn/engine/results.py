@@ -13,7 +13,6 @@ import torch
 from yolo_attn.utils.boxes import xywh2xyxy
 
 RESULTS_CSV = "results.csv"
-LOSS_NAMES = ("box", "obj", "cls")
 # summary key -> results.csv column (YOLOv5's names)
 METRIC_COLUMNS = {
     "precision": "metrics/precision", "recall": "metrics/recall",
@@ -21,14 +20,15 @@ METRIC_COLUMNS = {
 }
 
 
-def epoch_row(epoch: int, losses: list[float], metrics: dict, lrs: list[float]) -> dict[str, float]:
+def epoch_row(epoch: int, losses: list[float], metrics: dict, lrs: list[float],
+              loss_names: tuple[str, ...]) -> dict[str, float]:
     """One epoch of results.csv: train losses, validation metrics and losses, learning rates."""
     val_losses = metrics.get("loss")
-    val_losses = [float(v) for v in val_losses] if val_losses is not None else [0.0] * len(LOSS_NAMES)
+    val_losses = [float(v) for v in val_losses] if val_losses is not None else [0.0] * len(loss_names)
     row: dict[str, float] = {"epoch": epoch}
-    row.update({f"train/{name}_loss": value for name, value in zip(LOSS_NAMES, losses)})
+    row.update({f"train/{name}_loss": value for name, value in zip(loss_names, losses)})
     row.update({column: float(metrics.get(key, 0.0)) for key, column in METRIC_COLUMNS.items()})
-    row.update({f"val/{name}_loss": value for name, value in zip(LOSS_NAMES, val_losses)})
+    row.update({f"val/{name}_loss": value for name, value in zip(loss_names, val_losses)})
     row.update({f"x/lr{i}": lr for i, lr in enumerate(lrs)})
     return row
 

@@ -338,7 +338,8 @@ class Trainer:
         fit = fitness(float(metrics.get("map50", 0.0)), float(metrics.get("map50_95", 0.0)))
         stop = state.stopper(epoch, fit)
         state.best_fitness, state.epoch = max(state.best_fitness, fit), epoch
-        results.append_results_row(self.save_dir / results.RESULTS_CSV, results.epoch_row(epoch, mean_losses, metrics, lrs))
+        row = results.epoch_row(epoch, mean_losses, metrics, lrs, self.compute_loss.item_names)
+        results.append_results_row(self.save_dir / results.RESULTS_CSV, row)
         if not self.config.nosave or final_epoch:
             self.save(is_best=fit == state.best_fitness)
         return metrics, stop or final_epoch
@@ -371,7 +372,7 @@ class Trainer:
                 progress.set_postfix_str(f"loss {shown} n {targets.shape[0]} {images.shape[-1]}px")
                 if epoch == 0 and i == 0 and not config.noplots and self.resume_checkpoint is None:
                     results.plot_batch(images, targets, self.save_dir / "train_batch0.jpg")
-        return mean_losses.tolist() if mean_losses is not None else [0.0] * len(results.LOSS_NAMES)
+        return mean_losses.tolist() if mean_losses is not None else [0.0] * len(self.compute_loss.item_names)
 
     def train_step(self, images: torch.Tensor, targets: torch.Tensor, iteration: int, warmup_iters: int):
         """Forward, backward and (every ``accumulate`` batches) an optimiser step with EMA update."""

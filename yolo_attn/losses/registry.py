@@ -14,7 +14,8 @@ _LOSSES: dict[str, Callable[[nn.Module, dict[str, Any]], Any]] = {}
 
 
 def register_loss(name: str):
-    """Class decorator: make a loss ``cls(head, hyp)`` available as ``name``."""
+    """Class decorator: make a loss ``cls(head, hyp)`` available as ``name``. An instance is called as
+    ``loss(raw_outputs, targets) -> (total * batch_size, detached items)``; ``cls.item_names`` names the items."""
 
     def decorate(cls):
         if name in _LOSSES and _LOSSES[name] is not cls:
