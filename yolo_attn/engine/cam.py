@@ -84,6 +84,7 @@ class CamConfig:
     project: str = "runs/cam"
     name: str = "exp"
     exist_ok: bool = False
+    dpi: int = 100
 
 
 @dataclass
@@ -288,14 +289,15 @@ def explain_all(models: Sequence[tuple[str, LoadedModel]], image: np.ndarray, se
 
 
 def draw_cam_figure(weights_list: Sequence[str | Path], images: Sequence[str | Path], out_path: str | Path,
-                    settings: CamSettings = CamSettings(), labels: Sequence[str] | None = None) -> Path:
+                    settings: CamSettings = CamSettings(), labels: Sequence[str] | None = None, dpi: int = 100,
+                    ) -> Path:
     """One figure, one row per (image, model): detections, CAMs and attention gates side by side."""
     models = load_models(weights_list, settings.device, labels)
     rows = []
     for path in images:
         image = read_image(path)
         rows += [(image, e) for e in explain_all(models, image, settings)]
-    return render_figure(rows, Path(out_path), title=f"{settings.method}: where the models look")
+    return render_figure(rows, Path(out_path), title=f"{settings.method}: where the models look", dpi=dpi)
 
 
 def run_cam(config: CamConfig) -> dict:
@@ -309,7 +311,7 @@ def run_cam(config: CamConfig) -> dict:
     for path, image in images:
         explanations = explain_all(models, image, config.settings)
         figure = render_figure([(image, e) for e in explanations], save_dir / f"{path.stem}.png",
-                               title=f"{path.name}: {config.settings.method}")
+                               title=f"{path.name}: {config.settings.method}", dpi=config.dpi)
         summary["figures"].append(str(figure))
         summary["images"][str(path)] = {e.label: describe(e) for e in explanations}
     return summary
