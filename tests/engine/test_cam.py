@@ -17,7 +17,7 @@ from tests.conftest import CONFIGS
 from yolo_attn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, transfer_weights
 from yolo_attn.data.letterbox import letterbox
 from yolo_attn.engine.cam import (
-    CamSettings, DetectionTarget, box_means, draw_cam_figure, explain_all, head_inputs, load_models, read_image,
+    CamSettings, DetectionTarget, ablation_cam_figure, box_means, draw_cam_figure, explain_all, head_inputs, load_models, read_image,
     undo_letterbox,
 )
 from yolo_attn.errors import UserError
@@ -171,3 +171,14 @@ def test_unreadable_image_is_a_user_error(tmp_path):
 def test_every_opted_in_block_is_a_gate_recorder():
     opted = {s.name for s in all_blocks() if issubclass(s.cls, GateRecorder)}
     assert {"CBAM", "BAM", "GAMAttention", "CA", "SimAM", "TripletAttention", "SE", "ECA"} <= opted
+
+
+def test_ablation_figure_is_linked_from_the_table(official, variant, shared, tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "opt.yaml").write_text(yaml.safe_dump({"data": str(shared / "data" / "coco8" / "coco8.yaml"),
+                                                                "img": 64}))
+    (tmp_path / "ablation.md").write_text("| variant |\n")
+    summaries = [{"best": str(official)}, {"best": str(tmp_path / "gone.pt"), "last": str(variant)}]
+    figure = ablation_cam_figure(tmp_path, ["base", "CBAM-GAM"], summaries, 2)
+    assert figure == tmp_path / "cam.png" and figure.is_file()
+    assert "](cam.png)" in (tmp_path / "ablation.md").read_text()

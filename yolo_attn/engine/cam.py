@@ -21,9 +21,12 @@ import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from torchvision.ops import batched_nms
 
 from yolo_attn.checkpoint import LoadedModel, load_model
+from yolo_attn.data.config import load_dataset_config
+from yolo_attn.data.dataset import IMAGE_SUFFIXES, list_yolo_images
 from yolo_attn.engine.cam_figure import render_figure
 from yolo_attn.engine.predictor import image_paths, preprocess
 from yolo_attn.errors import UserError
@@ -327,3 +330,24 @@ def describe(explanation: Explanation) -> dict:
         "spatial_gates": [title for title, _ in explanation.spatial_gates],
         "channel_gates": explanation.channel_gate[0] if explanation.channel_gate else None,
     }
+
+
+def validation_images(data: str | Path, n: int) -> list[Path]:
+    """The first ``n`` images (sorted) of a dataset YAML's ``val`` split."""
+    split = load_dataset_config(data).split("val")
+    if split.layout == "yolo":
+        return [Path(p) for p in list_yolo_images(split)[:n]]
+    return sorted(p for p in split.sources[0].iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:n]
+
+
+def ablation_cam_figure(save_dir: Path, variants: Sequence[str], summaries: Sequence[dict], n_images: int,
+                        device: str = "") -> Path:
+    """``ablate --cam N``: every trained variant on the first ``N`` validation images in ``save_dir/cam.png``,
+    linked from ``ablation.md``. Data and image size are those the first variant trained with."""
+    opt = yaml.safe_load((save_dir / variants[0] / "opt.yaml").read_text())
+    weights = [s["best"] if Path(s["best"]).is_file() else s["last"] for s in summaries]
+    figure = draw_cam_figure(weights, validation_images(opt["data"], n_images), save_dir / "cam.png",
+                             CamSettings(img_size=int(opt["img"]), device=device), labels=variants)
+    with open(save_dir / "ablation.md", "a", encoding="utf-8") as f:
+        f.write(f"\n## Where the variants look\n\n![Grad-CAM of every variant on {n_images} validation images]({figure.name})\n")
+    return figure
