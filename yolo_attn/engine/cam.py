@@ -168,7 +168,7 @@ class DetectionTarget:
         what = "all detections" if self.cls is None else f"class {self.cls} detections"
         if not len(wanted):
             wanted = target_scores.argmax()[None]
-            what = f"best box, score {float(target_scores[wanted].detach()):.2f} (no detection above conf)"
+            what = f"best box, score {float(target_scores[wanted].detach()):.2f} (none above conf)"
         return target_scores[wanted].sum(), detections, what
 
 

@@ -4,6 +4,7 @@ of one layer's channel gates. Drawn with matplotlib's Agg backend."""
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 PANEL_INCHES = 3.0  # width of one image panel
 OVERLAY_ALPHA = 0.5
 CMAP = "jet"
+TITLE_WIDTH = 40  # characters per title line
 
 
 def overlay(ax, rgb: np.ndarray, values: np.ndarray, vmin: float, vmax: float, title: str) -> None:
@@ -56,18 +58,19 @@ def draw_row(axes: Sequence, image: np.ndarray, e: Explanation) -> None:
     """One model on one image across ``axes`` (left to right); spare axes are hidden."""
     rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     axes[0].imshow(cv2.cvtColor(draw_detections(image, e.detections, e.names), cv2.COLOR_BGR2RGB))
-    axes[0].set_title(f"{e.label}: {len(e.detections)} detections", fontsize=8)
+    axes[0].set_title(textwrap.fill(f"{e.label}: {len(e.detections)} detections; CAM target: {e.target}", TITLE_WIDTH),
+                      fontsize=8)
     axes[0].axis("off")
     column = 1
     for layer, heatmap in e.cams.items():
-        overlay(axes[column], rgb, heatmap, 0.0, 1.0, f"{e.label}: CAM layer {layer} ({e.layer_types[layer]})")
+        overlay(axes[column], rgb, heatmap, 0.0, 1.0, f"{e.label}\nCAM layer {layer} ({e.layer_types[layer]})")
         outline_boxes(axes[column], e.detections)
         column += 1
     for title, values in e.spatial_gates:
-        overlay(axes[column], rgb, values, float(values.min()), float(values.max()), f"{e.label}: {title}")
+        overlay(axes[column], rgb, values, float(values.min()), float(values.max()), f"{e.label}\n{title}")
         column += 1
     if e.channel_gate is not None:
-        channel_bars(axes[column], f"{e.label}: {e.channel_gate[0]}", e.channel_gate[1])
+        channel_bars(axes[column], f"{e.label}\n{e.channel_gate[0]}", e.channel_gate[1])
         column += 1
     for ax in axes[column:]:
         ax.axis("off")
