@@ -23,7 +23,7 @@ from yolo_attn.utils.annotate import draw_detections  # noqa: E402
 if TYPE_CHECKING:
     from yolo_attn.engine.cam import Explanation
 
-PANEL_INCHES = 3.0  # width of one image panel
+PANEL_INCHES = 2.5  # width of one image panel
 OVERLAY_ALPHA = 0.5
 CMAP = "jet"
 TITLE_WIDTH = 40  # characters per title line
