@@ -222,7 +222,8 @@ def explain(loaded: LoadedModel, label: str, image: np.ndarray, settings: CamSet
     if settings.method in GRADIENT_FREE:
         gradients: Sequence[torch.Tensor | None] = [None] * len(layers)
     else:
-        gradients = [g[0] for g in torch.autograd.grad(score, features)]
+        found = torch.autograd.grad(score, features, allow_unused=True)  # None: a layer the target does not use
+        gradients = [torch.zeros_like(a[0]) if g is None else g[0] for a, g in zip(features, found)]
     input_hw, image_hw = tuple(x.shape[2:]), image.shape[:2]
     method = METHODS[settings.method]
     cams = {i: normalised(undo_letterbox(method(a[0].detach(), g), input_hw, image_hw))
