@@ -8,6 +8,10 @@ element-wise; Eigen-CAM (Muhammad & Yeasin, "Eigen-CAM: Class Activation Map usi
 Components", IJCNN 2020, arXiv 2008.00299) projects the activations on their first principal direction
 and needs no target. The target is the summed score of the detections NMS keeps (or those of one
 class), read through the head's contract: ``obj * cls`` for heads with objectness, ``cls`` otherwise.
+
+Written here rather than through pytorch-grad-cam: each method is a few lines once hooks hold the
+activations, while the package would add ttach, scikit-learn and scipy, needs a wrapper for a detection
+model's ``(decoded, raw)`` output, and rescales every layer's map to the letterboxed input.
 """
 
 from __future__ import annotations
