@@ -106,6 +106,14 @@ class Explanation:
     layer_types: dict[int, str]
     spatial_gates: list[tuple[str, np.ndarray]] = field(default_factory=list)  # (title, gate values)
     channel_gate: tuple[str, np.ndarray] | None = None  # (title, per-channel weights) of one layer
+    target_class: int | None = None
+
+    @property
+    def target_boxes(self) -> np.ndarray:
+        """The detections the CAM explains: all, or those of ``target_class``."""
+        if self.target_class is None:
+            return self.detections
+        return self.detections[self.detections[:, 5] == self.target_class]
 
 
 def box_means(heatmap: np.ndarray, detections: np.ndarray) -> dict[str, float | None]:
@@ -157,6 +165,7 @@ class DetectionTarget:
     conf: float = 0.25
     iou: float = 0.45
     cls: int | None = None
+    names: Sequence[str] = ()
 
     def __call__(self, decoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
         """(target score, kept detections ``(k, 6)`` in input pixels, what the target is)."""
@@ -169,7 +178,7 @@ class DetectionTarget:
         detections = torch.cat((boxes, score[:, None], label[:, None].float()), 1)[keep].detach()
         wanted = keep if self.cls is None else keep[label[keep] == self.cls]
         target_scores = score if self.cls is None else class_scores[:, self.cls]
-        what = "all detections" if self.cls is None else f"class {self.cls} detections"
+        what = "all detections" if self.cls is None else f"{self.names[self.cls] if self.names else self.cls} detections"
         if not len(wanted):
             wanted = target_scores.argmax()[None]
             what = f"best box, score {float(target_scores[wanted].detach()):.2f} (none above conf)"
@@ -217,7 +226,7 @@ def explain(loaded: LoadedModel, label: str, image: np.ndarray, settings: CamSet
     model = loaded.model
     layers = check_layers(model, settings.layers, label) if settings.layers else head_inputs(model)
     target = DetectionTarget(head_contract(model.head).objectness, settings.conf, settings.iou,
-                             class_index(loaded.names, settings.class_name, label))
+                             class_index(loaded.names, settings.class_name, label), loaded.names)
     stride = max_stride(model)
     x = preprocess(image, math.ceil(settings.img_size / stride) * stride, stride, next(model.parameters()).device)
     decoded, activations, gates = forward_with_hooks(model, x, layers)
@@ -225,6 +234,7 @@ def explain(loaded: LoadedModel, label: str, image: np.ndarray, settings: CamSet
     features = [activations[i] for i in layers]
     if settings.method in GRADIENT_FREE:
         gradients: Sequence[torch.Tensor | None] = [None] * len(layers)
+        what = f"none ({settings.method} is class-agnostic)"
     else:
         found = torch.autograd.grad(score, features, allow_unused=True)  # None: a layer the target does not use
         gradients = [torch.zeros_like(a[0]) if g is None else g[0] for a, g in zip(features, found)]
@@ -234,7 +244,7 @@ def explain(loaded: LoadedModel, label: str, image: np.ndarray, settings: CamSet
             for i, a, g in zip(layers, features, gradients)}
     detections[:, :4] = scale_boxes(input_hw, detections[:, :4], image_hw)
     explanation = Explanation(label, detections.cpu().numpy(), list(loaded.names), what, cams,
-                              {i: type(model.model[i]).__name__ for i in layers})
+                              {i: type(model.model[i]).__name__ for i in layers}, target_class=target.cls)
     add_gates(explanation, gates, settings.blocks, input_hw, image_hw)
     return explanation
 
@@ -326,11 +336,12 @@ def run_cam(config: CamConfig) -> dict:
 
 
 def describe(explanation: Explanation) -> dict:
-    """The JSON-ready facts of one explanation: detections, target, and per layer the in/out-of-box ratio."""
+    """The JSON-ready facts of one explanation: detections, target, and per layer the CAM's means inside and
+    outside the explained boxes."""
     return {
         "detections": len(explanation.detections),
         "target": explanation.target,
-        "layers": {str(i): {"module": explanation.layer_types[i], **box_means(cam, explanation.detections)}
+        "layers": {str(i): {"module": explanation.layer_types[i], **box_means(cam, explanation.target_boxes)}
                    for i, cam in explanation.cams.items()},
         "spatial_gates": [title for title, _ in explanation.spatial_gates],
         "channel_gates": explanation.channel_gate[0] if explanation.channel_gate else None,

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 PANEL_INCHES = 2.5  # width of one image panel
 OVERLAY_ALPHA = 0.5
 CMAP = "jet"
-TITLE_WIDTH = 40  # characters per title line
+TITLE_WIDTH = 34  # characters per title line
 
 
 def overlay(ax, rgb: np.ndarray, values: np.ndarray, vmin: float, vmax: float, title: str) -> None:
@@ -64,7 +64,7 @@ def draw_row(axes: Sequence, image: np.ndarray, e: Explanation) -> None:
     column = 1
     for layer, heatmap in e.cams.items():
         overlay(axes[column], rgb, heatmap, 0.0, 1.0, f"{e.label}\nCAM layer {layer} ({e.layer_types[layer]})")
-        outline_boxes(axes[column], e.detections)
+        outline_boxes(axes[column], e.target_boxes)
         column += 1
     for title, values in e.spatial_gates:
         overlay(axes[column], rgb, values, float(values.min()), float(values.max()), f"{e.label}\n{title}")
