@@ -17,8 +17,8 @@ from tests.conftest import CONFIGS
 from yolo_attn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, transfer_weights
 from yolo_attn.data.letterbox import letterbox
 from yolo_attn.engine.cam import (
-    CamSettings, DetectionTarget, ablation_cam_figure, box_means, draw_cam_figure, explain_all, head_inputs, load_models, read_image,
-    undo_letterbox,
+    CamSettings, DetectionTarget, ablation_cam_figure, box_means, draw_cam_figure, explain_all, head_inputs,
+    load_models, read_image, undo_letterbox,
 )
 from yolo_attn.errors import UserError
 from yolo_attn.nn.attention import _gates
@@ -134,9 +134,11 @@ def test_attention_blocks_hand_out_their_maps(variant, shared, tmp_path):
     assert head_inputs(models[0][1].model) == [19, 22, 25]
     image = read_image(shared / "data" / "images" / "bus.jpg")
     explanation = explain_all(models, image, CamSettings(img_size=IMG))[0]
-    assert [t for t, _ in explanation.spatial_gates] == ["layer 7 GAMAttention spatial gate", "layer 11 CBAM spatial gate"]
+    titles = [t for t, _ in explanation.spatial_gates]
+    assert titles == ["layer 7 GAMAttention spatial gate", "layer 11 CBAM spatial gate"]
     assert all(v.shape == image.shape[:2] and 0 <= v.min() <= v.max() <= 1 for _, v in explanation.spatial_gates)
-    assert explanation.channel_gate[0] == "layer 7 GAMAttention channel gates" and explanation.channel_gate[1].shape == (128,)
+    title, weights = explanation.channel_gate
+    assert title == "layer 7 GAMAttention channel gates" and weights.shape == (128,)
     only_cbam = explain_all(models, image, CamSettings(img_size=IMG, blocks=(11,), layers=(11,)))[0]
     assert [t for t, _ in only_cbam.spatial_gates] == ["layer 11 CBAM spatial gate"] and list(only_cbam.cams) == [11]
 

@@ -17,7 +17,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", required=True, help="image file, directory or glob")
     p.add_argument("--layer", type=int, nargs="+", metavar="IDX",
                    help="layers to compute the CAM at (default: the layers feeding the detection head)")
-    p.add_argument("--method", choices=sorted(METHODS), default=DEFAULTS.method, help="CAM method (default %(default)s)")
+    p.add_argument("--method", choices=sorted(METHODS), default=DEFAULTS.method,
+                   help="CAM method (default %(default)s)")
     p.add_argument("--class", dest="class_name", metavar="NAME",
                    help="explain this class's detections (name or index) instead of all detections")
     p.add_argument("--block", type=int, nargs="+", metavar="IDX",

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -178,10 +178,11 @@ class DetectionTarget:
         detections = torch.cat((boxes, score[:, None], label[:, None].float()), 1)[keep].detach()
         wanted = keep if self.cls is None else keep[label[keep] == self.cls]
         target_scores = score if self.cls is None else class_scores[:, self.cls]
-        what = "all detections" if self.cls is None else f"{self.names[self.cls] if self.names else self.cls} detections"
+        class_text = self.names[self.cls] if self.cls is not None and self.names else self.cls
+        what = "all detections" if self.cls is None else f"{class_text} detections"
         if not len(wanted):
             wanted = target_scores.argmax()[None]
-            what = f"best box, score {float(target_scores[wanted].detach()):.2f} (none above conf)"
+            what = f"best box, score {float(target_scores[wanted].detach()):.2g} (none above conf)"
         return target_scores[wanted].sum(), detections, what
 
 
@@ -270,7 +271,8 @@ def check_blocks(models: Sequence[tuple[str, LoadedModel]], blocks: Sequence[int
         if not any(index in layers for layers in found.values()):
             listed = "; ".join(f"{label}: " + (", ".join(f"{i} {name}" for i, name in layers.items()) or "none")
                                for label, layers in found.items())
-            raise UserError(f"--block {index}: no attention block with a map to show there (layers with maps: {listed})")
+            raise UserError(f"--block {index}: no attention block with a map to show there "
+                            f"(layers with maps: {listed})")
 
 
 def model_labels(weights: Sequence[str | Path]) -> list[str]:
@@ -299,7 +301,8 @@ def read_image(path: str | Path) -> np.ndarray:
     return image
 
 
-def explain_all(models: Sequence[tuple[str, LoadedModel]], image: np.ndarray, settings: CamSettings) -> list[Explanation]:
+def explain_all(models: Sequence[tuple[str, LoadedModel]], image: np.ndarray,
+                settings: CamSettings) -> list[Explanation]:
     if settings.method not in METHODS:
         raise UserError(f"--method {settings.method}: choose one of {', '.join(METHODS)}")
     check_blocks(models, settings.blocks)
@@ -314,7 +317,8 @@ def draw_cam_figure(weights_list: Sequence[str | Path], images: Sequence[str | P
     rows = []
     for path in images:
         image = read_image(path)
-        rows += [(image, e) for e in explain_all(models, image, settings)]
+        explanations = explain_all(models, image, settings)
+        rows += [(image, replace(e, label=f"{e.label} | {Path(path).name}")) for e in explanations]
     return render_figure(rows, Path(out_path), title=f"{settings.method}: where the models look", dpi=dpi)
 
 
@@ -365,5 +369,6 @@ def ablation_cam_figure(save_dir: Path, variants: Sequence[str], summaries: Sequ
     figure = draw_cam_figure(weights, validation_images(opt["data"], n_images), save_dir / "cam.png",
                              CamSettings(img_size=int(opt["img"]), device=device), labels=variants)
     with open(save_dir / "ablation.md", "a", encoding="utf-8") as f:
-        f.write(f"\n## Where the variants look\n\n![Grad-CAM of every variant on {n_images} validation images]({figure.name})\n")
+        f.write(f"\n## Where the variants look\n\n"
+                f"![Grad-CAM of every variant on {n_images} validation images]({figure.name})\n")
     return figure
