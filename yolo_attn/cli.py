@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("yolo_attn.commands.predict", "run detection on images"),
     "export": ("yolo_attn.commands.export", "export a model to ONNX"),
     "ablate": ("yolo_attn.commands.ablate", "train and compare attention-block variants side by side"),
+    "cam": ("yolo_attn.commands.cam", "class-activation maps and attention-block gates over images, models side by side"),
 }
 
 

@@ -15,7 +15,7 @@ from yolo_attn.cli import COMMANDS, main
 from yolo_attn.data.synthetic import generate_demo_dataset
 from yolo_attn.utils.device import DEFAULT_DEVICE
 
-RUN_WRITERS = {"train", "val", "predict", "ablate"}
+RUN_WRITERS = {"train", "val", "predict", "ablate", "cam"}
 
 
 def options_of(command: str) -> dict[str, argparse.Action]:
@@ -54,6 +54,7 @@ USER_ERRORS = {
     "predict": ["--weights", "missing.pt", "--source", "missing.jpg"],
     "export": ["--weights", "missing.pt"],
     "ablate": ["--blocks", "CBAM", "--base", "missing.yaml"],
+    "cam": ["--weights", "missing.pt", "--source", "missing.jpg"],
 }
 
 
@@ -88,6 +89,7 @@ def json_runs(inputs, tmp_path) -> dict[str, list[str]]:
         "val": ["--weights", inputs["weights"], "--data", inputs["coco8"], "--img", "64", "--no-plots", *runs],
         "train": ["--cfg", "yolov5n.yaml", "--data", inputs["data"], "--epochs", "1", "--noplots", *tiny, *runs],
         "ablate": ["--blocks", "SE", "--data", inputs["data"], "--epochs", "1", *tiny, *runs],
+        "cam": ["--weights", inputs["weights"], "--source", inputs["image"], "--img", "64", "--dpi", "30", *runs],
     }
 
 

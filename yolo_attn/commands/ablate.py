@@ -31,6 +31,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=DEFAULTS.seed)
     add_run_dir_arguments(p, DEFAULTS.project)
     p.add_argument("--resume", action="store_true", help="continue <project>/<name>: skip finished variants")
+    p.add_argument("--cam", type=int, default=DEFAULTS.cam, metavar="N",
+                   help="also draw every variant's Grad-CAM on the first N validation images (cam.png)")
     add_json_argument(p, '{"save_dir": ..., "rows": [the table rows]}')
 
 
@@ -39,11 +41,11 @@ def run(args: argparse.Namespace) -> int:
         blocks=tuple(args.blocks.split(",")), base=args.base, after=tuple(args.after) if args.after else None,
         replace=args.replace, args=args.args, weights=args.weights, data=args.data, hyp=args.hyp, epochs=args.epochs,
         img=args.img, batch=args.batch, device=args.device, workers=args.workers, seed=args.seed,
-        project=args.project, name=args.name, exist_ok=args.exist_ok, resume=args.resume,
+        project=args.project, name=args.name, exist_ok=args.exist_ok, resume=args.resume, cam=args.cam,
     )
     rows, save_dir = run_ablation(config)
     print(markdown_table(rows))
-    print(f"ablation results in {save_dir} (ablation.csv, ablation.md, ablation.png)")
+    print(f"ablation results in {save_dir} (ablation.csv, ablation.md, ablation.png{', cam.png' if args.cam else ''})")
     if args.json:
         print_json({"save_dir": str(save_dir), "rows": [asdict(r) for r in rows]})
     return 0

@@ -59,6 +59,7 @@ class AblationConfig:
     name: str = "exp"
     exist_ok: bool = False
     resume: bool = False
+    cam: int = 0  # draw the CAM figure of every variant on this many validation images (yolo_attn.engine.cam)
 
 
 @dataclass(frozen=True)
@@ -225,4 +226,8 @@ def run_ablation(config: AblationConfig) -> tuple[list[VariantResult], Path]:
     base_map = summaries[0]["map50_95"]
     measured = [measure_variant(v, s, img_size, base_map) for v, s in zip(variants, summaries)]
     write_reports(measured, save_dir)
+    if config.cam:
+        from yolo_attn.engine.cam import ablation_cam_figure  # the figure of issue 14, linked from ablation.md
+
+        ablation_cam_figure(save_dir, [v.name for v in variants], summaries, config.cam, config.device)
     return measured, save_dir

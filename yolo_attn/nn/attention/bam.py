@@ -8,12 +8,13 @@ import torch
 from torch import nn
 
 from yolo_attn.nn.attention._common import check_same_width
+from yolo_attn.nn.attention._gates import GateRecorder
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import SameWidth
 
 
 @register(rule=SameWidth(signature="[c2=c1, reduction=16, dilation=4]"))
-class BAM(nn.Module):
+class BAM(GateRecorder, nn.Module):
     """Bottleneck Attention Module (Park et al., BMVC 2018, arXiv 1807.06514).
     YAML: ``[c2=c1, reduction=16, dilation=4]``.
 
@@ -51,7 +52,11 @@ class BAM(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * (1 + torch.sigmoid(self.channel_gate(x) + self.spatial_gate(x)))
+        channel, spatial = self.channel_gate(x), self.spatial_gate(x)
+        if self.gates_wanted:  # each branch's own map, before the sum
+            self.record_gate("channel", channel.sigmoid())
+            self.record_gate("spatial", spatial.sigmoid())
+        return x * (1 + torch.sigmoid(channel + spatial))
 
 
 __all__ = ["BAM"]

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from yolo_attn.nn.attention._common import channel_mean_max, check_same_width
+from yolo_attn.nn.attention._gates import GateRecorder
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import SameWidth
 
@@ -46,7 +47,7 @@ class SpatialAttention(nn.Module):
 
 
 @register(rule=SameWidth(signature="[c2=c1, ratio=16, kernel_size=7]"))
-class CBAM(nn.Module):
+class CBAM(GateRecorder, nn.Module):
     """Convolutional Block Attention Module (Woo et al., ECCV 2018, arXiv 1807.06521).
     YAML: ``[c2=c1, ratio=16, kernel_size=7]``.
 
@@ -73,8 +74,12 @@ class CBAM(nn.Module):
         self.spatial_attention = SpatialAttention(kernel_size)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.channel_attention(x) * x
-        return self.spatial_attention(x) * x
+        channel = self.channel_attention(x)
+        self.record_gate("channel", channel)
+        x = channel * x
+        spatial = self.spatial_attention(x)
+        self.record_gate("spatial", spatial)
+        return spatial * x
 
 
 __all__ = ["CBAM", "ChannelAttention", "SpatialAttention"]

@@ -8,12 +8,13 @@ import torch
 from torch import nn
 
 from yolo_attn.nn.attention._common import check_same_width
+from yolo_attn.nn.attention._gates import GateRecorder
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import CONV
 
 
 @register("CoordAtt", "CoordAttention", rule=CONV)
-class CA(nn.Module):
+class CA(GateRecorder, nn.Module):
     """Coordinate Attention (Hou, Zhou, Feng, "Coordinate Attention for Efficient Mobile Network Design",
     CVPR 2021, arXiv:2103.02907; official code houqb/CoordAttention).
 
@@ -43,4 +44,7 @@ class CA(nn.Module):
         pooled_w = x.mean(2, keepdim=True).transpose(2, 3)  # (b, c, w, 1)
         y = self.act(self.bn1(self.conv1(torch.cat((pooled_h, pooled_w), 2))))
         y_h, y_w = y.split((h, w), 2)
-        return x * self.conv_h(y_h).sigmoid() * self.conv_w(y_w.transpose(2, 3)).sigmoid()
+        gate_h, gate_w = self.conv_h(y_h).sigmoid(), self.conv_w(y_w.transpose(2, 3)).sigmoid()
+        if self.gates_wanted:
+            self.record_gate("spatial", gate_h * gate_w)
+        return x * gate_h * gate_w

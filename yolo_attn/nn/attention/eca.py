@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from yolo_attn.nn.attention._common import WIDTH_THEN_ARGS
+from yolo_attn.nn.attention._gates import GateRecorder
 from yolo_attn.nn.registry import register
 
 
@@ -19,7 +20,7 @@ def eca_kernel_size(channels: int, gamma: int = 2, b: int = 1) -> int:
 
 
 @register("ECAAttention", "eca_layer", rule=WIDTH_THEN_ARGS)
-class ECA(nn.Module):
+class ECA(GateRecorder, nn.Module):
     """Efficient Channel Attention (Wang, Wu, Zhu, Li, Zuo, Hu, "ECA-Net", CVPR 2020, arXiv:1910.03151;
     official code BangguWu/ECANet).
 
@@ -39,4 +40,6 @@ class ECA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x.mean((2, 3))[:, None, :])  # (b, 1, c): convolve along channels
-        return x * y.sigmoid()[:, 0, :, None, None]
+        gate = y.sigmoid()[:, 0, :, None, None]
+        self.record_gate("channel", gate)
+        return x * gate

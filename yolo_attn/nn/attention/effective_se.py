@@ -8,12 +8,13 @@ import torch
 from torch import nn
 
 from yolo_attn.nn.attention._common import check_same_width
+from yolo_attn.nn.attention._gates import GateRecorder
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import CONV
 
 
 @register("EffectiveSELayer", "ESE", "eSE", rule=CONV)
-class EffectiveSE(nn.Module):
+class EffectiveSE(GateRecorder, nn.Module):
     """Effective Squeeze-Excitation (Lee, Park, "CenterMask: Real-Time Anchor-Free Instance Segmentation",
     CVPR 2020, arXiv:1911.06667; VoVNetV2's eSE).
 
@@ -33,4 +34,6 @@ class EffectiveSE(nn.Module):
         self.gate = nn.Hardsigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(self.fc(x.mean((2, 3), keepdim=True)))
+        gate = self.gate(self.fc(x.mean((2, 3), keepdim=True)))
+        self.record_gate("channel", gate)
+        return x * gate

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from yolo_attn.nn.attention._common import channel_shuffle, check_same_width
+from yolo_attn.nn.attention._gates import GateRecorder
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import SameWidth
 
@@ -16,7 +17,7 @@ SHUFFLE_GROUPS = 4  # the seed (and YOLOAir) shuffle with 4 groups whatever ``ra
 
 
 @register(rule=SameWidth(signature="[c2=c1, group=True, rate=4]"))
-class GAMAttention(nn.Module):
+class GAMAttention(GateRecorder, nn.Module):
     """Global Attention Mechanism (Liu, Shao, Hoffmann, 2021, arXiv 2112.05561). YAML: ``[c2=c1, group=True, rate=4]``.
 
     As seed 000 and YOLOAir implement it: a channel MLP (``c -> c/rate -> c``) on the permuted
@@ -46,8 +47,10 @@ class GAMAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         channel_weights = self.channel_attention(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        self.record_gate("channel", channel_weights)
         x = x * channel_weights
         spatial_weights = channel_shuffle(self.spatial_attention(x).sigmoid(), SHUFFLE_GROUPS)
+        self.record_gate("spatial", spatial_weights)
         return x * spatial_weights
 
 

@@ -8,11 +8,12 @@ import torch
 from torch import nn
 
 from yolo_attn.nn.attention._common import check_same_width
+from yolo_attn.nn.attention._gates import GateRecorder
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import LiteralChannels
 
 
-class _PolarizedGates(nn.Module):
+class _PolarizedGates(GateRecorder, nn.Module):
     """The two PSA branches; each returns a sigmoid gate for its input.
 
     Channel-only: ``W_v`` (c -> c/2) pooled by a softmax over positions from ``W_q`` (c -> 1), then
@@ -41,12 +42,16 @@ class _PolarizedGates(nn.Module):
         """(b, c, h, w) -> (b, c, 1, 1)."""
         q = self.ch_wq(x).flatten(2).softmax(-1)  # (b, 1, hw)
         z = torch.einsum("bcn,bn->bc", self.ch_wv(x).flatten(2), q[:, 0])[..., None, None]
-        return self.ch_norm(self.ch_wz(z)).sigmoid()
+        gate = self.ch_norm(self.ch_wz(z)).sigmoid()
+        self.record_gate("channel", gate)
+        return gate
 
     def spatial_gate(self, x: torch.Tensor) -> torch.Tensor:
         """(b, c, h, w) -> (b, 1, h, w)."""
         q = self.sp_wq(x).mean((2, 3)).softmax(-1)  # (b, c/2)
-        return torch.einsum("bc,bchw->bhw", q, self.sp_wv(x))[:, None].sigmoid()
+        gate = torch.einsum("bc,bchw->bhw", q, self.sp_wv(x))[:, None].sigmoid()
+        self.record_gate("spatial", gate)
+        return gate
 
 
 @register("PSA_p", "ParallelPolarizedSelfAttention", rule=LiteralChannels((0, 1)))

@@ -8,11 +8,12 @@ import torch
 from torch import nn
 
 from yolo_attn.nn.attention._common import WIDTH_THEN_ARGS, reduced_channels
+from yolo_attn.nn.attention._gates import GateRecorder
 from yolo_attn.nn.registry import register
 
 
 @register("SEAttention", "SELayer", rule=WIDTH_THEN_ARGS)
-class SE(nn.Module):
+class SE(GateRecorder, nn.Module):
     """Squeeze-and-Excitation (Hu, Shen, Sun, "Squeeze-and-Excitation Networks", CVPR 2018, arXiv:1709.01507).
 
     Global average pool, a bias-free two-layer MLP with reduction ``reduction`` and a sigmoid gate
@@ -32,4 +33,6 @@ class SE(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.fc(x.mean((2, 3)))[..., None, None]
+        gate = self.fc(x.mean((2, 3)))
+        self.record_gate("channel", gate)
+        return x * gate[..., None, None]

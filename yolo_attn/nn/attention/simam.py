@@ -7,12 +7,13 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from yolo_attn.nn.attention._gates import GateRecorder
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import SameWidth
 
 
 @register(rule=SameWidth(signature="[c2=c1] (c2 is also used as lambda, as in YOLOAir)"))
-class SimAM(nn.Module):
+class SimAM(GateRecorder, nn.Module):
     """SimAM (Yang, Zhang, Li, Xie, "SimAM: A Simple, Parameter-Free Attention Module for Convolutional
     Neural Networks", ICML 2021; official code ZjjConan/SimAM). No arXiv preprint; PMLR 139:11863.
 
@@ -38,4 +39,6 @@ class SimAM(nn.Module):
         n = x.shape[2] * x.shape[3] - 1
         d = (x - x.mean((2, 3), keepdim=True)).pow(2)
         energy_inv = d / (4 * (d.sum((2, 3), keepdim=True) / max(n, 1) + self.e_lambda)) + 0.5  # max: 1x1 maps
-        return x * energy_inv.sigmoid()
+        gate = energy_inv.sigmoid()
+        self.record_gate("spatial", gate)
+        return x * gate

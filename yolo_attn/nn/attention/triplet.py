@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from yolo_attn.nn.attention._common import channel_mean_max
+from yolo_attn.nn.attention._gates import GateRecorder
 from yolo_attn.nn.registry import register
 
 
@@ -20,11 +21,15 @@ class _ZPoolGate(nn.Module):
         self.bn = nn.BatchNorm2d(1, momentum=0.01)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.bn(self.conv(channel_mean_max(x, max_first=True))).sigmoid()
+        return x * self.gate(x)
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """The sigmoid gate, ``(b, 1, d2, d3)``."""
+        return self.bn(self.conv(channel_mean_max(x, max_first=True))).sigmoid()
 
 
 @register()
-class TripletAttention(nn.Module):
+class TripletAttention(GateRecorder, nn.Module):
     """Triplet Attention (Misra, Nalamada, Arasanipalai, Hou, "Rotate to Attend: Convolutional Triplet Attention
     Module", WACV 2021, arXiv:2010.03045; official code landskape-ai/triplet-attention).
 
@@ -44,10 +49,12 @@ class TripletAttention(nn.Module):
         self.hw = None if no_spatial else _ZPoolGate()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = [
-            self.cw(x.permute(0, 2, 1, 3)).permute(0, 2, 1, 3),  # attend over (C, W), pooled across H
-            self.hc(x.permute(0, 3, 2, 1)).permute(0, 3, 2, 1),  # attend over (H, C), pooled across W
+        gates = [
+            self.cw.gate(x.permute(0, 2, 1, 3)).permute(0, 2, 1, 3),  # (b, c, 1, w): over (C, W), pooled across H
+            self.hc.gate(x.permute(0, 3, 2, 1)).permute(0, 3, 2, 1),  # (b, c, h, 1): over (H, C), pooled across W
         ]
         if self.hw is not None:
-            outs.append(self.hw(x))
-        return sum(outs) / len(outs)
+            gates.append(self.hw.gate(x))  # (b, 1, h, w)
+        if self.gates_wanted:  # the branches' mean gate, which the output equals x times
+            self.record_gate("spatial", sum(gates) / len(gates))
+        return sum(x * g for g in gates) / len(gates)
