@@ -43,6 +43,13 @@ def test_parameter_parity(name):
     assert count_params(meta_model(name)) == PARITY[name][0]
 
 
+@pytest.mark.parametrize("name, params", [("yolov8n-p2", 3_354_144), ("yolov8n-p6", 4_984_352)])
+def test_p2_p6_variants(name, params):
+    """yolov8n-p2.yaml reads yolov8-p2.yaml at scale n (Ultralytics' name rule); counts as Ultralytics 8.4's."""
+    model = meta_model(name)
+    assert model.yaml["scale"] == "n" and count_params(model) == params and model.head.nl == 4
+
+
 @pytest.mark.parametrize("name", [n for n in PARITY if n.endswith("n")])
 def test_gflops_parity_n(name):
     assert count_gflops(meta_model(name), 640) == pytest.approx(PARITY[name][1], rel=0.02)

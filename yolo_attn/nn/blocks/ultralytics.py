@@ -2,6 +2,7 @@
 Doermann, "YOLOv12: Attention-Centric Real-Time Object Detectors", arXiv:2502.12524, 2025), with the sub-module
 names of ultralytics/ultralytics ``nn/modules/block.py`` so that its checkpoints load by key.
 
+- C2: a CSP stage with two convolutions (yolov8-p6).
 - C2f: a CSP stage (Wang et al., CSPNet, CVPRW 2020) that concatenates the output of every inner bottleneck.
 - C3k2: C2f whose inner blocks are bottlenecks or C3k (a C3 with k x k bottlenecks).
 - C2PSA: a C2f-style split with position-sensitive multi-head self-attention blocks on one half (YOLO11).
@@ -70,6 +71,23 @@ class C2f(nn.Module):
         y = list(self.cv1(x).chunk(2, 1))
         y.extend(m(y[-1]) for m in self.m)
         return self.cv2(torch.cat(y, 1))
+
+
+@register(rule=CSP)
+class C2(nn.Module):
+    """CSP stage with two convolutions (Ultralytics, used by yolov8-p6): one half of ``cv1`` runs through ``n``
+    3x3 bottlenecks, the other bypasses them. YAML: ``[c2, shortcut=True, g=1, e=0.5]``; number = repeats."""
+
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5):
+        super().__init__()
+        self.c = int(c2 * e)
+        self.cv1 = Conv(c1, 2 * self.c, 1, 1)
+        self.cv2 = Conv(2 * self.c, c2, 1)
+        self.m = nn.Sequential(*(Bottleneck(self.c, self.c, shortcut, g, e=1.0, k=(3, 3)) for _ in range(n)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.cv1(x).chunk(2, 1)
+        return self.cv2(torch.cat((self.m(a), b), 1))
 
 
 class C3k(C3):
