@@ -5,10 +5,10 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from tests.conftest import CONFIGS, ROOT
-from yolo_attn import build_model
+from tests.conftest import ROOT
 from yolo_attn.losses import build_loss
 from yolo_attn.losses.anchor_free import AnchorFreeLoss, padded_targets
+from yolo_attn.nn.heads.anchor_free import AnchorFreeDetect
 
 FIXTURE = ROOT / "tests" / "fixtures" / "ultralytics" / "v8_loss.pt"
 
@@ -59,11 +59,12 @@ def test_targets_padded_per_image_in_any_order():
 
 
 def test_registry_builds_it_for_the_anchor_free_head():
-    model = build_model(CONFIGS / "models" / "yolov8n.yaml", nc=2)
-    loss = build_loss(model.head, {"box": 0.05, "obj": 1.0, "cls": 0.5})
+    head = AnchorFreeDetect(nc=2, ch=(16, 32, 64))
+    head.bind_strides(torch.tensor([8.0, 16.0, 32.0]))
+    loss = build_loss(head, {"box": 0.05, "obj": 1.0, "cls": 0.5})
     assert isinstance(loss, AnchorFreeLoss) and loss.strides == [8.0, 16.0, 32.0]
-    preds = model.train()(torch.rand(2, 3, 64, 64))
+    preds = head([torch.rand(2, c, 64 // s, 64 // s) for c, s in ((16, 8), (32, 16), (64, 32))])
     total, components = loss(preds, torch.tensor([[0, 1, 0.5, 0.5, 0.3, 0.4], [1, 0, 0.3, 0.6, 0.2, 0.2]]))
     total.backward()
     assert components.shape == (3,) and torch.isfinite(total)
-    assert model.head.cv2[0][0].conv.weight.grad is not None
+    assert head.cv2[0][0].conv.weight.grad is not None and head.dfl.conv.weight.grad is None

@@ -94,24 +94,19 @@ def test_width_cap_and_head_layouts():
     assert (contract.default_loss, contract.anchor_based, contract.objectness) == ("v8", False, False)
 
 
-def test_state_dict_keys_and_bias_priors():
-    model = build_model(CONFIGS / "models" / "yolo11n.yaml", nc=3)
+def test_forward_shapes_keys_and_bias_priors():
+    model = build_model(CONFIGS / "models" / "yolov8n.yaml", nc=4)
     keys = model.state_dict().keys()
-    for key in ("model.23.cv2.0.0.conv.weight", "model.23.cv3.2.0.0.conv.weight", "model.23.cv3.1.2.bias",
-                "model.23.dfl.conv.weight", "model.10.m.0.attn.qkv.conv.weight", "model.2.m.0.cv1.bn.running_var"):
+    for key in ("model.22.cv2.0.0.conv.weight", "model.22.cv3.2.1.bn.running_var", "model.22.cv3.1.2.bias",
+                "model.22.dfl.conv.weight", "model.2.m.0.cv1.bn.running_var", "model.9.cv2.conv.weight"):
         assert key in keys
     assert model.stride.tolist() == [8.0, 16.0, 32.0]
-    head = model.head
-    assert torch.all(head.cv2[1][-1].bias == 2.0)
-    assert head.cv3[2][-1].bias[0].item() == pytest.approx(torch.log(torch.tensor(5 / 3 / 20**2)).item())
-
-
-def test_forward_shapes_non_square():
-    model = build_model(CONFIGS / "models" / "yolov8n.yaml", nc=4)
-    x = torch.rand(2, 3, 256, 320)
-    assert [tuple(o.shape) for o in model.train()(x)] == [(2, 68, 32, 40), (2, 68, 16, 20), (2, 68, 8, 10)]
+    assert torch.all(model.head.cv2[1][-1].bias == 2.0)
+    assert model.head.cv3[2][-1].bias[0].item() == pytest.approx(torch.log(torch.tensor(5 / 4 / 20**2)).item())
+    x = torch.rand(2, 3, 128, 160)
+    assert [tuple(o.shape) for o in model.train()(x)] == [(2, 68, 16, 20), (2, 68, 8, 10), (2, 68, 4, 5)]
     decoded, raw = model.eval()(x)
-    assert decoded.shape == (2, 32 * 40 + 16 * 20 + 8 * 10, 8) and len(raw) == 3
+    assert decoded.shape == (2, 16 * 20 + 8 * 10 + 4 * 5, 8) and len(raw) == 3
     assert decoded[..., 4:].min() >= 0 and decoded[..., 4:].max() <= 1
     model.head.export = True  # the exporter's switch: the decoded tensor alone
     assert model(torch.rand(1, 3, 64, 96)).shape == (1, 8 * 12 + 4 * 6 + 2 * 3, 8)
