@@ -147,8 +147,10 @@ class AnchorFreeLoss:
             gt_labels, gt_boxes, gt_mask, self.nc, self.min_side,
         )
         score_sum = target_scores.sum().clamp(min=1)
-        lcls = F.binary_cross_entropy_with_logits(logits, target_scores.to(logits.dtype), reduction="none").sum() / score_sum
-        lbox, ldfl = self.box_losses(pred_dist, pred_boxes, points, target_boxes / strides, target_scores, fg, score_sum)
+        bce = F.binary_cross_entropy_with_logits(logits, target_scores.to(logits.dtype), reduction="none")
+        lcls = bce.sum() / score_sum
+        target_boxes = target_boxes / strides
+        lbox, ldfl = self.box_losses(pred_dist, pred_boxes, points, target_boxes, target_scores, fg, score_sum)
         losses = torch.stack((lbox * self.gains["box"], lcls * self.gains["cls"], ldfl * self.gains["dfl"]))
         return losses.sum() * batch_size, losses.detach()
 
