@@ -63,6 +63,7 @@ def test_registry_builds_it_for_the_anchor_free_head():
     head.bind_strides(torch.tensor([8.0, 16.0, 32.0]))
     loss = build_loss(head, {"box": 0.05, "obj": 1.0, "cls": 0.5})
     assert isinstance(loss, AnchorFreeLoss) and loss.strides == [8.0, 16.0, 32.0]
+    assert loss.names == ("box", "cls", "dfl")
     preds = head([torch.rand(2, c, 64 // s, 64 // s) for c, s in ((16, 8), (32, 16), (64, 32))])
     total, components = loss(preds, torch.tensor([[0, 1, 0.5, 0.5, 0.3, 0.4], [1, 0, 0.3, 0.6, 0.2, 0.2]]))
     total.backward()

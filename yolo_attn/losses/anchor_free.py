@@ -125,6 +125,8 @@ class AnchorFreeLoss:
     a YOLOv5-style hyp (no ``dfl``: its box/cls gains belong to another loss) gets 7.5 / 0.5 / 1.5.
     """
 
+    names: tuple[str, ...] = ("box", "cls", "dfl")  # what the detached components are, in order
+
     def __init__(self, head: nn.Module, hyp: dict[str, Any]):
         self.gains = {k: float(hyp[k]) for k in DEFAULT_GAINS} if "dfl" in hyp else dict(DEFAULT_GAINS)
         self.nc, self.reg_max = head.nc, head.reg_max

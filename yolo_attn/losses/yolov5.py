@@ -81,6 +81,8 @@ class ComputeLoss:
     ``hyp`` needs box, obj, cls, cls_pw, obj_pw, anchor_t, fl_gamma and optionally label_smoothing.
     """
 
+    names: tuple[str, ...] = ("box", "obj", "cls")  # what the detached components are, in order
+
     def __init__(self, head: nn.Module, hyp: dict[str, Any]):
         device = head.anchors.device
         self.hyp = hyp
