@@ -53,3 +53,20 @@ def test_nms_multi_label_keeps_every_class_above_threshold():
     assert non_max_suppression(pred, conf_thres=0.95)[0].shape == (0, 6)
     with pytest.raises(ValueError):
         non_max_suppression(pred, conf_thres=1.5)
+
+
+def test_nms_without_objectness_scores_by_class_alone():
+    # (1, n, 4 + 2) rows as anchor-free heads decode them: cx, cy, w, h, cls0, cls1
+    pred = torch.tensor([[
+        [50, 50, 20, 20, 0.9, 0.1],
+        [51, 51, 20, 20, 0.8, 0.2],  # same place, same class: suppressed
+        [50, 50, 20, 20, 0.1, 0.7],  # same place, other class: kept
+        [150, 150, 20, 20, 0.2, 0.3],  # best class score 0.3 is above 0.25: kept
+        [250, 250, 20, 20, 0.2, 0.1],  # no class above 0.25: dropped
+    ]])
+    out = non_max_suppression(pred, conf_thres=0.25, iou_thres=0.45, objectness=False)[0]
+    assert out[:, 4].tolist() == pytest.approx([0.9, 0.7, 0.3])
+    assert out[:, 5].tolist() == [0.0, 1.0, 1.0]
+    assert torch.equal(out[0, :4], torch.tensor([40.0, 40.0, 60.0, 60.0]))
+    multi = non_max_suppression(pred, conf_thres=0.15, iou_thres=0.45, multi_label=True, objectness=False)[0]
+    assert sorted(multi[:, 4].tolist()) == pytest.approx([0.2, 0.2, 0.3, 0.7, 0.9])

@@ -12,9 +12,8 @@ import yaml
 
 from yolo_attn.commands.common import add_json_argument, print_json
 from yolo_attn.errors import UserError
-from yolo_attn.nn.builder import build_model
+from yolo_attn.nn.builder import build_model, model_yaml_path
 from yolo_attn.nn.summary import count_params
-from yolo_attn.utils.builtin import builtin_config
 from yolo_attn.nn.yaml_edit import default_block_args, insert_block, readers_of, replace_block
 
 
@@ -36,14 +35,15 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 def edited_text(text: str, args: argparse.Namespace) -> str:
     """The YAML text after the insertion or replacement that ``args`` asks for."""
     index = args.replace if args.replace is not None else args.after
-    block_args = args.args if args.args is not None else default_block_args(yaml.safe_load(text), index, args.block)
+    base_yaml = {**yaml.safe_load(text), "yaml_file": Path(args.cfg).name}
+    block_args = args.args if args.args is not None else default_block_args(base_yaml, index, args.block)
     if args.replace is not None:
         return replace_block(text, args.replace, args.block, block_args)
     return insert_block(text, args.after, args.block, block_args, rewire_all=args.rewire_all)
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = builtin_config(args.cfg, "model")
+    cfg = model_yaml_path(args.cfg)
     if not cfg.is_file():
         raise UserError(f"model YAML not found: {cfg}")
     text = cfg.read_text(encoding="utf-8")
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if output.resolve() == cfg.resolve():
         raise UserError(f"-o {output}: refusing to overwrite the input YAML")
-    base = count_params(build_model(yaml.safe_load(text)))
+    base = count_params(build_model({**yaml.safe_load(text), "yaml_file": Path(args.cfg).name}))
     try:
         params = count_params(build_model({**yaml.safe_load(new_text), "yaml_file": output.name}))
     except UserError as e:

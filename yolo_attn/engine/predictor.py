@@ -16,6 +16,7 @@ from yolo_attn.data.coco_json import detections_to_json
 from yolo_attn.data.letterbox import letterbox
 from yolo_attn.errors import UserError
 from yolo_attn.data.dataset import IMAGE_SUFFIXES
+from yolo_attn.nn.heads import has_objectness
 from yolo_attn.nn.model import DetectionModel, max_stride
 from yolo_attn.utils.boxes import scale_boxes, xyxy2xywh
 from yolo_attn.utils.nms import non_max_suppression
@@ -69,7 +70,7 @@ def predict(
         output = model(x)
         decoded = output[0] if isinstance(output, (tuple, list)) else output
         det = non_max_suppression(decoded, conf_thres, iou_thres, classes, agnostic, multi_label=False,
-                                  max_det=max_det)[0]
+                                  max_det=max_det, objectness=has_objectness(model))[0]
         det[:, :4] = scale_boxes(x.shape[2:], det[:, :4], image.shape[:2]).round()
         results.append(det.cpu())
     return results

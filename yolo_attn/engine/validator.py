@@ -29,6 +29,7 @@ from yolo_attn.data.config import DatasetConfig, SplitSource, load_dataset_confi
 from yolo_attn.data.dataset import DetectionDataset, create_dataloader
 from yolo_attn.errors import UserError
 from yolo_attn.metrics import ClassMetrics, ConfusionMatrix, DetectionStats, coco_backend_classes, coco_evaluate
+from yolo_attn.nn.heads import has_objectness
 from yolo_attn.nn.model import max_stride
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
 from yolo_attn.utils.device import select_device
@@ -148,6 +149,7 @@ def run_inference(model: nn.Module, loader, config: EvalConfig, device: torch.de
     dataset: DetectionDataset = loader.dataset
     image_id_of = dict(zip(dataset.im_files, dataset.image_ids, strict=True))
     keep_predictions = config.coco or config.save_json
+    objectness = has_objectness(model)
     timings, tick = output.timings, time.perf_counter()
     for images, targets, paths, shapes in tqdm(loader, desc=config.split, unit="batch", disable=not config.progress,
                                                leave=False):
@@ -164,7 +166,7 @@ def run_inference(model: nn.Module, loader, config: EvalConfig, device: torch.de
             output.loss = items if output.loss is None else output.loss + items
         t3 = time.perf_counter()
         detections = non_max_suppression(decoded, config.conf_thres, config.iou_thres, multi_label=True,
-                                         max_det=config.max_det)
+                                         max_det=config.max_det, objectness=objectness)
         t4 = time.perf_counter()
         _record_batch(output, detections, targets, images, paths, shapes, image_id_of,
                       dataset.split.class_to_category_id, keep_predictions)

@@ -4,12 +4,19 @@ The schema is YOLOv5's ``parse_model``: ``backbone`` and ``head`` are lists of
 ``[from, number, module, args]``, scaled by ``depth_multiple`` / ``width_multiple``. Unlike
 ``parse_model`` there is no ``eval`` and no per-block branch: each block's registered
 :class:`~yolo_attn.nn.rules.YamlRule` says how its args and channels work.
+
+Ultralytics' YAMLs (YOLOv8, YOLO11, YOLO12) give ``scales: {n: [depth, width, max_channels], ...}``
+instead; :func:`resolve_scale` turns the chosen scale into ``depth_multiple``, ``width_multiple`` and
+``max_channels`` before any layer is parsed, so the layer parser reads one schema.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import logging
+import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +35,8 @@ from yolo_attn.nn.yaml_values import UnsafeValueError, parse_activation, resolve
 from yolo_attn.utils.builtin import builtin_config
 from yolo_attn.utils.yaml_io import read_yaml_mapping
 
+LOGGER = logging.getLogger("yolo_attn.nn")
+SCALE_IN_NAME = re.compile(r"yolo(?:e-)?v?\d+([nslmx])")  # Ultralytics' guess_model_scale: yolov8s -> s
 STRIDE_PROBE_SIZE = 256
 STRIDE_PROBE_BATCH = 2  # train-mode BatchNorm on pooled 1x1 maps (CoTAttention, ...) needs more than one image
 BATCHNORM_EPS, BATCHNORM_MOMENTUM = 1e-3, 0.03
@@ -50,15 +59,54 @@ class LayerRecord:
     out_shape: tuple[int, ...] | None = None
 
 
+def model_yaml_path(cfg: str | Path) -> Path:
+    """The file a model YAML name reads: the path itself, a built-in config of that name (``yolov5s.yaml``), or,
+    as in Ultralytics, for a missing ``yolov8s.yaml`` (``yolo11x-p6.yaml``, ...) the scale-free ``yolov8.yaml``
+    beside it or built in (the letter in the name asked for then picks the scale)."""
+    path = builtin_config(cfg, "model")
+    unified = builtin_config(Path(cfg).with_name(re.sub(r"(\d+)[nslmx](.*)$", r"\1\2", Path(cfg).name)), "model")
+    return unified if not path.exists() and unified.is_file() else path
+
+
 def load_model_yaml(cfg: str | Path | dict[str, Any]) -> dict[str, Any]:
-    """Read a model YAML file (a path, or the bare name of a built-in config such as ``yolov5s.yaml``), or copy
-    a dict, into a plain dict."""
+    """Read a model YAML file (see :func:`model_yaml_path`), or copy a dict, into a plain dict; ``yaml_file``
+    keeps the name asked for."""
     if isinstance(cfg, dict):
         return copy.deepcopy(cfg)
-    path = builtin_config(cfg, "model")
-    data = read_yaml_mapping(path, "model YAML with backbone/head", ModelConfigError)
+    path = Path(cfg)
+    data = read_yaml_mapping(model_yaml_path(cfg), "model YAML with backbone/head", ModelConfigError)
     data.setdefault("yaml_file", path.name)
     return data
+
+
+def resolve_scale(d: dict[str, Any], scale: str | None = None) -> dict[str, Any]:
+    """Ultralytics' compound scaling: ``scales[scale] = [depth, width, max_channels]`` -> ``depth_multiple``,
+    ``width_multiple``, ``max_channels`` and ``scale`` in ``d`` (in place; returned). A YAML without ``scales``
+    is left alone. The scale is ``scale``, else ``d["scale"]``, else the letter in the file name
+    (``yolov8s.yaml`` -> ``s``), else the first one listed, with a warning as Ultralytics gives.
+    """
+    scales = d.get("scales")
+    if scales is None:
+        if scale:
+            raise ModelConfigError(f"{_config_name(d)}scale={scale!r} given, but the YAML has no top-level 'scales'")
+        return d
+    rows_ok = isinstance(scales, dict) and scales and all(
+        isinstance(v, list) and len(v) == 3 and all(isinstance(x, (int, float)) and not isinstance(x, bool) and x > 0
+                                                    for x in v)
+        for v in scales.values()
+    )
+    if not rows_ok:
+        raise ModelConfigError(f"{_config_name(d)}top-level 'scales' must map names to [depth, width, max_channels]")
+    named = SCALE_IN_NAME.search(Path(str(d.get("yaml_file", ""))).stem)
+    chosen = scale or d.get("scale") or (named.group(1) if named else None)
+    if not chosen:
+        chosen = next(iter(scales))
+        LOGGER.warning(f"{_config_name(d)}no model scale given; assuming scale='{chosen}'")
+    if chosen not in scales:
+        raise ModelConfigError(f"{_config_name(d)}scale {chosen!r} is not among the YAML's scales {list(scales)}")
+    depth, width, max_channels = scales[chosen]
+    d.update(scale=chosen, depth_multiple=depth, width_multiple=width, max_channels=max_channels)
+    return d
 
 
 def _entry_text(entry: Any) -> str:
@@ -126,6 +174,7 @@ def parse_layers(d: dict[str, Any], ch: int) -> tuple[nn.Sequential, list[int], 
     gd = _top_level_number(d, "depth_multiple", float, 1.0)
     gw = _top_level_number(d, "width_multiple", float, 1.0)
     channel_multiple = _top_level_number(d, "channel_multiple", int, 8)
+    max_channels = _top_level_number(d, "max_channels", float, math.inf)
     anchors = d.get("anchors")
     na = _anchors_per_level(d, anchors)
     symbols = {"nc": nc, "anchors": anchors}
@@ -134,6 +183,7 @@ def parse_layers(d: dict[str, Any], ch: int) -> tuple[nn.Sequential, list[int], 
     records: list[LayerRecord] = []
     save: list[int] = []
     out_channels: list[int] = []
+    built_classes: list[type] = []
     for i, entry in enumerate(d["backbone"] + d["head"]):
         where = f"{_config_name(d)}layer {i} {_entry_text(entry)}"
         try:
@@ -155,11 +205,13 @@ def parse_layers(d: dict[str, Any], ch: int) -> tuple[nn.Sequential, list[int], 
             ctx = LayerContext(
                 index=i, c_in=c_in, number=max(round(number * gd), 1) if number > 1 else number,
                 width_multiple=gw, channel_multiple=channel_multiple, nc=nc, num_outputs=na * (nc + 5),
+                max_channels=max_channels, scale=d.get("scale"), earlier=tuple(built_classes),
             )
             resolved = spec.rule.resolve(values, ctx)
+            cls = resolved.block or spec.cls
             try:
-                block = nn.Sequential(*(spec.cls(*resolved.args) for _ in range(resolved.number))) if resolved.number > 1 \
-                    else spec.cls(*resolved.args)
+                block = nn.Sequential(*(cls(*resolved.args) for _ in range(resolved.number))) if resolved.number > 1 \
+                    else cls(*resolved.args)
             except TypeError as e:
                 raise ValueError(f"wrong arguments for {spec.name} (YAML signature {spec.rule.signature}): {e}") from None
         except KeyError as e:
@@ -171,6 +223,7 @@ def parse_layers(d: dict[str, Any], ch: int) -> tuple[nn.Sequential, list[int], 
         layers.append(block)
         records.append(LayerRecord(i, source, number, block.np, spec.name, resolved.args))
         out_channels.append(resolved.c_out)
+        built_classes.append(cls)
     return nn.Sequential(*layers), sorted(set(save)), records
 
 
@@ -197,9 +250,10 @@ def trace_shapes(model: DetectionModel, x: torch.Tensor, records: list[LayerReco
 
 
 def build_model(
-    cfg: str | Path | dict[str, Any], nc: int | None = None, ch: int = 3, anchors: Any = None
+    cfg: str | Path | dict[str, Any], nc: int | None = None, ch: int = 3, anchors: Any = None, scale: str | None = None
 ) -> DetectionModel:
-    """Build a model from a YAML path or dict; ``nc``/``anchors`` override the YAML's values.
+    """Build a model from a YAML path or dict; ``nc``/``anchors``/``scale`` override the YAML's values
+    (``scale``: a key of an Ultralytics YAML's ``scales``, see :func:`resolve_scale`).
 
     Strides come from a forward pass; anchors end up in stride units (order checked) and the
     detection biases get YOLOv5's priors. ``model.layer_records`` holds the summary rows.
@@ -209,6 +263,7 @@ def build_model(
         d["nc"] = int(nc)
     if anchors is not None:
         d["anchors"] = anchors
+    resolve_scale(d, scale)
     ch = int(d.setdefault("ch", ch))
     activation = d.get("activation")
     try:

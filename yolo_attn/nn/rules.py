@@ -10,7 +10,7 @@ subclasses :class:`YamlRule` next to its own class.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 
@@ -30,21 +30,26 @@ class LayerContext:
     channel_multiple: int
     nc: int
     num_outputs: int  # detection output width na * (nc + 5); never width-scaled
+    max_channels: float = math.inf  # Ultralytics' per-scale cap, applied before the width gain
+    scale: str | None = None  # the ``scales`` key the model was built with (Ultralytics YAMLs), else None
+    earlier: tuple[type, ...] = ()  # classes of the layers built before this one
 
     def scale_width(self, c: int) -> int:
-        """Width gain for a channel count, leaving the detection output width alone."""
+        """Width gain for a channel count (capped at ``max_channels`` first), leaving the detection output alone."""
         if c == self.num_outputs:
             return c
-        return make_divisible(c * self.width_multiple, self.channel_multiple)
+        return make_divisible(min(c, self.max_channels) * self.width_multiple, self.channel_multiple)
 
 
 @dataclass(frozen=True)
 class Resolved:
-    """Constructor arguments, output channels and stacked copies for one layer."""
+    """Constructor arguments, output channels and stacked copies for one layer; ``block``: the class to
+    build when the rule picks one other than the registered class (one YAML name, two layouts)."""
 
     args: list[Any]
     c_out: int
     number: int
+    block: type | None = None
 
 
 class YamlRule:
@@ -197,8 +202,14 @@ class DetectionHead(YamlRule):
 
     signature: str = "[nc, anchors]"
     inputs_per_level: int = 1
+    without_anchors: str | None = None  # registered head to build for ``[nc]`` alone (no anchors)
 
     def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
+        if len(args) == 1 and self.without_anchors:
+            from yolo_attn.nn.registry import lookup  # deferred: the registry imports this module
+
+            spec = lookup(self.without_anchors)
+            return replace(spec.rule.resolve(args, ctx), block=spec.cls)
         if len(args) < 2:
             raise ValueError(f"expects [nc, anchors], got {args!r}")
         built = list(args)

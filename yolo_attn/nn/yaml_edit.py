@@ -231,11 +231,12 @@ def default_block_args(model_yaml: dict[str, Any], after: int, block: str) -> li
     if not isinstance(example, str):
         raise YamlEditError(f"{spec.name} has no example YAML line; give its args with --args")
     example_args = yaml.safe_load(example)[3]
-    records = build_model(model_yaml).layer_records
+    model = build_model(model_yaml)  # its yaml holds the width gain of the chosen scale (Ultralytics' ``scales``)
+    records = model.layer_records
     if not 0 <= after < len(records) or records[after].out_shape is None:
         raise YamlEditError(f"layer {after} is not a layer with a feature-map output")
     return spec.rule.args_for_channels(
-        example_args, records[after].out_shape[1], float(model_yaml.get("width_multiple", 1.0))
+        example_args, records[after].out_shape[1], float(model.yaml.get("width_multiple", 1.0))
     )
 
 

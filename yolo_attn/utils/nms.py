@@ -18,24 +18,27 @@ def non_max_suppression(
     agnostic: bool = False,
     multi_label: bool = False,
     max_det: int = 300,
+    objectness: bool = True,
 ) -> list[torch.Tensor]:
     """Filter ``(batch, n, 5 + nc)`` decoded predictions (cx, cy, w, h, obj, cls...) per image.
 
-    Score = objectness x class probability. ``multi_label`` keeps every class above ``conf_thres``
+    Score = objectness x class probability. ``objectness=False``: rows are ``(batch, n, 4 + nc)``
+    (cx, cy, w, h, cls...), as anchor-free heads decode them, and the score is the class probability
+    alone (Ultralytics' YOLOv8/11/12). ``multi_label`` keeps every class above ``conf_thres``
     for a box (YOLOv5's val), otherwise only the best class (predict). Returns, per image, an
     ``(n, 6)`` tensor of ``x1, y1, x2, y2, score, class``, best first.
     """
     if not 0 <= conf_thres <= 1 or not 0 <= iou_thres <= 1:
         raise ValueError(f"conf_thres and iou_thres must be in [0, 1], got {conf_thres}, {iou_thres}")
-    nc = prediction.shape[2] - 5
+    nc = prediction.shape[2] - (5 if objectness else 4)
     multi_label &= nc > 1
     output = [torch.zeros((0, 6), device=prediction.device)] * prediction.shape[0]
-    candidates = prediction[..., 4] > conf_thres
+    candidates = (prediction[..., 4] if objectness else prediction[..., 4:].amax(-1)) > conf_thres
     for xi, x in enumerate(prediction):
         x = x[candidates[xi]]
         if not x.shape[0]:
             continue
-        scores = x[:, 5:] * x[:, 4:5]
+        scores = x[:, 5:] * x[:, 4:5] if objectness else x[:, 4:]
         box = xywh2xyxy(x[:, :4])
         if multi_label:
             i, j = (scores > conf_thres).nonzero(as_tuple=False).T

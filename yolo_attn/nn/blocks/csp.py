@@ -16,13 +16,16 @@ from yolo_attn.nn.rules import CONV, CSP
 
 @register(rule=CONV)
 class Bottleneck(nn.Module):
-    """1x1 then 3x3 Conv with a residual when shapes allow. YAML: ``[c2, shortcut=True, g=1, e=0.5]``."""
+    """1x1 then 3x3 Conv with a residual when shapes allow. YAML: ``[c2, shortcut=True, g=1, e=0.5, k=(1, 3)]``.
 
-    def __init__(self, c1: int, c2: int, shortcut: bool = True, g: int = 1, e: float = 0.5):
+    ``k``: the two kernel sizes (Ultralytics' C2f/C3k use 3x3 then 3x3).
+    """
+
+    def __init__(self, c1: int, c2: int, shortcut: bool = True, g: int = 1, e: float = 0.5, k=(1, 3)):
         super().__init__()
         c_ = int(c2 * e)
-        self.cv1 = Conv(c1, c_, 1, 1)
-        self.cv2 = Conv(c_, c2, 3, 1, g=g)
+        self.cv1 = Conv(c1, c_, k[0], 1)
+        self.cv2 = Conv(c_, c2, k[1], 1, g=g)
         self.add = shortcut and c1 == c2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

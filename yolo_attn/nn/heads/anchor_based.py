@@ -15,9 +15,10 @@ from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import DETECT, DetectionHead
 
 
-@register(rule=DETECT)
+@register(rule=DetectionHead(without_anchors="AnchorFreeDetect"))
 class Detect(nn.Module):
-    """One 1x1 conv per level predicting ``na * (nc + 5)`` values. YAML: ``[nc, anchors]``.
+    """One 1x1 conv per level predicting ``na * (nc + 5)`` values. YAML: ``[nc, anchors]``; a ``Detect`` line
+    with ``[nc]`` alone (Ultralytics' YOLOv8/11/12 YAMLs) builds the anchor-free head instead.
 
     Training returns the raw per-level maps ``(b, na, ny, nx, nc + 5)``; eval returns
     ``(decoded boxes (b, n, nc + 5) in input pixels, raw maps)``.

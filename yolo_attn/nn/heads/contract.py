@@ -51,3 +51,10 @@ def head_contract(head: nn.Module) -> HeadContract:
             "(end the YAML's head with Detect, IDetect or another registered head)"
         )
     return contract
+
+
+def has_objectness(model: nn.Module) -> bool:
+    """Whether ``model``'s decoded rows carry an objectness column (its head's contract; True for a model
+    without a declared head, as YOLOv5's layout)."""
+    contract = getattr(type(getattr(model, "head", None)), "contract", None)
+    return contract.objectness if isinstance(contract, HeadContract) else True

@@ -1,0 +1,162 @@
+"""Ultralytics' anchor-free, decoupled detection head (YOLOv8, Jocher et al. 2023; YOLO11 2024; YOLO12, Tian, Ye,
+Doermann 2025, arXiv:2502.12524; ultralytics/ultralytics ``nn/modules/head.py`` Detect).
+
+Every cell of every level is a candidate (anchor point at the cell centre). A box branch ``cv2`` predicts, for
+each of the four sides, a distribution over ``reg_max`` distances (in strides) whose expectation is the distance
+from the anchor point (Distribution Focal Loss decoding; Li et al., "Generalized Focal Loss", NeurIPS 2020,
+arXiv:2006.04388); a class branch ``cv3`` predicts class logits, without objectness.
+
+The name clash: YOLOv5's ``Detect`` and Ultralytics' ``Detect`` share a YAML name. YOLOv5 writes
+``[nc, anchors]``, Ultralytics ``[nc]``; the anchor-based ``Detect`` rule builds this head, registered as
+``AnchorFreeDetect``, when a ``Detect`` line has ``nc`` alone (:class:`~yolo_attn.nn.rules.DetectionHead`'s
+``without_anchors``). Both YAMLs build unmodified, and the builder names no head.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from yolo_attn.nn.blocks.conv import Conv, DWConv
+from yolo_attn.nn.heads.contract import HeadContract
+from yolo_attn.nn.registry import register
+from yolo_attn.nn.rules import LayerContext, Resolved, YamlRule
+
+DEFAULT_REG_MAX = 16
+
+
+def anchor_points(shapes: list[tuple[int, int]], strides: list[float], like: torch.Tensor):
+    """Cell centres ``(n, 2)`` as (x, y) in grid units of their level, and each one's stride ``(n, 1)``, for levels
+    of ``shapes`` (h, w) in order, rows first (the order of the flattened head outputs)."""
+    points, stride_rows = [], []
+    for (h, w), s in zip(shapes, strides):
+        ys = torch.arange(h, device=like.device, dtype=like.dtype) + 0.5
+        xs = torch.arange(w, device=like.device, dtype=like.dtype) + 0.5
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
+        points.append(torch.stack((grid_x, grid_y), -1).view(-1, 2))
+        stride_rows.append(torch.full((h * w, 1), float(s), device=like.device, dtype=like.dtype))
+    return torch.cat(points), torch.cat(stride_rows)
+
+
+class DFL(nn.Module):
+    """Expected distance of each side from its ``reg_max``-bin distribution: softmax over the bins, then a fixed
+    1x1 conv with weights 0..reg_max-1 (kept as a frozen parameter, as Ultralytics' checkpoints carry it)."""
+
+    def __init__(self, reg_max: int = DEFAULT_REG_MAX):
+        super().__init__()
+        self.reg_max = reg_max
+        self.conv = nn.Conv2d(reg_max, 1, 1, bias=False).requires_grad_(False)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.arange(reg_max, dtype=torch.float).view(1, reg_max, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(b, 4 * reg_max, n)`` -> ``(b, 4, n)``."""
+        b, _, n = x.shape
+        return self.conv(x.view(b, 4, self.reg_max, n).transpose(2, 1).softmax(1)).view(b, 4, n)
+
+
+@dataclass(frozen=True)
+class AnchorFreeHeadRule(YamlRule):
+    """``[nc, reg_max=16]`` -> ``Head(nc, ch=[c_in per input], reg_max, legacy)``.
+
+    ``legacy`` (YOLOv8's plain 3x3 class branch) unless an earlier layer's class sets ``depthwise_detect_head``
+    (C3k2, A2C2f: YOLO11/12 use a depth-wise class branch), the rule Ultralytics' ``parse_model`` applies.
+    """
+
+    signature: str = "[nc, reg_max=16]"
+
+    def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
+        if not 1 <= len(args) <= 2 or not all(isinstance(a, int) and not isinstance(a, bool) and a > 0 for a in args):
+            raise ValueError(f"expects [nc] or [nc, reg_max] (positive ints), got {args!r}")
+        legacy = not any(getattr(cls, "depthwise_detect_head", False) for cls in ctx.earlier)
+        reg_max = args[1] if len(args) > 1 else DEFAULT_REG_MAX
+        return Resolved([args[0], list(ctx.c_in), reg_max, legacy], ctx.c_in[0], ctx.number)
+
+
+@register(rule=AnchorFreeHeadRule())
+class AnchorFreeDetect(nn.Module):
+    """Ultralytics' YOLOv8/11/12 head: per level ``cv2`` (box distributions) and ``cv3`` (class logits).
+    YAML: ``[nc]`` under the name ``Detect`` (or ``[nc, reg_max]`` as ``AnchorFreeDetect``).
+
+    Training returns per-level maps ``(b, 4 * reg_max + nc, ny, nx)``; eval returns ``(decoded (b, n, 4 + nc) rows
+    (cx, cy, w, h, class scores...) in input pixels, raw maps)``; with ``export`` the decoded tensor alone.
+    """
+
+    contract = HeadContract(default_loss="v8", losses=("v8",), eval_loss="v8", anchor_based=False, objectness=False,
+                            upstream="ultralytics")
+    export = False  # set by the exporter: eval forward then returns only the decoded tensor
+
+    def __init__(self, nc: int = 80, ch=(), reg_max: int = DEFAULT_REG_MAX, legacy: bool = True):
+        super().__init__()
+        self.nc, self.nl, self.reg_max = nc, len(ch), reg_max
+        self.no = nc + 4 * reg_max
+        self.register_buffer("stride", torch.ones(self.nl), persistent=False)
+        box_width, class_width = max(16, ch[0] // 4, 4 * reg_max), max(ch[0], min(nc, 100))
+        self.cv2 = nn.ModuleList(
+            nn.Sequential(Conv(c, box_width, 3), Conv(box_width, box_width, 3), nn.Conv2d(box_width, 4 * reg_max, 1))
+            for c in ch
+        )
+        self.cv3 = nn.ModuleList(self.class_branch(c, class_width, legacy) for c in ch)
+        self.dfl = DFL(reg_max) if reg_max > 1 else nn.Identity()
+        self._anchors: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def class_branch(self, c: int, width: int, legacy: bool) -> nn.Sequential:
+        """Two 3x3 convs (YOLOv8), or two depth-wise 3x3 + point-wise pairs (YOLO11/12), then 1x1 to ``nc``."""
+        if legacy:
+            return nn.Sequential(Conv(c, width, 3), Conv(width, width, 3), nn.Conv2d(width, self.nc, 1))
+        return nn.Sequential(
+            nn.Sequential(DWConv(c, c, 3), Conv(c, width, 1)),
+            nn.Sequential(DWConv(width, width, 3), Conv(width, width, 1)),
+            nn.Conv2d(width, self.nc, 1),
+        )
+
+    def forward(self, xs: list[torch.Tensor]):
+        raw = [torch.cat((box(x), cls(x)), 1) for box, cls, x in zip(self.cv2, self.cv3, xs)]
+        if self.training:
+            return raw
+        decoded = self.decode(raw)
+        return decoded if self.export else (decoded, raw)
+
+    def decode(self, raw: list[torch.Tensor]) -> torch.Tensor:
+        """Raw level maps -> ``(b, n, 4 + nc)``: boxes (cx, cy, w, h) in pixels, then sigmoid class scores."""
+        flat = torch.cat([p.flatten(2) for p in raw], 2)
+        box, cls = flat.split((4 * self.reg_max, self.nc), 1)
+        points, strides = self.anchors_for(raw)
+        left_top, right_bottom = self.dfl(box).chunk(2, 1)
+        x1y1, x2y2 = points - left_top, points + right_bottom
+        xywh = torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) * strides
+        return torch.cat((xywh, cls.sigmoid()), 1).transpose(1, 2)
+
+    def anchors_for(self, raw: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Anchor points ``(2, n)`` in grid units and strides ``(1, n)`` for these level shapes, cached per shape."""
+        shapes = [tuple(p.shape[2:]) for p in raw]
+        key = (tuple(shapes), raw[0].device, raw[0].dtype)
+        if key not in self._anchors or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            points, strides = anchor_points(shapes, self.stride.tolist(), raw[0])
+            self._anchors[key] = (points.T, strides.T)
+        return self._anchors[key]
+
+    def bind_strides(self, stride: torch.Tensor) -> None:
+        """Store the strides found by the builder's probe and set Ultralytics' bias priors."""
+        self.stride = stride.to(self.stride.device)
+        self.reset_grids()
+        self.initialize_biases()
+
+    @torch.no_grad()
+    def initialize_biases(self) -> None:
+        """Box logits 2.0; class logits log(5 / nc / cells), about 5 objects per 640 image per level."""
+        for box, cls, s in zip(self.cv2, self.cv3, self.stride.tolist()):
+            box[-1].bias.fill_(2.0)
+            cls[-1].bias[: self.nc] = math.log(5 / self.nc / (640 / s) ** 2)
+
+    def reset_grids(self) -> None:
+        """Forget the cached anchor points (strides, device or dtype changed)."""
+        self._anchors.clear()
+
+    def _apply(self, fn, *args, **kwargs):
+        self.reset_grids()
+        return super()._apply(fn, *args, **kwargs)
