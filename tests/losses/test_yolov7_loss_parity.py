@@ -1,0 +1,70 @@
+"""Our training losses against YOLOv7's own (WongKinYiu/yolov7 ``utils/loss.py``) on saved raw head outputs.
+
+Each fixture in ``tests/fixtures/yolov7_loss`` holds a YOLOv7 model's training-mode outputs for a seeded
+320 px batch, the targets, the hyp before and after YOLOv7's train.py scaling, the anchors (stride units),
+the strides and the loss YOLOv7 computed (see the README there). Our loss runs on the same outputs.
+"""
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from yolo_attn import build_model
+from yolo_attn.engine.loss import ComputeLoss, scale_loss_gains
+from yolo_attn.engine.loss_ota import ComputeLossOTA
+from tests.conftest import CONFIGS
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "yolov7_loss"
+
+AUX_OTA_GAP = (
+    "YOLOv7's ComputeLossAuxOTA keeps the top 20 IoUs for dynamic k (lead and auxiliary assignment) where "
+    "ComputeLossOTA and ours keep 10"
+)
+# fixture: (our config for the head, our loss class); the loss reads only the head's nc, nl, na, anchors and
+# strides, so the Detect case uses our smallest Detect model rather than YOLOv7's 52M-parameter yolov4-csp
+CASES = {
+    "detect_yolov4csp": ("models/yolov5n.yaml", ComputeLoss),
+    "idetect_yolov7tiny": ("models/yolov7-tiny.yaml", ComputeLossOTA),
+    "iauxdetect_yolov7w6": ("models/yolov7-w6.yaml", ComputeLossOTA),
+}
+
+
+def load_fixture(name: str) -> dict:
+    return torch.load(FIXTURES / f"{name}.pt", weights_only=True)
+
+
+def head_like(fixture: dict, config: str) -> torch.nn.Module:
+    """Our head for ``config`` with the fixture's classes, anchors (stride units) and strides."""
+    head = build_model(CONFIGS / config, nc=fixture["nc"]).head
+    head.anchors.copy_(fixture["anchors"])
+    head.stride = fixture["stride"].clone()
+    return head
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_hyp_scaling_matches_yolov7(name):
+    fixture = load_fixture(name)
+    hyp = scale_loss_gains(fixture["hyp_raw"], fixture["nl"], fixture["nc"], fixture["img_size"])
+    gains = ("box", "obj", "cls")
+    assert [hyp[k] for k in gains] == pytest.approx([fixture["hyp"][k] for k in gains], rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "detect_yolov4csp",
+        "idetect_yolov7tiny",
+        pytest.param("iauxdetect_yolov7w6", marks=pytest.mark.xfail(strict=True, reason=AUX_OTA_GAP)),
+    ],
+)
+def test_loss_matches_yolov7(name):
+    fixture = load_fixture(name)
+    config, loss_class = CASES[name]
+    head = head_like(fixture, config)
+    assert (type(head).__name__, head.nl, head.na) == (fixture["head"], fixture["nl"], fixture["na"])
+    preds = [p.float() for p in fixture["preds"]]
+    loss, items = loss_class(head, fixture["hyp"])(preds, fixture["targets"])
+    expected = fixture["loss_items"]
+    assert items.tolist() == pytest.approx([expected["box"], expected["obj"], expected["cls"]], rel=1e-5)
+    assert loss.item() == pytest.approx(fixture["loss"], rel=1e-5)
