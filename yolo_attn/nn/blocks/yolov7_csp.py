@@ -72,7 +72,7 @@ class Res(nn.Module):
 
 @register(rule=CONV)
 class ResX(Res):
-    """ResNeXt bottleneck (Xie et al., CVPR 2017): :class:`Res` with 32 groups by default.
+    """ResNeXt bottleneck (Xie et al., CVPR 2017): the Res bottleneck with 32 groups by default.
     YAML: ``[c2, shortcut=True, g=32, e=0.5]``."""
 
     def __init__(self, c1: int, c2: int, shortcut: bool = True, g: int = 32, e: float = 0.5):
