@@ -5,6 +5,8 @@ Each fixture in ``tests/fixtures/yolov7_loss`` holds a YOLOv7 model's training-m
 the strides and the loss YOLOv7 computed (see the README there). Our loss runs on the same outputs.
 """
 
+import copy
+import functools
 from pathlib import Path
 
 import pytest
@@ -34,9 +36,14 @@ def load_fixture(name: str) -> dict:
     return torch.load(FIXTURES / f"{name}.pt", weights_only=True)
 
 
+@functools.lru_cache(maxsize=None)
+def built_head(config: str, nc: int) -> torch.nn.Module:
+    return build_model(CONFIGS / config, nc=nc).head
+
+
 def head_like(fixture: dict, config: str) -> torch.nn.Module:
     """Our head for ``config`` with the fixture's classes, anchors (stride units) and strides."""
-    head = build_model(CONFIGS / config, nc=fixture["nc"]).head
+    head = copy.deepcopy(built_head(config, fixture["nc"]))
     head.anchors.copy_(fixture["anchors"])
     head.stride = fixture["stride"].clone()
     return head
@@ -48,6 +55,14 @@ def test_hyp_scaling_matches_yolov7(name):
     hyp = scale_loss_gains(fixture["hyp_raw"], fixture["nl"], fixture["nc"], fixture["img_size"])
     gains = ("box", "obj", "cls")
     assert [hyp[k] for k in gains] == pytest.approx([fixture["hyp"][k] for k in gains], rel=1e-12)
+
+
+@pytest.mark.parametrize("name", ["idetect_yolov7tiny", "iauxdetect_yolov7w6"])
+def test_same_config_gives_yolov7s_anchors_and_strides(name):
+    fixture = load_fixture(name)
+    head = built_head(CASES[name][0], fixture["nc"])
+    assert torch.equal(head.anchors, fixture["anchors"])
+    assert torch.equal(head.stride, fixture["stride"])
 
 
 @pytest.mark.parametrize(
