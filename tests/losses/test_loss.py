@@ -140,12 +140,12 @@ def test_dynamic_k_keeps_cheapest_and_resolves_contested_candidates():
 
 def test_ota_aux_head_adds_quarter_weighted_aux_losses():
     """IAuxDetect: lead outputs matched with the two nearest neighbours, aux outputs with all four, weight 0.25."""
-    from yolo_attn.losses.ota import ComputeLossOTA
+    from yolo_attn.losses.ota import ComputeLossAuxOTA
 
     model = build_model(CONFIGS / "models" / "yolov7-w6.yaml", nc=3).train()
     preds = model(torch.rand(1, 3, 128, 128))
     assert len(preds) == 2 * model.head.nl
-    loss = ComputeLossOTA(model.head, HYP)
+    loss = ComputeLossAuxOTA(model.head, HYP)
     targets = torch.tensor([[0, 1, 0.5, 0.5, 0.3, 0.4], [0, 2, 0.2, 0.3, 0.1, 0.1]])
     lead, aux = preds[: model.head.nl], preds[model.head.nl :]
     _, all_items = loss(preds, targets)
@@ -159,7 +159,7 @@ def test_ota_aux_head_adds_quarter_weighted_aux_losses():
 def test_loss_chosen_by_head_type_and_overridable():
     from yolo_attn.errors import UserError
     from yolo_attn.losses import build_loss
-    from yolo_attn.losses.ota import ComputeLossOTA
+    from yolo_attn.losses.ota import ComputeLossAuxOTA, ComputeLossOTA
 
     def select_loss(head, hyp, choice):
         return build_loss(head, hyp, choice)
@@ -170,5 +170,6 @@ def test_loss_chosen_by_head_type_and_overridable():
     assert type(select_loss(v7, HYP, "auto")) is ComputeLossOTA
     assert type(select_loss(v7, HYP, "v5")) is ComputeLoss and type(select_loss(v5, HYP, "ota")) is ComputeLossOTA
     aux = build_model(CONFIGS / "models" / "yolov7-w6.yaml", nc=3).head
+    assert type(select_loss(aux, HYP, "auto")) is ComputeLossAuxOTA
     with pytest.raises(UserError, match="IAuxDetect"):
         select_loss(aux, HYP, "v5")

@@ -2,9 +2,11 @@
 
 Candidates are YOLOv5's anchor-ratio matches in the own and neighbouring cells; per image, each
 ground truth then keeps its ``k`` lowest-cost candidates (SimOTA-style dynamic k, Ge et al. 2021:
-k = sum of its top-10 IoUs), cost = class BCE + 3 * -log IoU, and a candidate claimed by several
-ground truths goes to the cheapest. Box, objectness and class losses are then YOLOv5's. An
-IAuxDetect head's auxiliary outputs are matched with all four neighbours and weighted 0.25.
+k = sum of its top-10 IoUs, top-20 in the auxiliary-head loss), cost = class BCE + 3 * -log IoU, and a
+candidate claimed by several ground truths goes to the cheapest. Box, objectness and class losses are
+then YOLOv5's. An IAuxDetect head's auxiliary outputs are matched with all four neighbours (costed on
+the lead outputs) and weighted 0.25. As YOLOv7, target boxes are scaled to pixels by the image height
+on both axes (the same as width for the square batches YOLOv7 trains on).
 """
 
 from __future__ import annotations
@@ -23,12 +25,13 @@ from yolo_attn.utils.boxes import xywh2xyxy
 LEAD_NEIGHBOUR_BIAS, AUX_NEIGHBOUR_BIAS = 0.5, 1.0
 AUX_WEIGHT = 0.25
 IOU_COST_WEIGHT = 3.0
-DYNAMIC_K_CANDIDATES = 10
 
 
 @register_loss("ota")
 class ComputeLossOTA(ComputeLoss):
-    """OTA loss for IDetect (``nl`` outputs) and IAuxDetect (``nl`` lead + ``nl`` auxiliary outputs) heads."""
+    """YOLOv7's ``ComputeLossOTA`` for heads with ``nl`` outputs (IDetect, Detect)."""
+
+    dynamic_k_candidates = 10  # IoUs summed for each ground truth's dynamic k
 
     def __init__(self, head: nn.Module, hyp: dict[str, Any]):
         super().__init__(head, hyp)
@@ -37,18 +40,14 @@ class ComputeLossOTA(ComputeLoss):
     def __call__(self, preds: list[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         lead = preds[: self.nl]
         losses = self.level_losses(lead, *self.ota_targets(lead, targets, LEAD_NEIGHBOUR_BIAS))
-        if len(preds) > self.nl:
-            aux_targets = self.ota_targets(lead, targets, AUX_NEIGHBOUR_BIAS)
-            aux_losses = self.level_losses(preds[self.nl :], *aux_targets, weight=AUX_WEIGHT)
-            losses = tuple(a + b for a, b in zip(losses, aux_losses))
         return self.total(*losses, batch_size=preds[0].shape[0])
 
     @torch.no_grad()
     def ota_targets(self, preds: list[torch.Tensor], targets: torch.Tensor, neighbour_bias: float):
         """Dynamic-k assignment; returns per level (classes, boxes in grid units, (image, anchor, gy, gx), anchors)."""
         _, _, candidates, candidate_anchors = self.build_targets(preds, targets, neighbour_bias)
-        image_h, image_w = (float(v) * float(self.stride[0]) for v in preds[0].shape[2:4])
-        image_gain = torch.tensor([image_w, image_h, image_w, image_h], device=self.device)
+        image_h = float(preds[0].shape[2]) * float(self.stride[0])
+        image_gain = torch.full((4,), image_h, device=self.device)
         # Per level: matched (image, anchor, gy, gx) cells, their targets and anchors; seeded empty.
         level_cells = [[torch.zeros((0, 4), dtype=torch.long, device=self.device)] for _ in range(self.nl)]
         level_targets = [[torch.zeros((0, 6), device=self.device)] for _ in range(self.nl)]
@@ -107,7 +106,7 @@ class ComputeLossOTA(ComputeLoss):
         num_gt, num_candidates = len(gt_boxes), len(boxes)
         pair_iou = box_iou(gt_boxes, boxes)
         iou_cost = -torch.log(pair_iou + 1e-8)
-        top_ious, _ = torch.topk(pair_iou, min(DYNAMIC_K_CANDIDATES, num_candidates), dim=1)
+        top_ious, _ = torch.topk(pair_iou, min(self.dynamic_k_candidates, num_candidates), dim=1)
         dynamic_ks = torch.clamp(top_ious.sum(1).int(), min=1)
         one_hot = F.one_hot(gt_classes, self.nc).float().unsqueeze(1).repeat(1, num_candidates, 1)
         scores = (class_logits.sigmoid() * objectness.sigmoid()).unsqueeze(0).repeat(num_gt, 1, 1).sqrt()
@@ -124,3 +123,19 @@ class ComputeLossOTA(ComputeLoss):
             matching[cheapest, contested] = 1.0
         kept = matching.sum(0) > 0
         return kept, matching[:, kept].argmax(0)
+
+
+@register_loss("aux-ota")
+class ComputeLossAuxOTA(ComputeLossOTA):
+    """YOLOv7's ``ComputeLossAuxOTA`` for IAuxDetect (``nl`` lead + ``nl`` auxiliary outputs): dynamic k from
+    the top 20 IoUs, and the auxiliary outputs trained on a wider assignment weighted 0.25."""
+
+    dynamic_k_candidates = 20
+
+    def __call__(self, preds: list[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lead, aux = preds[: self.nl], preds[self.nl :]
+        losses = self.level_losses(lead, *self.ota_targets(lead, targets, LEAD_NEIGHBOUR_BIAS))
+        if aux:
+            aux_losses = self.level_losses(aux, *self.ota_targets(lead, targets, AUX_NEIGHBOUR_BIAS), weight=AUX_WEIGHT)
+            losses = tuple(a + b for a, b in zip(losses, aux_losses))
+        return self.total(*losses, batch_size=preds[0].shape[0])

@@ -180,7 +180,7 @@ class IAuxDetect(IDetect):
     """
 
     # The auxiliary outputs need the OTA loss's auxiliary assignment; validation sees the lead maps only.
-    contract = HeadContract(default_loss="ota", losses=("ota",), eval_loss="v5", upstream="yolov7")
+    contract = HeadContract(default_loss="aux-ota", losses=("aux-ota",), eval_loss="v5", upstream="yolov7")
 
     def __init__(self, nc: int = 80, anchors=(), ch=(), inplace: bool = True):
         super().__init__(nc, anchors, ch[: len(anchors)], inplace)
