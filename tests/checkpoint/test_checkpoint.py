@@ -237,3 +237,30 @@ def test_schema_1_checkpoints_are_upgraded(tmp_path):
     assert upgraded["schema"] == SCHEMA_VERSION and upgraded["source"] == "yolo-attn"
     assert upgraded["training"] == {"optimizer": {"state": {}}, "wall_s": 3.0} and upgraded["epoch"] == 2
     torch.testing.assert_close(upgraded["state_dict"], current["state_dict"])
+
+
+def test_ultralytics_checkpoint_loads_through_the_restricted_unpickler(tmp_path, monkeypatch):
+    """A pickle of Ultralytics' ``DetectionModel`` (anchor-free yolov8n): the yaml builds our model, keys load."""
+    module = types.ModuleType("ultralytics.nn.tasks")
+
+    class DetectionModel(nn.Module):
+        def __init__(self, yaml: dict, layers: nn.Module):
+            super().__init__()
+            self.yaml, self.model, self.names = yaml, layers, {i: f"class{i}" for i in range(80)}
+
+    DetectionModel.__module__, DetectionModel.__qualname__ = "ultralytics.nn.tasks", "DetectionModel"
+    module.DetectionModel = DetectionModel
+    for name in ("ultralytics", "ultralytics.nn"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "ultralytics.nn.tasks", module)
+    torch.manual_seed(0)
+    reference = build_model("yolov8n.yaml").eval()
+    path = tmp_path / "yolov8n.pt"
+    torch.save({"model": DetectionModel(dict(reference.yaml), reference.model).half(), "ema": None,
+                "train_args": {"epochs": 1}, "date": "2026-01-01"}, path)
+    loaded = load_model(path)
+    assert loaded.source == "ultralytics" and loaded.names[3] == "class3"
+    assert loaded.checkpoint["train_args"] == {"epochs": 1}
+    x = torch.rand(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.model(x)[0], reference.float()(x)[0], rtol=0.02, atol=0.05)

@@ -1,4 +1,4 @@
-"""Import of official YOLOv5 / YOLOv7 ``.pt`` files: the records the restricted unpickler made become our
+"""Import of official YOLOv5 / YOLOv7 / Ultralytics ``.pt`` files: the records the restricted unpickler made become our
 checkpoint dict (the model's ``yaml``, names, float tensors, BatchNorm settings, EMA and counters)."""
 
 from __future__ import annotations
@@ -75,7 +75,10 @@ def _first_float(value: Any) -> float | None:
 
 
 def _upstream_source(upstream: dict, model_record: UpstreamRecord) -> str:
-    """``yolov7`` or ``yolov5``: what the pickled head's namesake in our registry declares (YOLOv5 by default)."""
+    """``ultralytics`` for a pickle of Ultralytics' classes, else ``yolov7`` or ``yolov5``: what the pickled
+    head's namesake in our registry declares (YOLOv5 by default)."""
+    if model_record.upstream_class.startswith("ultralytics."):
+        return "ultralytics"
     if "training_results" in upstream:  # only YOLOv7's train.py writes this field
         return "yolov7"
     layers = model_record.state.get("_modules", {}).get("model")
@@ -89,7 +92,7 @@ def _upstream_source(upstream: dict, model_record: UpstreamRecord) -> str:
 
 
 def convert_upstream(path: Path, upstream: Any) -> dict:
-    """Turn an unpickled YOLOv5/YOLOv7 checkpoint into our checkpoint dict (plain values only)."""
+    """Turn an unpickled YOLOv5 / YOLOv7 / Ultralytics checkpoint into our checkpoint dict (plain values only)."""
     if not isinstance(upstream, dict):
         raise UserError(f"{path}: not a YOLOv5/YOLOv7 checkpoint (top level is {type(upstream).__name__}, not a dict)")
     records = {key: upstream[key] for key in ("model", "ema")
@@ -112,6 +115,6 @@ def convert_upstream(path: Path, upstream: Any) -> dict:
         epoch=int(upstream["epoch"]) if isinstance(upstream.get("epoch"), int) else -1,
         best_fitness=_first_float(upstream.get("best_fitness")),
         hyp=_plain_dict(model_record.state.get("hyp")),
-        train_args=_plain_dict(upstream.get("opt")),
+        train_args=_plain_dict(upstream.get("opt") or upstream.get("train_args")),
         date=str(upstream.get("date") or ""),
     )
