@@ -1,0 +1,113 @@
+"""YOLOAir's convolution blocks (iscyy/yoloair ``models/common.py``, ``models/Models/Litemodel.py``,
+``models/Models/slimneck.py``): CBH, GSConv, space_to_depth and the MobileNetV3 bottleneck.
+
+Module and attribute names follow YOLOAir so that parameter counts and ``state_dict`` keys match.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from yolo_attn.nn.blocks.conv import Conv
+from yolo_attn.nn.registry import register
+from yolo_attn.nn.rules import CONV, ChannelFunction
+
+
+@register(rule=CONV)
+class CBH(nn.Module):
+    """Conv + BatchNorm + Hardswish, PP-LCNet's basic layer (Cui et al., "PP-LCNet: A Lightweight CPU
+    Convolutional Neural Network", arXiv:2109.15099). YAML: ``[c2, k, s, g=1]``. Example: ``[-1, 1, CBH, [32, 3, 2]]``."""
+
+    def __init__(self, c1: int, c2: int, k: int, s: int, g: int = 1):
+        super().__init__()
+        self.conv = nn.Conv2d(c1, c2, k, s, (k - 1) // 2, groups=g, bias=False)
+        self.bn = nn.BatchNorm2d(c2)
+        self.hardswish = nn.Hardswish()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.hardswish(self.bn(self.conv(x)))
+
+
+@register(rule=CONV)
+class GSConv(nn.Module):
+    """GSConv (Li et al., "Slim-neck by GSConv: A better design paradigm of detector architectures for
+    autonomous vehicles", arXiv:2206.02424): a dense conv to ``c2/2``, a 5x5 depth-wise conv of it, both
+    concatenated and channel-shuffled. Mish activations as in the slim-neck code.
+    YAML: ``[c2, k=1, s=1, g=1, act=True]``. Example: ``[-1, 1, GSConv, [256, 3, 2]]``."""
+
+    def __init__(self, c1: int, c2: int, k: int = 1, s: int = 1, g: int = 1, act: bool = True):
+        super().__init__()
+        c_ = c2 // 2
+        self.cv1 = Conv(c1, c_, k, s, None, g, act=nn.Mish() if act else False)
+        self.cv2 = Conv(c_, c_, 5, 1, None, c_, act=nn.Mish() if act else False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = self.cv1(x)
+        y = torch.cat((x1, self.cv2(x1)), 1)
+        b, c, h, w = y.shape
+        y = y.view(b, c // 2, 2, h, w)  # shuffle: the even channels first, then the odd ones
+        return torch.cat((y[:, :, 0], y[:, :, 1]), 1)
+
+
+@register(rule=ChannelFunction(lambda c_in, args: 4 * c_in[0], "[dimension=1]"))
+class space_to_depth(nn.Module):  # noqa: N801 - YOLOAir's YAML name
+    """Space-to-depth of SPD-Conv (Sunkara, Luo, "No More Strided Convolutions or Pooling", ECML PKDD 2022,
+    arXiv:2208.03641): (b, c, h, w) -> (b, 4c, h/2, w/2). YAML: ``[dimension=1]`` (unused, as in YOLOAir).
+    Example: ``[-1, 1, space_to_depth, [1]]``."""
+
+    def __init__(self, dimension: int = 1):
+        super().__init__()
+        self.d = dimension
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat((x[..., ::2, ::2], x[..., 1::2, ::2], x[..., ::2, 1::2], x[..., 1::2, 1::2]), 1)
+
+
+class Hswish(nn.Module):
+    """Hard swish written as ``relu6(x + 3) / 6`` (MobileNetV3's h-sigmoid form, as YOLOAir writes it)."""
+
+    def __init__(self):
+        super().__init__()
+        self.relu = nn.ReLU6()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.relu(x + 3) / 6
+
+
+class SELayer(nn.Module):
+    """MobileNetV3's squeeze-excitation: average pool, Linear -> ReLU -> Linear -> hard gate (``reduction`` 4)."""
+
+    def __init__(self, c: int, reduction: int = 4):
+        super().__init__()
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Sequential(nn.Linear(c, c // reduction), nn.ReLU(inplace=True), nn.Linear(c // reduction, c), Hswish())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.fc(self.avg_pool(x).flatten(1))[..., None, None]
+
+
+@register(rule=CONV)
+class mobilev3_bneck(nn.Module):  # noqa: N801 - YOLOAir's YAML name
+    """MobileNetV3 inverted bottleneck (Howard et al., "Searching for MobileNetV3", ICCV 2019,
+    arXiv:1905.02244): optional 1x1 expansion, k x k depth-wise conv, optional SE, 1x1 projection;
+    h-swish or ReLU; residual when shapes allow. YAML: ``[c2, hidden, k, s, use_se, use_hs]``.
+    Example: ``[-1, 1, mobilev3_bneck, [24, 64, 3, 2, 0, 0]]``."""
+
+    def __init__(self, c1: int, c2: int, hidden: int, k: int, s: int, use_se: bool, use_hs: bool):
+        super().__init__()
+        if s not in (1, 2):
+            raise ValueError(f"mobilev3_bneck stride must be 1 or 2, got {s!r}")
+        self.identity = s == 1 and c1 == c2
+        act = Hswish if use_hs else nn.ReLU
+        expand = [] if c1 == hidden else [nn.Conv2d(c1, hidden, 1, bias=False), nn.BatchNorm2d(hidden), act()]
+        depthwise = [nn.Conv2d(hidden, hidden, k, s, (k - 1) // 2, groups=hidden, bias=False), nn.BatchNorm2d(hidden)]
+        se = SELayer(hidden) if use_se else nn.Sequential()
+        middle = [act(), se] if c1 == hidden else [se, act()]
+        self.conv = nn.Sequential(
+            *expand, *depthwise, *middle, nn.Conv2d(hidden, c2, 1, bias=False), nn.BatchNorm2d(c2)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv(x)
+        return x + y if self.identity else y

@@ -1,0 +1,197 @@
+"""YOLOAir's CSP variants (iscyy/yoloair ``models/common.py`` and ``models/Models/``): C3 with HorNet,
+Contextual-Transformer, BoTNet, GCNet or trident receptive-field blocks inside, and BottleneckCSPF.
+
+Module and attribute names follow YOLOAir so that parameter counts and ``state_dict`` keys match.
+CSP: Wang et al., "CSPNet: A New Backbone that can Enhance Learning Capability of CNN", CVPRW 2020.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from yolo_attn.nn.attention.botnet_mhsa import MHSA
+from yolo_attn.nn.attention.global_context import GlobalContext
+from yolo_attn.nn.blocks.conv import Conv
+from yolo_attn.nn.blocks.csp import C3, Bottleneck
+from yolo_attn.nn.blocks.yoloair_backbones import HorBlock
+from yolo_attn.nn.registry import register
+from yolo_attn.nn.rules import CSP
+
+
+@register(rule=CSP)
+class C3HB(C3):
+    """C3 with HorNet blocks inside (HorNet: Rao et al., NeurIPS 2022, arXiv:2207.14284; YOLOAir's CSP-HorBlock).
+    YAML: ``[c2, shortcut=True, g=1, e=0.5]``; number = HorBlocks. Example: ``[-1, 3, C3HB, [1024]]``."""
+
+    def inner(self, c_: int, n: int, shortcut: bool, g: int) -> nn.Module:
+        return nn.Sequential(*(HorBlock(c_) for _ in range(n)))
+
+
+@register(rule=CSP)
+class BottleneckCSPF(nn.Module):
+    """YOLOR's BottleneckCSP without the 1x1 after the bottlenecks (Wang, Yeh, Liao, "You Only Learn One
+    Representation", arXiv:2105.04206). YAML: ``[c2, shortcut=True, g=1, e=0.5]``; number = bottlenecks.
+    Example: ``[-1, 3, BottleneckCSPF, [128]]``."""
+
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5):
+        super().__init__()
+        c_ = int(c2 * e)
+        self.cv1 = Conv(c1, c_, 1, 1)
+        self.cv2 = nn.Conv2d(c1, c_, 1, 1, bias=False)
+        self.cv4 = Conv(2 * c_, c2, 1, 1)
+        self.bn = nn.BatchNorm2d(2 * c_)
+        self.act = nn.SiLU()
+        self.m = nn.Sequential(*(Bottleneck(c_, c_, shortcut, g, e=1.0) for _ in range(n)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cv4(self.act(self.bn(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))))
+
+
+class CoT(nn.Module):
+    """YOLOAir's simplified Contextual Transformer (Li et al., "Contextual Transformer Networks for Visual
+    Recognition", TPAMI 2022, arXiv:2107.12292): static keys from a grouped k x k conv; from ``[keys, x]`` an
+    embedding predicts k*k weights per channel, averaged and softmaxed over positions to weight the values;
+    output keys + weighted values."""
+
+    def __init__(self, dim: int, kernel_size: int = 3, factor: int = 4):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.key_embed = nn.Sequential(
+            nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=4, bias=False), nn.BatchNorm2d(dim), nn.ReLU()
+        )
+        self.value_embed = nn.Sequential(nn.Conv2d(dim, dim, 1, bias=False), nn.BatchNorm2d(dim))
+        self.attention_embed = nn.Sequential(
+            nn.Conv2d(2 * dim, 2 * dim // factor, 1, bias=False), nn.BatchNorm2d(2 * dim // factor), nn.ReLU(),
+            nn.Conv2d(2 * dim // factor, kernel_size**2 * dim, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        keys = self.key_embed(x)
+        values = self.value_embed(x).flatten(2)
+        weights = self.attention_embed(torch.cat((keys, x), 1)).view(b, c, self.kernel_size**2, h * w).mean(2)
+        return keys + (F.softmax(weights, -1) * values).view(b, c, h, w)
+
+
+class CoTBottleneck(nn.Module):
+    """1x1 Conv then :class:`CoT`, residual when shapes allow (YOLOAir's CoT3 inner block)."""
+
+    def __init__(self, c1: int, c2: int, shortcut: bool = True, e: float = 1.0):
+        super().__init__()
+        c_ = int(c2 * e)
+        self.cv1 = Conv(c1, c_, 1, 1)
+        self.cv2 = CoT(c_, 3)
+        self.add = shortcut and c1 == c2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.cv2(self.cv1(x))
+        return x + y if self.add else y
+
+
+@register(rule=CSP)
+class CoT3(C3):
+    """C3 with Contextual-Transformer bottlenecks (CoTNet, arXiv:2107.12292), as in YOLOAir.
+    YAML: ``[c2, shortcut=True, g=1, e=0.5]``; number = bottlenecks. Example: ``[-1, 3, CoT3, [512]]``."""
+
+    def inner(self, c_: int, n: int, shortcut: bool, g: int) -> nn.Module:
+        return nn.Sequential(*(CoTBottleneck(c_, c_, shortcut) for _ in range(n)))
+
+
+class BottleneckTransformer(nn.Module):
+    """BoTNet bottleneck (Srinivas et al., "Bottleneck Transformers for Visual Recognition", CVPR 2021,
+    arXiv:2101.11605) as YOLOAir writes it: 1x1 Conv, multi-head self-attention, residual. ``fc1`` is an
+    unused Linear that YOLOAir's checkpoints carry."""
+
+    def __init__(self, c: int, heads: int = 4, width: int = 20, height: int = 20):
+        super().__init__()
+        self.cv1 = Conv(c, c, 1, 1)
+        self.cv2 = nn.Sequential(MHSA(c, width, height, heads))
+        self.shortcut = True
+        self.fc1 = nn.Linear(c, c)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.cv2(self.cv1(x))
+
+
+@register(rule=CSP)
+class BoT3(C3):
+    """C3 with BoTNet bottlenecks (arXiv:2101.11605). YAML: ``[c2, e=0.5, e2=1, w=20, h=20]``; number =
+    bottlenecks (``e2`` must be 1, the only expansion YOLOAir's BoT3 builds). Example: ``[-1, 3, BoT3, [512]]``."""
+
+    def __init__(self, c1: int, c2: int, n: int = 1, e: float = 0.5, e2: int = 1, w: int = 20, h: int = 20):
+        if e2 != 1:
+            raise ValueError(f"BoT3 supports expansion e2=1 only, got {e2!r}")
+        self.resolution = (w, h)
+        super().__init__(c1, c2, n, e=e)
+
+    def inner(self, c_: int, n: int, shortcut: bool, g: int) -> nn.Module:
+        return nn.Sequential(*(BottleneckTransformer(c_, 4, *self.resolution) for _ in range(n)))
+
+
+@register(rule=CSP)
+class C3GC(C3):
+    """C3 whose shortcut branch passes a Global Context block first (GCNet: Cao et al., ICCVW 2019,
+    arXiv:1904.11492; add and multiply fusions). YAML: ``[c2, shortcut=True, g=1, e=0.5]``.
+    Example: ``[-1, 3, C3GC, [512]]``."""
+
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5):
+        super().__init__(c1, c2, n, shortcut, g, e)
+        self.gc = GlobalContext(c1, 0.25, "att", ("channel_add", "channel_mul"))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(self.gc(x))), 1))
+
+
+class TridentBlock(nn.Module):
+    """Three branches sharing one 1x1 and one 3x3 kernel at dilations 1, 2, 3, each residual (TridentNet:
+    Li, Chen, Wang, Zhang, "Scale-Aware Trident Networks for Object Detection", ICCV 2019, arXiv:1901.01892;
+    as FaceV2's RFEM uses it). Returns the three branch outputs."""
+
+    def __init__(self, c1: int, c2: int, e: float = 0.5, dilations: tuple[int, ...] = (1, 2, 3)):
+        super().__init__()
+        c_ = int(c2 * e)
+        self.dilations = dilations
+        self.share_weightconv1 = nn.Parameter(torch.empty(c_, c1, 1, 1))
+        self.share_weightconv2 = nn.Parameter(torch.empty(c2, c_, 3, 3))
+        nn.init.kaiming_uniform_(self.share_weightconv1, nonlinearity="relu")
+        nn.init.kaiming_uniform_(self.share_weightconv2, nonlinearity="relu")
+        self.bn1 = nn.BatchNorm2d(c_)
+        self.bn2 = nn.BatchNorm2d(c2)
+        self.act = nn.SiLU()
+
+    def branch(self, x: torch.Tensor, dilation: int) -> torch.Tensor:
+        y = self.act(self.bn1(F.conv2d(x, self.share_weightconv1)))
+        y = self.bn2(F.conv2d(y, self.share_weightconv2, padding=dilation, dilation=dilation))
+        return self.act(y + x)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return [self.branch(x, d) for d in self.dilations]
+
+
+class RFEM(nn.Module):
+    """Receptive-field enhancement module (Yu et al., "FaceV2: Exploring Occlusion and Scale Variation in
+    Face Detection", arXiv:2208.02019): a trident block's branches summed with the input, BN, SiLU."""
+
+    def __init__(self, c1: int, c2: int, e: float = 0.5):
+        super().__init__()
+        self.layer = nn.Sequential(TridentBlock(c1, c2, e=e))
+        self.bn = nn.BatchNorm2d(c2)
+        self.act = nn.SiLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(sum(self.layer(x)) + x))
+
+
+@register(rule=CSP)
+class C3RFEM(C3):
+    """C3 with RFEM blocks inside (FaceV2, arXiv:2208.02019). YAML: ``[c2, shortcut=True, e=0.5]``;
+    number = RFEM blocks. Example: ``[-1, 3, C3RFEM, [1024, False]]``."""
+
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, e: float = 0.5):
+        self.rfem_e = e
+        super().__init__(c1, c2, n, shortcut, e=e)
+
+    def inner(self, c_: int, n: int, shortcut: bool, g: int) -> nn.Module:
+        return nn.Sequential(*(RFEM(c_, c_, self.rfem_e) for _ in range(n)))
