@@ -16,7 +16,7 @@ from torch import nn
 
 from yolo_attn.nn.blocks.yoloair import ConvNextBlock
 from yolo_attn.nn.registry import register
-from yolo_attn.nn.rules import CONV, LeadingChannels, SameWidth
+from yolo_attn.nn.rules import CONV, CSP, LeadingChannels, SameWidth
 
 ONE_BLOCK_SAME_WIDTH = SameWidth(pass_width=False, one_copy=True, signature="[c2=c1] (one block whatever number says)")
 
@@ -185,4 +185,56 @@ class RepVGGBlock(nn.Module):
         return self.nonlinearity(self.se(y))
 
 
-__all__ = ["ConvNeXt", "GnConv", "HorBlock", "HorNet", "LayerNorm2d", "PyramidBackbone", "RepVGGBlock", "conv_bn"]
+class ConvBranch(nn.Module):
+    """:func:`conv_bn` under the key ``conv`` (MobileOne's depth-wise and point-wise branches)."""
+
+    def __init__(self, c1: int, c2: int, k: int, s: int = 1, g: int = 1):
+        super().__init__()
+        self.conv = conv_bn(c1, c2, k, s, k // 2, g)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x)
+
+
+class MobileOneBlock(nn.Module):
+    """MobileOne block in training form (Vasu et al., "MobileOne: An Improved One millisecond Mobile
+    Backbone", CVPR 2023, arXiv:2206.04040): ``k`` over-parameterised 3x3 depth-wise conv-BN branches + a 1x1
+    depth-wise branch (+ BN identity), ReLU, then ``k`` 1x1 point-wise conv-BN branches (+ BN identity), ReLU."""
+
+    def __init__(self, c1: int, c2: int, k: int, s: int = 1):
+        super().__init__()
+        self.k = k
+        self.nonlinearity = nn.ReLU()
+        self.se = nn.Identity()
+        identity = c1 == c2 and s == 1
+        self.dw_bn_layer = nn.BatchNorm2d(c1) if identity else None
+        for i in range(k):
+            setattr(self, f"dw_3x3_{i}", ConvBranch(c1, c1, 3, s, c1))
+        self.dw_1x1 = ConvBranch(c1, c1, 1, s, c1)
+        self.pw_bn_layer = nn.BatchNorm2d(c1) if identity else None
+        for i in range(k):
+            setattr(self, f"pw_1x1_{i}", ConvBranch(c1, c2, 1))
+
+    def branches(self, x: torch.Tensor, prefix: str, identity: nn.Module | None) -> torch.Tensor:
+        y = sum(getattr(self, f"{prefix}{i}")(x) for i in range(self.k))
+        return y + identity(x) if identity is not None else y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.nonlinearity(self.se(self.branches(x, "dw_3x3_", self.dw_bn_layer) + self.dw_1x1(x)))
+        return self.nonlinearity(self.branches(x, "pw_1x1_", self.pw_bn_layer))
+
+
+@register(rule=CSP)
+class MobileOne(nn.Module):
+    """A stack of ``n`` MobileOne blocks (arXiv:2206.04040), as YOLOAir writes it. YAML: ``[c2, k, s=1]``;
+    number = blocks. Example: ``[-1, 6, MobileOne, [128, 4, 1, False]]`` (further args accepted, unused)."""
+
+    def __init__(self, c1: int, c2: int, n: int, k: int, s: int = 1, *unused):
+        super().__init__()
+        self.m = nn.Sequential(*(MobileOneBlock(c1, c2, k, s) for _ in range(n)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.m(x)
+
+
+__all__ = ["ConvNeXt", "GnConv", "HorBlock", "HorNet", "LayerNorm2d", "MobileOne", "PyramidBackbone", "RepVGGBlock", "conv_bn"]

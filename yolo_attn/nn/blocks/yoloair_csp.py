@@ -16,6 +16,7 @@ from yolo_attn.nn.attention.global_context import GlobalContext
 from yolo_attn.nn.blocks.conv import Conv
 from yolo_attn.nn.blocks.csp import C3, Bottleneck
 from yolo_attn.nn.blocks.yoloair_backbones import HorBlock
+from yolo_attn.nn.blocks.yoloair_conv import GSConv
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import CSP
 
@@ -195,3 +196,38 @@ class C3RFEM(C3):
 
     def inner(self, c_: int, n: int, shortcut: bool, g: int) -> nn.Module:
         return nn.Sequential(*(RFEM(c_, c_, self.rfem_e) for _ in range(n)))
+
+
+class GSBottleneck(nn.Module):
+    """Slim-neck's GS bottleneck (arXiv:2206.02424): two GSConvs (1x1) plus a 3x3 Conv shortcut. ``conv``, a
+    3x3 GSConv pair, is built but unused, as in the slim-neck code that YOLOAir copies (its checkpoints carry it)."""
+
+    def __init__(self, c1: int, c2: int):
+        super().__init__()
+        c_ = c2 // 2
+        self.conv_lighting = nn.Sequential(GSConv(c1, c_, 1, 1), GSConv(c_, c2, 1, 1, act=False))
+        self.conv = nn.Sequential(GSConv(c1, c_, 3, 1), GSConv(c_, c2, 3, 1, act=False))
+        self.shortcut = Conv(c1, c2, 3, 1, act=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv_lighting(x) + self.shortcut(x)
+
+
+@register(rule=CSP)
+class VoVGSCSP(nn.Module):
+    """Slim-neck's VoV-GSCSP (Li et al., arXiv:2206.02424): one GS bottleneck on a 1x1 branch, concatenated
+    with a 1x1 shortcut branch, fused by 1x1. ``number`` is accepted and unused, as in YOLOAir, and so is
+    ``res``, a 3x3 Conv its checkpoints carry. YAML: ``[c2, shortcut=True, g=1, e=0.5]``.
+    Example: ``[-1, 3, VoVGSCSP, [512, False]]``."""
+
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5):
+        super().__init__()
+        c_ = int(c2 * e)
+        self.cv1 = Conv(c1, c_, 1, 1)
+        self.cv2 = Conv(c1, c_, 1, 1)
+        self.gsb = GSBottleneck(c_, c_)
+        self.res = Conv(c_, c_, 3, 1, act=False)
+        self.cv3 = Conv(2 * c_, c2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.cv3(torch.cat((self.cv2(x), self.gsb(self.cv1(x))), 1))

@@ -10,10 +10,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from yolo_attn.nn.blocks.conv import Conv
+from yolo_attn.nn.blocks.conv import Conv, default_activation
+from yolo_attn.nn.blocks.pooling import SPPF
 from yolo_attn.nn.blocks.yolov7 import SPPCSPC
 from yolo_attn.nn.registry import register
-from yolo_attn.nn.rules import CONV, CSP
+from yolo_attn.nn.rules import CONV, CSP, SameWidth
 
 
 @register(rule=CSP)
@@ -135,3 +136,13 @@ class BasicRFB(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.ConvLinear(torch.cat((self.branch0(x), self.branch1(x), self.branch2(x)), 1))
         return self.relu(y * self.scale + self.shortcut(x))
+
+
+@register(rule=SameWidth(pass_width=False))
+class SimSPPF(SPPF):
+    """YOLOv6's simplified SPPF (Li et al., "YOLOv6", arXiv:2209.02976): SPPF with ReLU activations, keeping
+    the input width. YAML: ``[c2=c1, k=5]``. Example: ``[-1, 1, SimSPPF, [1024]]``."""
+
+    def __init__(self, c1: int, k: int = 5):
+        with default_activation(nn.ReLU()):
+            super().__init__(c1, c1, k)
