@@ -50,6 +50,27 @@ class BottleneckCSPF(nn.Module):
         return self.cv4(self.act(self.bn(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))))
 
 
+@register(rule=CSP)
+class BottleneckCSP2(nn.Module):
+    """Scaled-YOLOv4's CSP-2 block (Wang, Bochkovskiy, Liao, "Scaled-YOLOv4", CVPR 2021, arXiv:2011.08036):
+    a 1x1 Conv, then bottlenecks (no shortcut by default) beside a plain 1x1 conv, BN + Mish over both, 1x1
+    Conv. YAML: ``[c2, shortcut=False, g=1, e=0.5]`` (``e`` unused: the hidden width is ``c2``); number =
+    bottlenecks. Example: ``[-1, 2, BottleneckCSP2, [256]]``."""
+
+    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = False, g: int = 1, e: float = 0.5):
+        super().__init__()
+        self.cv1 = Conv(c1, c2, 1, 1)
+        self.cv2 = nn.Conv2d(c2, c2, 1, 1, bias=False)
+        self.cv3 = Conv(2 * c2, c2, 1, 1)
+        self.bn = nn.BatchNorm2d(2 * c2)
+        self.act = nn.Mish()
+        self.m = nn.Sequential(*(Bottleneck(c2, c2, shortcut, g, e=1.0) for _ in range(n)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x1 = self.cv1(x)
+        return self.cv3(self.act(self.bn(torch.cat((self.m(x1), self.cv2(x1)), 1))))
+
+
 class CoT(nn.Module):
     """YOLOAir's simplified Contextual Transformer (Li et al., "Contextual Transformer Networks for Visual
     Recognition", TPAMI 2022, arXiv:2107.12292): static keys from a grouped k x k conv; from ``[keys, x]`` an
