@@ -76,11 +76,13 @@ class ConvLike(YamlRule):
     """``[c2, *rest]`` -> ``Block(c1, scaled c2, *rest)``; output channels are the scaled ``c2``.
 
     ``repeat_inside``: the YAML ``number`` is passed as the third constructor argument (C3's
-    ``n``) instead of stacking copies. ``extra_widths``: further YAML arg positions that are
-    channel counts and get the same width gain.
+    ``n``) instead of stacking copies; with ``stack_too`` that many copies are stacked as well
+    (YOLOAir's MobileOne line). ``extra_widths``: further YAML arg positions that are channel
+    counts and get the same width gain.
     """
 
     repeat_inside: bool = False
+    stack_too: bool = False
     extra_widths: tuple[int, ...] = ()
     signature: str = "[c2, *args]"
 
@@ -96,7 +98,7 @@ class ConvLike(YamlRule):
         number = ctx.number
         if self.repeat_inside:
             built.insert(2, number)
-            number = 1
+            number = number if self.stack_too else 1
         return Resolved(built, c2, number)
 
     def args_for_channels(self, args: list[Any], channels: int, width_multiple: float = 1.0) -> list[Any]:

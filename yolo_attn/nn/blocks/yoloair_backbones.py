@@ -16,7 +16,7 @@ from torch import nn
 
 from yolo_attn.nn.blocks.yoloair import ConvNextBlock
 from yolo_attn.nn.registry import register
-from yolo_attn.nn.rules import CONV, CSP, LeadingChannels, SameWidth
+from yolo_attn.nn.rules import CONV, ConvLike, LeadingChannels, SameWidth
 
 ONE_BLOCK_SAME_WIDTH = SameWidth(pass_width=False, one_copy=True, signature="[c2=c1] (one block whatever number says)")
 
@@ -196,12 +196,14 @@ class ConvBranch(nn.Module):
         return self.conv(x)
 
 
+@register(rule=CONV)
 class MobileOneBlock(nn.Module):
     """MobileOne block in training form (Vasu et al., "MobileOne: An Improved One millisecond Mobile
     Backbone", CVPR 2023, arXiv:2206.04040): ``k`` over-parameterised 3x3 depth-wise conv-BN branches + a 1x1
-    depth-wise branch (+ BN identity), ReLU, then ``k`` 1x1 point-wise conv-BN branches (+ BN identity), ReLU."""
+    depth-wise branch (+ BN identity), ReLU, then ``k`` 1x1 point-wise conv-BN branches (+ BN identity), ReLU.
+    YAML: ``[c2, k, s=1]`` (further args accepted, unused). Example: ``[-1, 6, MobileOneBlock, [1024, 4, 1, False]]``."""
 
-    def __init__(self, c1: int, c2: int, k: int, s: int = 1):
+    def __init__(self, c1: int, c2: int, k: int, s: int = 1, *unused):
         super().__init__()
         self.k = k
         self.nonlinearity = nn.ReLU()
@@ -224,10 +226,11 @@ class MobileOneBlock(nn.Module):
         return self.nonlinearity(self.branches(x, "pw_1x1_", self.pw_bn_layer))
 
 
-@register(rule=CSP)
+@register(rule=ConvLike(repeat_inside=True, stack_too=True, signature="[c2, k, s=1] (number -> blocks and copies)"))
 class MobileOne(nn.Module):
     """A stack of ``n`` MobileOne blocks (arXiv:2206.04040), as YOLOAir writes it. YAML: ``[c2, k, s=1]``;
-    number = blocks. Example: ``[-1, 6, MobileOne, [128, 4, 1, False]]`` (further args accepted, unused)."""
+    YOLOAir passes ``number`` as the block count and also stacks ``number`` copies (``number**2`` blocks in
+    all); so do we, for its parameter counts and checkpoints. Example: ``[-1, 6, MobileOne, [128, 4, 1, False]]`` (further args accepted, unused)."""
 
     def __init__(self, c1: int, c2: int, n: int, k: int, s: int = 1, *unused):
         super().__init__()

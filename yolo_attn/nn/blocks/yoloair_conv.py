@@ -111,3 +111,124 @@ class mobilev3_bneck(nn.Module):  # noqa: N801 - YOLOAir's YAML name
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.conv(x)
         return x + y if self.identity else y
+
+
+class SqueezeExcite(nn.Module):
+    """SE with 1x1 convs (``conv1`` -> ReLU -> ``conv2`` -> ``gate``), reduction 4: PP-LCNet's (SiLU gate,
+    as YOLOAir writes it) and ESNet's (hard-sigmoid gate)."""
+
+    def __init__(self, c: int, gate: nn.Module, reduction: int = 4):
+        super().__init__()
+        self.avg_pool = nn.AdaptiveAvgPool2d(1)
+        self.conv1 = nn.Conv2d(c, c // reduction, 1)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(c // reduction, c, 1)
+        self.gate = gate
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(self.conv2(self.relu(self.conv1(self.avg_pool(x)))))
+
+
+@register(rule=CONV)
+class LC_Block(nn.Module):  # noqa: N801 - YOLOAir's YAML name
+    """PP-LCNet's depth-wise separable block (arXiv:2109.15099): k x k depth-wise CBH, optional SE, 1x1 CBH.
+    YAML: ``[c2, s, k, use_se=False]``. Example: ``[-1, 1, LC_Block, [256, 2, 5, True]]``."""
+
+    def __init__(self, c1: int, c2: int, s: int, k: int, use_se: bool = False):
+        super().__init__()
+        self.use_se = use_se
+        self.dw_conv = CBH(c1, c1, k, s, g=c1)
+        if use_se:
+            self.se = SqueezeExcite(c1, nn.SiLU())
+        self.pw_conv = CBH(c1, c2, 1, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.dw_conv(x)
+        return self.pw_conv(self.se(x) if self.use_se else x)
+
+
+@register(rule=CONV)
+class Dense(nn.Module):
+    """PP-LCNet's head convolution (arXiv:2109.15099): k x k conv without BN, Hardswish, dropout.
+    YAML: ``[c2, k, dropout]``. Example: ``[-1, 1, Dense, [512, 1, 0.2]]``."""
+
+    def __init__(self, c1: int, c2: int, k: int, dropout: float):
+        super().__init__()
+        self.dense_conv = nn.Conv2d(c1, c2, k, 1, 0, bias=False)
+        self.hardswish = nn.Hardswish()
+        self.dropout = nn.Dropout(p=dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.hardswish(self.dense_conv(x)))
+
+
+def conv_bn_act(c1: int, c2: int, k: int, s: int = 1, g: int = 1, act: bool = True) -> list[nn.Module]:
+    """Conv2d (no bias, 'same' padding) + BatchNorm2d (+ Hardswish) as a list, for ESNet's indexed Sequentials."""
+    layers = [nn.Conv2d(c1, c2, k, s, k // 2, groups=g, bias=False), nn.BatchNorm2d(c2)]
+    return layers + [nn.Hardswish(inplace=True)] if act else layers
+
+
+class ESGhostConv(nn.Module):
+    """Ghost convolution as ESNet uses it (GhostNet, CVPR 2020): 1x1 Conv to ``c2/2``, then a 3x3 depth-wise Conv."""
+
+    def __init__(self, c1: int, c2: int, k: int = 3):
+        super().__init__()
+        self.cv1 = Conv(c1, c2 // 2, 1, 1)
+        self.cv2 = Conv(c2 // 2, c2 // 2, k, 1, None, c2 // 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.cv1(x)
+        return torch.cat((y, self.cv2(y)), 1)
+
+
+def channel_shuffle(x: torch.Tensor, groups: int = 2) -> torch.Tensor:
+    """ShuffleNet's channel shuffle."""
+    b, c, h, w = x.shape
+    return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+
+@register(rule=CONV)
+class ES_Bottleneck(nn.Module):  # noqa: N801 - YOLOAir's YAML name
+    """Enhanced ShuffleNet block of PP-PicoDet's ESNet (Yu et al., "PP-PicoDet", arXiv:2111.00902). Stride 1:
+    half the channels pass, the other half go through a Ghost conv + SE + 1x1, then channel shuffle. Stride 2:
+    two down-sampling branches (depth-wise + 1x1; 1x1 + depth-wise + SE + 1x1) fused by depth-wise + 1x1.
+    All branches are built whatever the stride, as in YOLOAir. YAML: ``[c2, s]``. Example: ``[-1, 3, ES_Bottleneck, [96, 1]]``."""
+
+    def __init__(self, c1: int, c2: int, s: int):
+        super().__init__()
+        if s not in (1, 2):
+            raise ValueError(f"ES_Bottleneck stride must be 1 or 2, got {s!r}")
+        self.stride = s
+        c_ = c2 // 2
+        if s > 1:
+            self.branch1 = nn.Sequential(*conv_bn_act(c1, c1, 3, s, c1, act=False), *conv_bn_act(c1, c_, 1))
+        self.branch2 = nn.Sequential(
+            *conv_bn_act(c1 if s > 1 else c_, c_, 1), *conv_bn_act(c_, c_, 3, s, c_, act=False),
+            SqueezeExcite(c_, nn.Hardsigmoid()), *conv_bn_act(c_, c_, 1),
+        )
+        self.branch3 = nn.Sequential(ESGhostConv(c_, c_), SqueezeExcite(c_, nn.Hardsigmoid()), *conv_bn_act(c_, c_, 1))
+        self.branch4 = nn.Sequential(*conv_bn_act(c2, c2, 3, 1, c2, act=False), *conv_bn_act(c2, c2, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            return channel_shuffle(torch.cat((x1, self.branch3(x2)), 1))
+        return self.branch4(torch.cat((self.branch1(x), self.branch2(x)), 1))
+
+
+@register(rule=CONV)
+class DWConvblock(nn.Module):
+    """Depth-wise separable convolution (Howard et al., MobileNets, arXiv:1704.04861): k x k depth-wise
+    conv + BN + ReLU, then 1x1 conv + BN + ReLU (PP-PicoDet's neck). YAML: ``[c2, k, s]``.
+    Example: ``[-1, 1, DWConvblock, [192, 5, 2]]``."""
+
+    def __init__(self, c1: int, c2: int, k: int, s: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c1, c1, k, s, k // 2, groups=c1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c1)
+        self.conv2 = nn.Conv2d(c1, c2, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c2)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn2(self.conv2(self.act(self.bn1(self.conv1(x))))))
