@@ -232,3 +232,16 @@ class DWConvblock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn2(self.conv2(self.act(self.bn1(self.conv1(x))))))
+
+
+@register(rule=ChannelFunction(lambda c_in, args: sum(c_in) // 2, "[alpha=0.5]"))
+class ADD(nn.Module):
+    """Weighted sum of two equal-shaped inputs, ``x0 + alpha * x1`` (PP-PicoDet's neck in YOLOAir).
+    YAML: ``[alpha=0.5]`` with two ``from`` inputs. Example: ``[[-1, 7], 1, ADD, [1]]``."""
+
+    def __init__(self, alpha: float = 0.5):
+        super().__init__()
+        self.a = alpha
+
+    def forward(self, x: list[torch.Tensor]) -> torch.Tensor:
+        return torch.add(x[0], x[1], alpha=self.a)
