@@ -16,7 +16,7 @@ from torch import nn
 
 from yolo_attn.nn.blocks.yoloair import ConvNextBlock
 from yolo_attn.nn.registry import register
-from yolo_attn.nn.rules import CONV, ConvLike, LeadingChannels, SameWidth
+from yolo_attn.nn.rules import CONV, ConvLike, LeadingChannels, LiteralChannels, SameWidth
 
 ONE_BLOCK_SAME_WIDTH = SameWidth(pass_width=False, one_copy=True, signature="[c2=c1] (one block whatever number says)")
 
@@ -36,9 +36,11 @@ class LayerNorm2d(nn.Module):
         return self.weight[:, None, None] * (x - mean) / torch.sqrt(var + self.eps) + self.bias[:, None, None]
 
 
+@register("gnconv", rule=LiteralChannels((0,)))
 class GnConv(nn.Module):
     """Recursive gated convolution g^nConv (Rao et al., "HorNet: Efficient High-Order Spatial Interactions
-    with Recursive Gated Convolutions", NeurIPS 2022, arXiv:2207.14284).
+    with Recursive Gated Convolutions", NeurIPS 2022, arXiv:2207.14284). YAML: ``[c1, order=5]`` (the real
+    input channels, as written). Example: ``[-1, 3, gnconv, [256]]``.
 
     A 1x1 projection to ``2 * dim`` splits into a gate and ``order`` depth-wise-convolved feature groups of
     widths ``dim / 2**(order-1), ..., dim``; the gate is multiplied by each group in turn, widened by 1x1

@@ -1,5 +1,5 @@
 """YOLOAir's CSP variants (iscyy/yoloair ``models/common.py`` and ``models/Models/``): C3 with HorNet,
-Contextual-Transformer, BoTNet, GCNet or trident receptive-field blocks inside, and BottleneckCSPF.
+Contextual-Transformer, BoTNet or GCNet blocks inside, BottleneckCSPF, BottleneckCSP2 and slim-neck's VoVGSCSP.
 
 Module and attribute names follow YOLOAir so that parameter counts and ``state_dict`` keys match.
 CSP: Wang et al., "CSPNet: A New Backbone that can Enhance Learning Capability of CNN", CVPRW 2020.
@@ -164,59 +164,6 @@ class C3GC(C3):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(self.gc(x))), 1))
-
-
-class TridentBlock(nn.Module):
-    """Three branches sharing one 1x1 and one 3x3 kernel at dilations 1, 2, 3, each residual (TridentNet:
-    Li, Chen, Wang, Zhang, "Scale-Aware Trident Networks for Object Detection", ICCV 2019, arXiv:1901.01892;
-    as FaceV2's RFEM uses it). Returns the three branch outputs."""
-
-    def __init__(self, c1: int, c2: int, e: float = 0.5, dilations: tuple[int, ...] = (1, 2, 3)):
-        super().__init__()
-        c_ = int(c2 * e)
-        self.dilations = dilations
-        self.share_weightconv1 = nn.Parameter(torch.empty(c_, c1, 1, 1))
-        self.share_weightconv2 = nn.Parameter(torch.empty(c2, c_, 3, 3))
-        nn.init.kaiming_uniform_(self.share_weightconv1, nonlinearity="relu")
-        nn.init.kaiming_uniform_(self.share_weightconv2, nonlinearity="relu")
-        self.bn1 = nn.BatchNorm2d(c_)
-        self.bn2 = nn.BatchNorm2d(c2)
-        self.act = nn.SiLU()
-
-    def branch(self, x: torch.Tensor, dilation: int) -> torch.Tensor:
-        y = self.act(self.bn1(F.conv2d(x, self.share_weightconv1)))
-        y = self.bn2(F.conv2d(y, self.share_weightconv2, padding=dilation, dilation=dilation))
-        return self.act(y + x)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return [self.branch(x, d) for d in self.dilations]
-
-
-class RFEM(nn.Module):
-    """Receptive-field enhancement module (Yu et al., "FaceV2: Exploring Occlusion and Scale Variation in
-    Face Detection", arXiv:2208.02019): a trident block's branches summed with the input, BN, SiLU."""
-
-    def __init__(self, c1: int, c2: int, e: float = 0.5):
-        super().__init__()
-        self.layer = nn.Sequential(TridentBlock(c1, c2, e=e))
-        self.bn = nn.BatchNorm2d(c2)
-        self.act = nn.SiLU()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(sum(self.layer(x)) + x))
-
-
-@register(rule=CSP)
-class C3RFEM(C3):
-    """C3 with RFEM blocks inside (FaceV2, arXiv:2208.02019). YAML: ``[c2, shortcut=True, e=0.5]``;
-    number = RFEM blocks. Example: ``[-1, 3, C3RFEM, [1024, False]]``."""
-
-    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, e: float = 0.5):
-        self.rfem_e = e
-        super().__init__(c1, c2, n, shortcut, e=e)
-
-    def inner(self, c_: int, n: int, shortcut: bool, g: int) -> nn.Module:
-        return nn.Sequential(*(RFEM(c_, c_, self.rfem_e) for _ in range(n)))
 
 
 class GSBottleneck(nn.Module):
