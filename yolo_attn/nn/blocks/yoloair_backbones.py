@@ -16,7 +16,7 @@ from torch import nn
 
 from yolo_attn.nn.blocks.yoloair import ConvNextBlock
 from yolo_attn.nn.registry import register
-from yolo_attn.nn.rules import CONV, ConvLike, LeadingChannels, LiteralChannels, SameWidth
+from yolo_attn.nn.rules import CONV, CSP, ConvLike, LeadingChannels, LiteralChannels, SameWidth
 
 ONE_BLOCK_SAME_WIDTH = SameWidth(pass_width=False, one_copy=True, signature="[c2=c1] (one block whatever number says)")
 
@@ -172,9 +172,11 @@ class RepVGGBlock(nn.Module):
     then SiLU as YOLOAir uses it. YAML: ``[c2, k=3, s=1, p=1]``. Example: ``[-1, 1, RepVGGBlock, [128, 3, 2]]``.
     """
 
+    activation = nn.SiLU
+
     def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, p: int = 1):
         super().__init__()
-        self.nonlinearity = nn.SiLU()
+        self.nonlinearity = self.activation()
         self.se = nn.Identity()
         self.rbr_identity = nn.BatchNorm2d(c1) if c1 == c2 and s == 1 else None
         self.rbr_dense = conv_bn(c1, c2, k, s, p)
@@ -185,6 +187,29 @@ class RepVGGBlock(nn.Module):
         if self.rbr_identity is not None:
             y = y + self.rbr_identity(x)
         return self.nonlinearity(self.se(y))
+
+
+@register(rule=CONV)
+class RepVGGBlockv6(RepVGGBlock):
+    """RepVGG block with ReLU, as YOLOv6 uses it (Li et al., "YOLOv6", arXiv:2209.02976; RepVGG,
+    arXiv:2101.03697). YAML: ``[c2, k=3, s=1, p=1]``. Example: ``[-1, 1, RepVGGBlockv6, [64, 3, 2]]``."""
+
+    activation = nn.ReLU
+
+
+@register(rule=CSP)
+class RepBlock(nn.Module):
+    """YOLOv6's RepBlock (arXiv:2209.02976): ``n`` RepVGG (ReLU) blocks, the first changing the width.
+    YAML: ``[c2]``; number = blocks. Example: ``[-1, 6, RepBlock, [256]]``."""
+
+    def __init__(self, c1: int, c2: int, n: int = 1):
+        super().__init__()
+        self.conv1 = RepVGGBlockv6(c1, c2)
+        self.block = nn.Sequential(*(RepVGGBlockv6(c2, c2) for _ in range(n - 1))) if n > 1 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        return self.block(x) if self.block is not None else x
 
 
 class ConvBranch(nn.Module):
