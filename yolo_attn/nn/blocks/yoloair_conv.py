@@ -94,15 +94,17 @@ class mobilev3_bneck(nn.Module):  # noqa: N801 - YOLOAir's YAML name
     h-swish or ReLU; residual when shapes allow. YAML: ``[c2, hidden, k, s, use_se, use_hs]``.
     Example: ``[-1, 1, mobilev3_bneck, [24, 64, 3, 2, 0, 0]]``."""
 
+    hswish, squeeze_excite = Hswish, SELayer
+
     def __init__(self, c1: int, c2: int, hidden: int, k: int, s: int, use_se: bool, use_hs: bool):
         super().__init__()
         if s not in (1, 2):
-            raise ValueError(f"mobilev3_bneck stride must be 1 or 2, got {s!r}")
+            raise ValueError(f"{type(self).__name__} stride must be 1 or 2, got {s!r}")
         self.identity = s == 1 and c1 == c2
-        act = Hswish if use_hs else nn.ReLU
+        act = self.hswish if use_hs else nn.ReLU
         expand = [] if c1 == hidden else [nn.Conv2d(c1, hidden, 1, bias=False), nn.BatchNorm2d(hidden), act()]
         depthwise = [nn.Conv2d(hidden, hidden, k, s, (k - 1) // 2, groups=hidden, bias=False), nn.BatchNorm2d(hidden)]
-        se = SELayer(hidden) if use_se else nn.Sequential()
+        se = self.squeeze_excite(hidden) if use_se else nn.Sequential()
         middle = [act(), se] if c1 == hidden else [se, act()]
         self.conv = nn.Sequential(
             *expand, *depthwise, *middle, nn.Conv2d(hidden, c2, 1, bias=False), nn.BatchNorm2d(c2)
@@ -245,3 +247,105 @@ class ADD(nn.Module):
 
     def forward(self, x: list[torch.Tensor]) -> torch.Tensor:
         return torch.add(x[0], x[1], alpha=self.a)
+
+
+class SeBlock(nn.Module):
+    """SE with 1x1 convs under the keys ``Excitation.FC1`` / ``Excitation.FC2`` and a sigmoid gate (YOLOAir's
+    MobileNetV3 and PP-LCNet backbones)."""
+
+    def __init__(self, c: int, reduction: int = 4):
+        super().__init__()
+        self.Squeeze = nn.AdaptiveAvgPool2d(1)
+        self.Excitation = nn.Sequential()
+        self.Excitation.add_module("FC1", nn.Conv2d(c, c // reduction, 1))
+        self.Excitation.add_module("ReLU", nn.ReLU())
+        self.Excitation.add_module("FC2", nn.Conv2d(c // reduction, c, 1))
+        self.Excitation.add_module("Sigmoid", nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.Excitation(self.Squeeze(x))
+
+
+@register(rule=CONV)
+class MobileNetV3_InvertedResidual(mobilev3_bneck):  # noqa: N801 - YOLOAir's YAML name
+    """:class:`mobilev3_bneck` with torch's Hardswish and a sigmoid-gated SE (YOLOAir's MobileNetV3-Small
+    backbone). YAML: ``[c2, hidden, k, s, use_se, use_hs]``.
+    Example: ``[-1, 1, MobileNetV3_InvertedResidual, [24, 72, 3, 2, 0, 0]]``."""
+
+    hswish, squeeze_excite = nn.Hardswish, SeBlock
+
+
+@register(rule=CONV)
+class conv_bn_hswish(nn.Module):  # noqa: N801 - YOLOAir's YAML name
+    """3x3 Conv + BN + Hardswish, MobileNetV3's stem (arXiv:1905.02244). YAML: ``[c2, s]``.
+    Example: ``[-1, 1, conv_bn_hswish, [16, 2]]``."""
+
+    def __init__(self, c1: int, c2: int, s: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c1, c2, 3, s, 1, bias=False)
+        self.bn = nn.BatchNorm2d(c2)
+        self.act = nn.Hardswish()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+@register(rule=CONV)
+class DepthSepConv(nn.Module):
+    """PP-LCNet's depth-wise separable conv (arXiv:2109.15099): k x k depth-wise conv + BN + Hardswish,
+    optional SE (reduction 16), 1x1 conv + BN + Hardswish. YAML: ``[c2, k, s, use_se]``.
+    Example: ``[-1, 1, DepthSepConv, [32, 3, 1, False]]``."""
+
+    def __init__(self, c1: int, c2: int, k: int, s: int, use_se: bool):
+        super().__init__()
+        self.dw_sp = nn.Sequential(
+            nn.Conv2d(c1, c1, k, s, (k - 1) // 2, groups=c1, bias=False), nn.BatchNorm2d(c1), nn.Hardswish(),
+            SeBlock(c1, reduction=16) if use_se else nn.Sequential(),
+            nn.Conv2d(c1, c2, 1, bias=False), nn.BatchNorm2d(c2), nn.Hardswish(),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dw_sp(x)
+
+
+@register(rule=CONV)
+class Conv_maxpool(nn.Module):  # noqa: N801 - YOLOAir's YAML name
+    """ShuffleNetV2's stem (Ma et al., "ShuffleNet V2", ECCV 2018, arXiv:1807.11164): 3x3 stride-2 conv + BN +
+    ReLU, then 3x3 stride-2 max-pool. YAML: ``[c2]``. Example: ``[-1, 1, Conv_maxpool, [24]]``."""
+
+    def __init__(self, c1: int, c2: int):
+        super().__init__()
+        self.conv = nn.Sequential(nn.Conv2d(c1, c2, 3, 2, 1, bias=False), nn.BatchNorm2d(c2), nn.ReLU(inplace=True))
+        self.maxpool = nn.MaxPool2d(3, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.maxpool(self.conv(x))
+
+
+@register(rule=CONV)
+class ShuffleNetV2_Model(nn.Module):  # noqa: N801 - YOLOAir's YAML name
+    """ShuffleNetV2 unit (arXiv:1807.11164). Stride 1: half the channels pass, the other half go through
+    1x1 -> 3x3 depth-wise -> 1x1; stride 2: two down-sampling branches. Then channel shuffle.
+    YAML: ``[c2, s]``. Example: ``[-1, 3, ShuffleNetV2_Model, [116, 1]]``."""
+
+    def __init__(self, c1: int, c2: int, s: int):
+        super().__init__()
+        if s not in (1, 2) or (s == 1 and c1 != c2):
+            raise ValueError(f"ShuffleNetV2_Model needs stride 2, or stride 1 with c1 == c2; got {c1}->{c2}, s={s}")
+        self.stride = s
+        c_ = c2 // 2
+        self.branch1 = nn.Sequential(
+            nn.Conv2d(c1, c1, 3, s, 1, groups=c1), nn.BatchNorm2d(c1),
+            nn.Conv2d(c1, c_, 1, bias=False), nn.BatchNorm2d(c_), nn.ReLU(inplace=True),
+        ) if s == 2 else nn.Sequential()
+        self.branch2 = nn.Sequential(
+            nn.Conv2d(c1 if s == 2 else c_, c_, 1, bias=False), nn.BatchNorm2d(c_), nn.ReLU(inplace=True),
+            nn.Conv2d(c_, c_, 3, s, 1, groups=c_), nn.BatchNorm2d(c_),
+            nn.Conv2d(c_, c_, 1, bias=False), nn.BatchNorm2d(c_), nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            return channel_shuffle(torch.cat((x1, self.branch2(x2)), 1))
+        return channel_shuffle(torch.cat((self.branch1(x), self.branch2(x)), 1))
