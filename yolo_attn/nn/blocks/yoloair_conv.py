@@ -349,3 +349,17 @@ class ShuffleNetV2_Model(nn.Module):  # noqa: N801 - YOLOAir's YAML name
             x1, x2 = x.chunk(2, dim=1)
             return channel_shuffle(torch.cat((x1, self.branch2(x2)), 1))
         return channel_shuffle(torch.cat((self.branch1(x), self.branch2(x)), 1))
+
+
+@register(rule=ChannelFunction(lambda c_in, args: 4 * c_in[0], "[]"))
+class DWT(nn.Module):
+    """One-level Haar discrete wavelet transform (Mallat, "A Theory for Multiresolution Signal Decomposition",
+    TPAMI 1989; the db1 DWT of YOLOR's ``DWT`` layer): (b, c, h, w) -> (b, 4c, h/2, w/2), the low band halved
+    followed, per channel, by the three detail bands halved and shifted by 0.5. No parameters.
+    Example: ``[-1, 1, DWT, []]``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b, c, d = x[..., ::2, ::2], x[..., ::2, 1::2], x[..., 1::2, ::2], x[..., 1::2, 1::2]
+        low = (a + b + c + d) / 2
+        details = torch.stack(((a - b + c - d) / 2, (a + b - c - d) / 2, (a - b - c + d) / 2), 2)
+        return torch.cat((low / 2, details.flatten(1, 2) / 2 + 0.5), 1)

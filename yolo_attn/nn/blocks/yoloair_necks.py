@@ -14,7 +14,7 @@ from yolo_attn.nn.blocks.conv import Conv, default_activation
 from yolo_attn.nn.blocks.pooling import SPPF
 from yolo_attn.nn.blocks.yolov7 import SPPCSPC
 from yolo_attn.nn.registry import register
-from yolo_attn.nn.rules import CONV, CSP, SameWidth
+from yolo_attn.nn.rules import CONV, CSP, ChannelFunction, SameWidth
 
 
 @register(rule=CSP)
@@ -146,3 +146,48 @@ class SimSPPF(SPPF):
     def __init__(self, c1: int, k: int = 5):
         with default_activation(nn.ReLU()):
             super().__init__(c1, c1, k)
+
+
+@register(rule=CONV)
+class CARAFE(nn.Module):
+    """Content-aware reassembly of features (Wang et al., "CARAFE: Content-Aware ReAssembly of FEatures",
+    ICCV 2019, arXiv:1905.02188): a 1x1 channel compressor and a k x k encoder predict a softmax-normalised
+    k x k kernel for every upsampled position, which reassembles the input's k x k neighbourhood; a 1x1 conv
+    sets the width. YAML: ``[c2, kernel_size=3, up_factor=2]``. Example: ``[-1, 1, CARAFE, [512, 3, 2]]``."""
+
+    def __init__(self, c1: int, c2: int, kernel_size: int = 3, up_factor: int = 2):
+        super().__init__()
+        self.kernel_size, self.up_factor = kernel_size, up_factor
+        self.down = nn.Conv2d(c1, c1 // 4, 1)
+        self.encoder = nn.Conv2d(c1 // 4, up_factor**2 * kernel_size**2, kernel_size, 1, kernel_size // 2)
+        self.out = nn.Conv2d(c1, c2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        k, s = self.kernel_size, self.up_factor
+        kernels = F.softmax(F.pixel_shuffle(self.encoder(self.down(x)), s), dim=1)  # (n, k*k, s*h, s*w)
+        patches = F.unfold(x, k, padding=k // 2).view(n, c * k * k, h, w)
+        patches = F.interpolate(patches, scale_factor=s, mode="nearest").view(n, c, k * k, s * h, s * w)
+        return self.out((patches * kernels[:, None]).sum(2))
+
+
+@register(rule=ChannelFunction(lambda c_in, args: max(c_in), "[c1, c2] (as written; 2 or 3 inputs)"))
+class Concat_bifpn(nn.Module):  # noqa: N801 - YOLOAir's YAML name
+    """BiFPN's fast normalised fusion (Tan, Pang, Le, "EfficientDet", CVPR 2020, arXiv:1911.09070) as YOLOAir
+    writes it: learned non-negative weights over 2 or 3 equal-shaped inputs, weighted sum, ReLU, 1x1 Conv.
+    YAML: ``[c1, c2]`` as written. Example: ``[[-1, 6], 1, Concat_bifpn, [256, 256]]``."""
+
+    def __init__(self, c1: int, c2: int):
+        super().__init__()
+        self.w1_weight = nn.Parameter(torch.ones(2))
+        self.w2_weight = nn.Parameter(torch.ones(3))
+        self.epsilon = 1e-4
+        self.conv = Conv(c1, c2, 1, 1, 0)
+        self.act = nn.ReLU()
+
+    def forward(self, x: list[torch.Tensor]) -> torch.Tensor:
+        if len(x) not in (2, 3):
+            raise ValueError(f"Concat_bifpn fuses 2 or 3 inputs, got {len(x)}")
+        w = self.w1_weight if len(x) == 2 else self.w2_weight
+        w = w / (w.sum() + self.epsilon)
+        return self.conv(self.act(sum(wi * xi for wi, xi in zip(w, x))))
