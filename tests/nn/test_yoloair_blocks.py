@@ -65,6 +65,17 @@ SHAPES = [
     ("CSPResNet", (48, 32, 1, 1, "neck"), (48, 8, 8), (32, 8, 8)),
     ("ResSPP", (16, 32, 2), (16, 8, 8), (32, 8, 8)),
     ("nn.ConvTranspose2d", (16, 8, 4, 2, 1), (16, 8, 8), (8, 16, 16)),
+    ("RepVGGBlockv6", (16, 16), (16, 8, 8), (16, 8, 8)),
+    ("RepBlock", (16, 32, 3), (16, 8, 8), (32, 8, 8)),
+    ("MobileNetV3_InvertedResidual", (16, 24, 72, 3, 2, 1, 1), (16, 16, 16), (24, 8, 8)),
+    ("conv_bn_hswish", (3, 16, 2), (3, 16, 16), (16, 8, 8)),
+    ("DepthSepConv", (16, 32, 3, 2, True), (16, 16, 16), (32, 8, 8)),
+    ("Conv_maxpool", (3, 24), (3, 32, 32), (24, 8, 8)),
+    ("ShuffleNetV2_Model", (24, 48, 2), (24, 16, 16), (48, 8, 8)),
+    ("ShuffleNetV2_Model", (48, 48, 1), (48, 8, 8), (48, 8, 8)),
+    ("DWT", (), (16, 16, 16), (64, 8, 8)),
+    ("CARAFE", (16, 32, 3, 2), (16, 8, 8), (32, 16, 16)),
+    ("Involution", (32, 32, 3, 2), (32, 16, 16), (32, 8, 8)),
     ("RegNet1", (104,), (3, 64, 64), (104, 8, 8)),
     ("Efficient2", (112,), (40, 8, 8), (112, 4, 4)),
     ("MobileNet3", (576,), (48, 8, 8), (576, 4, 4)),
@@ -84,6 +95,17 @@ def test_block_output_shape(name, args, shape_in, shape_out):
 def test_add_sums_two_inputs():
     a, b = torch.ones(1, 4, 2, 2), torch.full((1, 4, 2, 2), 2.0)
     assert torch.equal(block("ADD", 0.5)([a, b]), torch.full((1, 4, 2, 2), 2.0))
+
+
+def test_concat_bifpn_weights_two_or_three_inputs():
+    m = block("Concat_bifpn", 8, 16)
+    x = [torch.randn(2, 8, 4, 4) for _ in range(3)]
+    assert m(x[:2]).shape == m(x).shape == (2, 16, 4, 4)
+
+
+def test_dwt_of_a_constant_map_is_its_low_band():
+    out = block("DWT")(torch.ones(1, 1, 4, 4))
+    assert torch.allclose(out[:, 0], torch.ones(1, 2, 2)) and torch.allclose(out[:, 1:], torch.full((1, 3, 2, 2), 0.5))
 
 
 def test_gsconv_shuffles_even_channels_first():
