@@ -111,7 +111,8 @@ class PyramidBackbone(nn.Module):
             raise ValueError(f"expects a stage index 0..3 and four depths, got index {index!r}, depths {depths!r}")
         dims = [dim_base * 2**i for i in range(4)]
         self.index = index
-        self.downsample_layers = nn.ModuleList([nn.Sequential(nn.Conv2d(in_chans, dims[0], 4, 4), LayerNorm2d(dims[0]))])
+        stem = nn.Sequential(nn.Conv2d(in_chans, dims[0], 4, 4), LayerNorm2d(dims[0]))
+        self.downsample_layers = nn.ModuleList([stem])
         self.downsample_layers.extend(
             nn.Sequential(LayerNorm2d(dims[i]), nn.Conv2d(dims[i], dims[i + 1], 2, 2)) for i in range(3)
         )
@@ -228,7 +229,8 @@ class MobileOneBlock(nn.Module):
     """MobileOne block in training form (Vasu et al., "MobileOne: An Improved One millisecond Mobile
     Backbone", CVPR 2023, arXiv:2206.04040): ``k`` over-parameterised 3x3 depth-wise conv-BN branches + a 1x1
     depth-wise branch (+ BN identity), ReLU, then ``k`` 1x1 point-wise conv-BN branches (+ BN identity), ReLU.
-    YAML: ``[c2, k, s=1]`` (further args accepted, unused). Example: ``[-1, 6, MobileOneBlock, [1024, 4, 1, False]]``."""
+    YAML: ``[c2, k, s=1]`` (further args accepted, unused).
+    Example: ``[-1, 6, MobileOneBlock, [1024, 4, 1, False]]``."""
 
     def __init__(self, c1: int, c2: int, k: int, s: int = 1, *unused):
         super().__init__()
@@ -257,7 +259,8 @@ class MobileOneBlock(nn.Module):
 class MobileOne(nn.Module):
     """A stack of ``n`` MobileOne blocks (arXiv:2206.04040), as YOLOAir writes it. YAML: ``[c2, k, s=1]``;
     YOLOAir passes ``number`` as the block count and also stacks ``number`` copies (``number**2`` blocks in
-    all); so do we, for its parameter counts and checkpoints. Example: ``[-1, 6, MobileOne, [128, 4, 1, False]]`` (further args accepted, unused)."""
+    all); so do we, for its parameter counts and checkpoints. Further args are accepted, unused.
+    Example: ``[-1, 6, MobileOne, [128, 4, 1, False]]``."""
 
     def __init__(self, c1: int, c2: int, n: int, k: int, s: int = 1, *unused):
         super().__init__()
@@ -267,4 +270,7 @@ class MobileOne(nn.Module):
         return self.m(x)
 
 
-__all__ = ["ConvNeXt", "GnConv", "HorBlock", "HorNet", "LayerNorm2d", "MobileOne", "PyramidBackbone", "RepVGGBlock", "conv_bn"]
+__all__ = [
+    "ConvNeXt", "GnConv", "HorBlock", "HorNet", "LayerNorm2d", "MobileOne", "MobileOneBlock", "PyramidBackbone",
+    "RepBlock", "RepVGGBlock", "RepVGGBlockv6", "conv_bn",
+]

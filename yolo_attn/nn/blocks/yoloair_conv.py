@@ -17,7 +17,8 @@ from yolo_attn.nn.rules import CONV, ChannelFunction
 @register(rule=CONV)
 class CBH(nn.Module):
     """Conv + BatchNorm + Hardswish, PP-LCNet's basic layer (Cui et al., "PP-LCNet: A Lightweight CPU
-    Convolutional Neural Network", arXiv:2109.15099). YAML: ``[c2, k, s, g=1]``. Example: ``[-1, 1, CBH, [32, 3, 2]]``."""
+    Convolutional Neural Network", arXiv:2109.15099). YAML: ``[c2, k, s, g=1]``.
+    Example: ``[-1, 1, CBH, [32, 3, 2]]``."""
 
     def __init__(self, c1: int, c2: int, k: int, s: int, g: int = 1):
         super().__init__()
@@ -81,7 +82,9 @@ class SELayer(nn.Module):
     def __init__(self, c: int, reduction: int = 4):
         super().__init__()
         self.avg_pool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Sequential(nn.Linear(c, c // reduction), nn.ReLU(inplace=True), nn.Linear(c // reduction, c), Hswish())
+        self.fc = nn.Sequential(
+            nn.Linear(c, c // reduction), nn.ReLU(inplace=True), nn.Linear(c // reduction, c), Hswish()
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.fc(self.avg_pool(x).flatten(1))[..., None, None]
@@ -194,7 +197,8 @@ class ES_Bottleneck(nn.Module):  # noqa: N801 - YOLOAir's YAML name
     """Enhanced ShuffleNet block of PP-PicoDet's ESNet (Yu et al., "PP-PicoDet", arXiv:2111.00902). Stride 1:
     half the channels pass, the other half go through a Ghost conv + SE + 1x1, then channel shuffle. Stride 2:
     two down-sampling branches (depth-wise + 1x1; 1x1 + depth-wise + SE + 1x1) fused by depth-wise + 1x1.
-    All branches are built whatever the stride, as in YOLOAir. YAML: ``[c2, s]``. Example: ``[-1, 3, ES_Bottleneck, [96, 1]]``."""
+    All branches are built whatever the stride, as in YOLOAir. YAML: ``[c2, s]``.
+    Example: ``[-1, 3, ES_Bottleneck, [96, 1]]``."""
 
     def __init__(self, c1: int, c2: int, s: int):
         super().__init__()

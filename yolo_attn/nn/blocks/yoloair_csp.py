@@ -81,7 +81,9 @@ class CoT(nn.Module):
         super().__init__()
         self.kernel_size = kernel_size
         self.key_embed = nn.Sequential(
-            nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=4, bias=False), nn.BatchNorm2d(dim), nn.ReLU()
+            nn.Conv2d(dim, dim, kernel_size, padding=kernel_size // 2, groups=4, bias=False),
+            nn.BatchNorm2d(dim),
+            nn.ReLU(),
         )
         self.value_embed = nn.Sequential(nn.Conv2d(dim, dim, 1, bias=False), nn.BatchNorm2d(dim))
         self.attention_embed = nn.Sequential(

@@ -124,7 +124,7 @@ class MultiSEAM(nn.Module):
     def __init__(self, c1: int, c2: int, depth: int, kernel_size: int = 3, patch_size=(3, 5, 7), reduction: int = 16):
         super().__init__()
         if kernel_size != 3:
-            raise ValueError(f"MultiSEAM supports kernel_size 3 only (as YOLOAir's padding assumes), got {kernel_size!r}")
+            raise ValueError(f"MultiSEAM supports kernel_size 3 only (YOLOAir's padding), got {kernel_size!r}")
         for i, p in enumerate(patch_size):
             stem = [nn.Conv2d(c1, c1, p, p), nn.GELU(), nn.BatchNorm2d(c1)]
             setattr(self, f"DCovN{i}", nn.Sequential(*stem, *(depthwise_mixer(c1) for _ in range(depth))))

@@ -48,7 +48,8 @@ class WindowAttention(nn.Module):
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)].view(n, n, -1)
         attn = (q * self.scale) @ k.transpose(-2, -1) + bias.permute(2, 0, 1)[None]
         if mask is not None:
-            attn = (attn.view(-1, mask.shape[0], self.num_heads, n, n) + mask[None, :, None]).view(-1, self.num_heads, n, n)
+            attn = attn.view(-1, mask.shape[0], self.num_heads, n, n) + mask[None, :, None]
+            attn = attn.view(-1, self.num_heads, n, n)
         return self.proj((attn.softmax(-1) @ v).transpose(1, 2).reshape(b, n, c))
 
 

@@ -72,14 +72,16 @@ class Efficient1(TorchvisionSlice):
 
 @register(rule=DECLARED_WIDTH)
 class Efficient2(TorchvisionSlice):
-    """EfficientNet-B0 features 4-5 (arXiv:1905.11946), stride 16, 112 channels. Example: ``[-1, 1, Efficient2, [112]]``."""
+    """EfficientNet-B0 features 4-5 (arXiv:1905.11946), stride 16, 112 channels.
+    Example: ``[-1, 1, Efficient2, [112]]``."""
 
     builder, pick = staticmethod(models.efficientnet_b0), staticmethod(lambda m: list(m.features[4:6]))
 
 
 @register(rule=DECLARED_WIDTH)
 class Efficient3(TorchvisionSlice):
-    """EfficientNet-B0 features 6-8 (arXiv:1905.11946), stride 32, 1280 channels. Example: ``[-1, 1, Efficient3, [1280]]``."""
+    """EfficientNet-B0 features 6-8 (arXiv:1905.11946), stride 32, 1280 channels.
+    Example: ``[-1, 1, Efficient3, [1280]]``."""
 
     builder, pick = staticmethod(models.efficientnet_b0), staticmethod(lambda m: list(m.features[6:]))
 
@@ -94,13 +96,15 @@ class MobileNet1(TorchvisionSlice):
 
 @register(rule=DECLARED_WIDTH)
 class MobileNet2(TorchvisionSlice):
-    """MobileNetV3-Small features 4-8 (arXiv:1905.02244), stride 16, 48 channels. Example: ``[-1, 1, MobileNet2, [48]]``."""
+    """MobileNetV3-Small features 4-8 (arXiv:1905.02244), stride 16, 48 channels.
+    Example: ``[-1, 1, MobileNet2, [48]]``."""
 
     builder, pick = staticmethod(models.mobilenet_v3_small), staticmethod(lambda m: list(m.features[4:9]))
 
 
 @register(rule=DECLARED_WIDTH)
 class MobileNet3(TorchvisionSlice):
-    """MobileNetV3-Small features 9-12 (arXiv:1905.02244), stride 32, 576 channels. Example: ``[-1, 1, MobileNet3, [576]]``."""
+    """MobileNetV3-Small features 9-12 (arXiv:1905.02244), stride 32, 576 channels.
+    Example: ``[-1, 1, MobileNet3, [576]]``."""
 
     builder, pick = staticmethod(models.mobilenet_v3_small), staticmethod(lambda m: list(m.features[9:]))
