@@ -14,7 +14,7 @@ from torch import nn
 from yolo_attn.nn.attention.botnet_mhsa import MHSA
 from yolo_attn.nn.attention.global_context import GlobalContext
 from yolo_attn.nn.blocks.conv import Conv
-from yolo_attn.nn.blocks.csp import C3, Bottleneck
+from yolo_attn.nn.blocks.csp import C3, Bottleneck, BottleneckCSP
 from yolo_attn.nn.blocks.yoloair_backbones import HorBlock
 from yolo_attn.nn.blocks.yoloair_conv import GSConv
 from yolo_attn.nn.registry import register
@@ -31,20 +31,14 @@ class C3HB(C3):
 
 
 @register(rule=CSP)
-class BottleneckCSPF(nn.Module):
+class BottleneckCSPF(BottleneckCSP):
     """YOLOR's BottleneckCSP without the 1x1 after the bottlenecks (Wang, Yeh, Liao, "You Only Learn One
     Representation", arXiv:2105.04206). YAML: ``[c2, shortcut=True, g=1, e=0.5]``; number = bottlenecks.
     Example: ``[-1, 3, BottleneckCSPF, [128]]``."""
 
     def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5):
-        super().__init__()
-        c_ = int(c2 * e)
-        self.cv1 = Conv(c1, c_, 1, 1)
-        self.cv2 = nn.Conv2d(c1, c_, 1, 1, bias=False)
-        self.cv4 = Conv(2 * c_, c2, 1, 1)
-        self.bn = nn.BatchNorm2d(2 * c_)
-        self.act = nn.SiLU()
-        self.m = nn.Sequential(*(Bottleneck(c_, c_, shortcut, g, e=1.0) for _ in range(n)))
+        super().__init__(c1, c2, n, shortcut, g, e)
+        del self.cv3
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.cv4(self.act(self.bn(torch.cat((self.m(self.cv1(x)), self.cv2(x)), 1))))

@@ -40,71 +40,31 @@ def _regnet(m: nn.Module, stage: int) -> list[nn.Module]:
     return [m.stem, *blocks[:2]] if stage == 1 else list(blocks[stage])
 
 
-@register(rule=DECLARED_WIDTH)
-class RegNet1(TorchvisionSlice):
-    """RegNetY-400MF stem and stages 1-2 (Radosavovic et al., "Designing Network Design Spaces", CVPR 2020,
-    arXiv:2003.13678), stride 8, 104 channels. Example: ``[-1, 1, RegNet1, [104]]``."""
-
-    builder, pick = staticmethod(models.regnet_y_400mf), staticmethod(lambda m: _regnet(m, 1))
-
-
-@register(rule=DECLARED_WIDTH)
-class RegNet2(TorchvisionSlice):
-    """RegNetY-400MF stage 3 (arXiv:2003.13678), stride 16, 208 channels. Example: ``[-1, 1, RegNet2, [208]]``."""
-
-    builder, pick = staticmethod(models.regnet_y_400mf), staticmethod(lambda m: _regnet(m, 2))
-
-
-@register(rule=DECLARED_WIDTH)
-class RegNet3(TorchvisionSlice):
-    """RegNetY-400MF stage 4 (arXiv:2003.13678), stride 32, 440 channels. Example: ``[-1, 1, RegNet3, [440]]``."""
-
-    builder, pick = staticmethod(models.regnet_y_400mf), staticmethod(lambda m: _regnet(m, 3))
+_STAGES = "stem and stages 1-2, stride 8", "stage 3, stride 16", "stage 4, stride 32"
+_PAPERS = {
+    "RegNet": ("RegNetY-400MF", 'Radosavovic et al., "Designing Network Design Spaces", CVPR 2020, arXiv:2003.13678'),
+    "Efficient": ("EfficientNet-B0", 'Tan, Le, "EfficientNet", ICML 2019, arXiv:1905.11946'),
+    "MobileNet": ("MobileNetV3-Small", 'Howard et al., "Searching for MobileNetV3", ICCV 2019, arXiv:1905.02244'),
+}
+# name -> (torchvision builder, the layers it keeps, what they are, output channels)
+_SLICES = {
+    "RegNet1": (models.regnet_y_400mf, lambda m: _regnet(m, 1), _STAGES[0], 104),
+    "RegNet2": (models.regnet_y_400mf, lambda m: _regnet(m, 2), _STAGES[1], 208),
+    "RegNet3": (models.regnet_y_400mf, lambda m: _regnet(m, 3), _STAGES[2], 440),
+    "Efficient1": (models.efficientnet_b0, lambda m: list(m.features[:4]), "features 0-3, stride 8", 40),
+    "Efficient2": (models.efficientnet_b0, lambda m: list(m.features[4:6]), "features 4-5, stride 16", 112),
+    "Efficient3": (models.efficientnet_b0, lambda m: list(m.features[6:]), "features 6-8, stride 32", 1280),
+    "MobileNet1": (models.mobilenet_v3_small, lambda m: list(m.features[:4]), "features 0-3, stride 8", 24),
+    "MobileNet2": (models.mobilenet_v3_small, lambda m: list(m.features[4:9]), "features 4-8, stride 16", 48),
+    "MobileNet3": (models.mobilenet_v3_small, lambda m: list(m.features[9:]), "features 9-12, stride 32", 576),
+}
 
 
-@register(rule=DECLARED_WIDTH)
-class Efficient1(TorchvisionSlice):
-    """EfficientNet-B0 features 0-3 (Tan, Le, "EfficientNet", ICML 2019, arXiv:1905.11946), stride 8,
-    40 channels. Example: ``[-1, 1, Efficient1, [40]]``."""
-
-    builder, pick = staticmethod(models.efficientnet_b0), staticmethod(lambda m: list(m.features[:4]))
-
-
-@register(rule=DECLARED_WIDTH)
-class Efficient2(TorchvisionSlice):
-    """EfficientNet-B0 features 4-5 (arXiv:1905.11946), stride 16, 112 channels.
-    Example: ``[-1, 1, Efficient2, [112]]``."""
-
-    builder, pick = staticmethod(models.efficientnet_b0), staticmethod(lambda m: list(m.features[4:6]))
+def _slice_class(name: str, builder, pick, what: str, c2: int) -> type[TorchvisionSlice]:
+    model, paper = _PAPERS[name.rstrip("123")]
+    doc = f"{model} {what}, {c2} channels ({paper}). Example: ``[-1, 1, {name}, [{c2}]]``."
+    attrs = {"builder": staticmethod(builder), "pick": staticmethod(pick), "__doc__": doc, "__module__": __name__}
+    return register(rule=DECLARED_WIDTH)(type(name, (TorchvisionSlice,), attrs))
 
 
-@register(rule=DECLARED_WIDTH)
-class Efficient3(TorchvisionSlice):
-    """EfficientNet-B0 features 6-8 (arXiv:1905.11946), stride 32, 1280 channels.
-    Example: ``[-1, 1, Efficient3, [1280]]``."""
-
-    builder, pick = staticmethod(models.efficientnet_b0), staticmethod(lambda m: list(m.features[6:]))
-
-
-@register(rule=DECLARED_WIDTH)
-class MobileNet1(TorchvisionSlice):
-    """MobileNetV3-Small features 0-3 (Howard et al., "Searching for MobileNetV3", ICCV 2019, arXiv:1905.02244),
-    stride 8, 24 channels. Example: ``[-1, 1, MobileNet1, [24]]``."""
-
-    builder, pick = staticmethod(models.mobilenet_v3_small), staticmethod(lambda m: list(m.features[:4]))
-
-
-@register(rule=DECLARED_WIDTH)
-class MobileNet2(TorchvisionSlice):
-    """MobileNetV3-Small features 4-8 (arXiv:1905.02244), stride 16, 48 channels.
-    Example: ``[-1, 1, MobileNet2, [48]]``."""
-
-    builder, pick = staticmethod(models.mobilenet_v3_small), staticmethod(lambda m: list(m.features[4:9]))
-
-
-@register(rule=DECLARED_WIDTH)
-class MobileNet3(TorchvisionSlice):
-    """MobileNetV3-Small features 9-12 (arXiv:1905.02244), stride 32, 576 channels.
-    Example: ``[-1, 1, MobileNet3, [576]]``."""
-
-    builder, pick = staticmethod(models.mobilenet_v3_small), staticmethod(lambda m: list(m.features[9:]))
+globals().update({name: _slice_class(name, *spec) for name, spec in _SLICES.items()})
