@@ -10,7 +10,9 @@ checkout with ``yolo_attn.build_model`` and sorts it into
 - refused:   ``ModelConfigError`` (the message is printed with ``--verbose``);
 - crashed:   any other exception (a bug: every refusal should be a ``ModelConfigError``).
 
-    python scripts/yoloair_coverage.py /path/to/yoloair [--verbose] [--json out.json]
+    python scripts/yoloair_coverage.py /path/to/yoloair [--verbose] [--json out.json] [--configs A.yaml ...]
+
+``--configs`` checks only the given YAMLs (paths inside the checkout); the summary then counts only those.
 """
 
 from __future__ import annotations
@@ -53,10 +55,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fixture", type=Path, default=FIXTURE, help="YOLOAir's parameter counts (JSON)")
     parser.add_argument("--verbose", action="store_true", help="print one line per YAML")
     parser.add_argument("--json", type=Path, help="write {config: [outcome, detail]} here")
+    parser.add_argument("--configs", nargs="+", help="only these YAMLs (paths inside the checkout)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     counts: dict[str, int] = json.loads(args.fixture.read_text())
-    paths = sorted(p for d in CONFIG_DIRS for p in (args.yoloair / d).rglob("*.yaml"))
+    if args.configs:
+        paths = sorted(args.yoloair / c for c in args.configs)
+    else:
+        paths = sorted(p for d in CONFIG_DIRS for p in (args.yoloair / d).rglob("*.yaml"))
     if not paths:
         parser.error(f"no model YAMLs under {args.yoloair}/{{{','.join(CONFIG_DIRS)}}}")
     results = {}
@@ -64,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         key = path.relative_to(args.yoloair).as_posix()
         results[key] = classify(path, counts.get(key))
         if args.verbose:
-            print(f"{results[key][0]:9} {key}: {results[key][1]}")
+            print(f"{results[key][0]:9} {key}: {results[key][1]}", flush=True)
     summarise(results, counts)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))
