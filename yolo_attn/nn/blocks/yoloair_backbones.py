@@ -16,7 +16,7 @@ from torch import nn
 
 from yolo_attn.nn.blocks.yoloair import ConvNextBlock
 from yolo_attn.nn.registry import register
-from yolo_attn.nn.rules import CONV, CSP, ConvLike, LeadingChannels, LiteralChannels, SameWidth
+from yolo_attn.nn.rules import CONV, ConvLike, LeadingChannels, LiteralChannels, SameWidth
 
 ONE_BLOCK_SAME_WIDTH = SameWidth(pass_width=False, one_copy=True, signature="[c2=c1] (one block whatever number says)")
 
@@ -198,10 +198,11 @@ class RepVGGBlockv6(RepVGGBlock):
     activation = nn.ReLU
 
 
-@register(rule=CSP)
+@register(rule=CONV)
 class RepBlock(nn.Module):
     """YOLOv6's RepBlock (arXiv:2209.02976): ``n`` RepVGG (ReLU) blocks, the first changing the width.
-    YAML: ``[c2]``; number = blocks. Example: ``[-1, 6, RepBlock, [256]]``."""
+    YAML: ``[c2, n=1]``; YOLOAir stacks ``number`` copies (keys ``<i>.conv1``), and so do we.
+    Example: ``[-1, 6, RepBlock, [256]]``."""
 
     def __init__(self, c1: int, c2: int, n: int = 1):
         super().__init__()
