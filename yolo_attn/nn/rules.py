@@ -81,11 +81,13 @@ class ConvLike(YamlRule):
     """``[c2, *rest]`` -> ``Block(c1, scaled c2, *rest)``; output channels are the scaled ``c2``.
 
     ``repeat_inside``: the YAML ``number`` is passed as the third constructor argument (C3's
-    ``n``) instead of stacking copies. ``extra_widths``: further YAML arg positions that are
-    channel counts and get the same width gain.
+    ``n``) instead of stacking copies; with ``stack_too`` that many copies are stacked as well
+    (YOLOAir's MobileOne line). ``extra_widths``: further YAML arg positions that are channel
+    counts and get the same width gain.
     """
 
     repeat_inside: bool = False
+    stack_too: bool = False
     extra_widths: tuple[int, ...] = ()
     signature: str = "[c2, *args]"
 
@@ -101,7 +103,7 @@ class ConvLike(YamlRule):
         number = ctx.number
         if self.repeat_inside:
             built.insert(2, number)
-            number = 1
+            number = number if self.stack_too else 1
         return Resolved(built, c2, number)
 
     def args_for_channels(self, args: list[Any], channels: int, width_multiple: float = 1.0) -> list[Any]:
@@ -125,10 +127,12 @@ class SameWidth(YamlRule):
     ``c2`` gets the width gain and must then equal the input channels (checked here, so a wrong value
     names the layer instead of failing in the next one); it may be omitted. ``pass_width``: the block
     is built as ``Block(c1, c2, *args)`` (YOLOAir's CBAM, GAMAttention) or ``Block(c1, *args)``
-    (YOLOAir's attention branch: SE, SK, ECA, ...).
+    (YOLOAir's attention branch: SE, SK, ECA, ...). ``one_copy``: one block whatever ``number`` says
+    (YOLOAir's HorBlock and ConvNextBlock lines, where ``number`` lands in an unrelated constructor slot).
     """
 
     pass_width: bool = True
+    one_copy: bool = False
     signature: str = "[c2=c1, *args]"
 
     def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
@@ -139,7 +143,8 @@ class SameWidth(YamlRule):
         if c2 != c1:
             raise ValueError(f"keeps its input channels, but the output width is {c2} for {c1} input channels")
         rest = list(args[1:])
-        return Resolved([c1, c2, *rest] if self.pass_width else [c1, *rest], c1, ctx.number)
+        number = 1 if self.one_copy else ctx.number
+        return Resolved([c1, c2, *rest] if self.pass_width else [c1, *rest], c1, number)
 
     def args_for_channels(self, args: list[Any], channels: int, width_multiple: float = 1.0) -> list[Any]:
         return [round(channels / width_multiple), *args[1:]] if args else []
@@ -169,6 +174,19 @@ class LiteralChannels(YamlRule):
             if position < len(adapted):
                 adapted[position] = channels
         return adapted
+
+
+@dataclass(frozen=True)
+class LeadingChannels(YamlRule):
+    """``[c2, *args]`` -> ``Block(*args)``: the output channels are declared first, as written (no width
+    gain), and are not passed to the block (YOLOAir's whole-backbone stages such as ConvNeXt and HorNet)."""
+
+    signature: str = "[c2, *args]"
+
+    def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
+        if not args or not isinstance(args[0], int) or isinstance(args[0], bool):
+            raise ValueError(f"expects its output channels as its first arg, got {args!r}")
+        return Resolved(list(args[1:]), args[0], ctx.number)
 
 
 @dataclass(frozen=True)

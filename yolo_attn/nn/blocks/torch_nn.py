@@ -9,7 +9,7 @@ from __future__ import annotations
 from torch import nn
 
 from yolo_attn.nn.registry import register_external
-from yolo_attn.nn.rules import PASS_THROUGH, PREPEND_INPUT, ChannelFunction
+from yolo_attn.nn.rules import PASS_THROUGH, PREPEND_INPUT, ChannelFunction, ConvLike
 
 _CHANNEL_KEEPING = (
     nn.Upsample, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d,
@@ -22,6 +22,11 @@ for _cls in _CHANNEL_KEEPING:
     register_external(_cls, rule=PASS_THROUGH, name=f"nn.{_cls.__name__}")
 for _cls in _TAKING_CHANNELS:
     register_external(_cls, rule=PREPEND_INPUT, name=f"nn.{_cls.__name__}")
+# YOLOAir scales a 7th constructor arg (YAML position 5, ``groups``) by the width gain; so do we.
+register_external(
+    nn.ConvTranspose2d, rule=ConvLike(extra_widths=(5,), signature="[c2, kernel_size, stride=1, padding=0, ...]"),
+    name="nn.ConvTranspose2d",
+)
 register_external(
     nn.PixelShuffle, rule=ChannelFunction(lambda c_in, args: c_in[0] // args[0] ** 2, "[upscale_factor]"),
     name="nn.PixelShuffle",
