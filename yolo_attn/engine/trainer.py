@@ -309,6 +309,8 @@ class Trainer:
         config, metrics = self.config, {}
         warmup_iters = warmup_iterations(self.hyp, len(train_loader))
         for epoch in range(start_epoch, config.epochs):
+            if callable(getattr(self.compute_loss, "set_epoch", None)):  # losses with a schedule (YOLOX's L1 tail)
+                self.compute_loss.set_epoch(epoch, config.epochs)
             if self.mosaic_closed(epoch) and not self.mosaic_closed(epoch - 1) and epoch > start_epoch:
                 self.log(f"closing mosaic for the last {config.close_mosaic} epochs")
                 train_loader, _ = self.make_loader("train", augment=True, mosaic=False)
