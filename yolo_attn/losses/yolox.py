@@ -26,7 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from yolo_attn.losses.registry import register_loss
-from yolo_attn.nn.heads.yolox import cell_grid, flatten_levels
+from yolo_attn.nn.heads.anchor_free import anchor_points
+from yolo_attn.nn.heads.yolox import flatten_levels
 
 CENTER_RADIUS = 2.5  # candidate cells lie within this many strides of a truth's centre
 CANDIDATE_IOUS = 10  # dynamic k = the sum of a truth's best 10 IoUs
@@ -116,7 +117,8 @@ class YoloxLoss:
 
     def __call__(self, preds: list[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         rows = flatten_levels(preds).float()
-        cells, strides = cell_grid([tuple(p.shape[2:]) for p in preds], self.strides, rows)
+        points, strides = anchor_points([tuple(p.shape[2:]) for p in preds], self.strides, rows)
+        cells = points - 0.5  # top-left corners in grid units (exact: points are integers + 0.5)
         centre = (rows[..., :2] + cells) * strides
         half = rows[..., 2:4].exp() * (strides / 2)
         boxes = torch.cat((centre - half, centre + half), -1)

@@ -77,8 +77,46 @@ class AnchorFreeHeadRule(YamlRule):
         return Resolved([args[0], list(ctx.c_in), reg_max, legacy], ctx.c_in[0], ctx.number)
 
 
+class CellPointHead(nn.Module):
+    """Base of the anchor-free heads that predict at every cell of every level: the strides the builder binds
+    (``bind_strides``, which then calls the subclass's ``initialize_biases``) and the cells' anchor points, cached
+    per level shapes, device and dtype."""
+
+    def __init__(self, nl: int):
+        super().__init__()
+        self.nl = nl
+        self.register_buffer("stride", torch.ones(nl), persistent=False)
+        self._anchors: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def anchors_for(self, raw: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cell centres ``(n, 2)`` in grid units and strides ``(n, 1)`` of the level maps ``raw`` (see
+        :func:`anchor_points`)."""
+        shapes = [tuple(p.shape[2:]) for p in raw]
+        key = (tuple(shapes), raw[0].device, raw[0].dtype)
+        if key not in self._anchors or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
+            self._anchors[key] = anchor_points(shapes, self.stride.tolist(), raw[0])
+        return self._anchors[key]
+
+    def bind_strides(self, stride: torch.Tensor) -> None:
+        """Store the strides found by the builder's probe and set the head's bias priors."""
+        self.stride = stride.to(self.stride.device)
+        self.reset_grids()
+        self.initialize_biases()
+
+    def initialize_biases(self) -> None:
+        raise NotImplementedError
+
+    def reset_grids(self) -> None:
+        """Forget the cached anchor points (strides, device or dtype changed)."""
+        self._anchors.clear()
+
+    def _apply(self, fn, *args, **kwargs):
+        self.reset_grids()
+        return super()._apply(fn, *args, **kwargs)
+
+
 @register(rule=AnchorFreeHeadRule())
-class AnchorFreeDetect(nn.Module):
+class AnchorFreeDetect(CellPointHead):
     """Ultralytics' YOLOv8/11/12 head: per level ``cv2`` (box distributions) and ``cv3`` (class logits).
     YAML: ``[nc]`` under the name ``Detect`` (or ``[nc, reg_max]`` as ``AnchorFreeDetect``).
 
@@ -91,10 +129,9 @@ class AnchorFreeDetect(nn.Module):
     export = False  # set by the exporter: eval forward then returns only the decoded tensor
 
     def __init__(self, nc: int = 80, ch=(), reg_max: int = DEFAULT_REG_MAX, legacy: bool = True):
-        super().__init__()
-        self.nc, self.nl, self.reg_max = nc, len(ch), reg_max
+        super().__init__(len(ch))
+        self.nc, self.reg_max = nc, reg_max
         self.no = nc + 4 * reg_max
-        self.register_buffer("stride", torch.ones(self.nl), persistent=False)
         box_width, class_width = max(16, ch[0] // 4, 4 * reg_max), max(ch[0], min(nc, 100))
         self.cv2 = nn.ModuleList(
             nn.Sequential(Conv(c, box_width, 3), Conv(box_width, box_width, 3), nn.Conv2d(box_width, 4 * reg_max, 1))
@@ -102,7 +139,6 @@ class AnchorFreeDetect(nn.Module):
         )
         self.cv3 = nn.ModuleList(self.class_branch(c, class_width, legacy) for c in ch)
         self.dfl = DFL(reg_max) if reg_max > 1 else nn.Identity()
-        self._anchors: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def class_branch(self, c: int, width: int, legacy: bool) -> nn.Sequential:
         """Two 3x3 convs (YOLOv8), or two depth-wise 3x3 + point-wise pairs (YOLO11/12), then 1x1 to ``nc``."""
@@ -125,26 +161,11 @@ class AnchorFreeDetect(nn.Module):
         """Raw level maps -> ``(b, n, 4 + nc)``: boxes (cx, cy, w, h) in pixels, then sigmoid class scores."""
         flat = torch.cat([p.flatten(2) for p in raw], 2)
         box, cls = flat.split((4 * self.reg_max, self.nc), 1)
-        points, strides = self.anchors_for(raw)
+        points, strides = (t.T for t in self.anchors_for(raw))
         left_top, right_bottom = self.dfl(box).chunk(2, 1)
         x1y1, x2y2 = points - left_top, points + right_bottom
         xywh = torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) * strides
         return torch.cat((xywh, cls.sigmoid()), 1).transpose(1, 2)
-
-    def anchors_for(self, raw: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Anchor points ``(2, n)`` in grid units and strides ``(1, n)`` for these level shapes, cached per shape."""
-        shapes = [tuple(p.shape[2:]) for p in raw]
-        key = (tuple(shapes), raw[0].device, raw[0].dtype)
-        if key not in self._anchors or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-            points, strides = anchor_points(shapes, self.stride.tolist(), raw[0])
-            self._anchors[key] = (points.T, strides.T)
-        return self._anchors[key]
-
-    def bind_strides(self, stride: torch.Tensor) -> None:
-        """Store the strides found by the builder's probe and set Ultralytics' bias priors."""
-        self.stride = stride.to(self.stride.device)
-        self.reset_grids()
-        self.initialize_biases()
 
     @torch.no_grad()
     def initialize_biases(self) -> None:
@@ -152,11 +173,3 @@ class AnchorFreeDetect(nn.Module):
         for box, cls, s in zip(self.cv2, self.cv3, self.stride.tolist()):
             box[-1].bias.fill_(2.0)
             cls[-1].bias[: self.nc] = math.log(5 / self.nc / (640 / s) ** 2)
-
-    def reset_grids(self) -> None:
-        """Forget the cached anchor points (strides, device or dtype changed)."""
-        self._anchors.clear()
-
-    def _apply(self, fn, *args, **kwargs):
-        self.reset_grids()
-        return super()._apply(fn, *args, **kwargs)

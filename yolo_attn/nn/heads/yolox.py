@@ -15,23 +15,12 @@ import math
 import torch
 from torch import nn
 
+from yolo_attn.nn.heads.anchor_free import CellPointHead
 from yolo_attn.nn.heads.contract import HeadContract
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import DetectionHead
 
 PRIOR_PROB = 1e-2  # YOLOX's initial class and objectness probability (RetinaNet's prior)
-
-
-def cell_grid(shapes: list[tuple[int, int]], strides: list[float], like: torch.Tensor):
-    """Top-left cell corners ``(n, 2)`` as (x, y) in grid units and each cell's stride ``(n, 1)``, for levels of
-    ``shapes`` (h, w) in order, rows first (the order of the flattened head outputs)."""
-    cells, stride_rows = [], []
-    for (h, w), s in zip(shapes, strides):
-        grid_y, grid_x = torch.meshgrid(torch.arange(h, device=like.device, dtype=like.dtype),
-                                        torch.arange(w, device=like.device, dtype=like.dtype), indexing="ij")
-        cells.append(torch.stack((grid_x, grid_y), -1).view(-1, 2))
-        stride_rows.append(torch.full((h * w, 1), float(s), device=like.device, dtype=like.dtype))
-    return torch.cat(cells), torch.cat(stride_rows)
 
 
 def flatten_levels(raw: list[torch.Tensor]) -> torch.Tensor:
@@ -40,7 +29,7 @@ def flatten_levels(raw: list[torch.Tensor]) -> torch.Tensor:
 
 
 @register(rule=DetectionHead(inputs_per_level=2, signature="[nc, anchors=1] from [cls0, reg0, cls1, reg1, ...]"))
-class DetectX(nn.Module):
+class DetectX(CellPointHead):
     """YOLOX's prediction convs over YOLOAir's class/regression towers. YAML: ``[nc, anchors]`` with
     ``anchors: 1`` and inputs ``[cls0, reg0, cls1, reg1, cls2, reg2]``.
 
@@ -55,16 +44,14 @@ class DetectX(nn.Module):
 
     def __init__(self, nc: int = 80, anchors=(), ch=(), inplace: bool = True):
         # ``inplace`` is accepted as YOLOAir's constructor does; decoding never writes in place.
-        super().__init__()
+        super().__init__(len(ch) // 2)
         if any(len(level) != 2 for level in anchors):
             raise ValueError(f"YOLOX predicts one box per cell: 'anchors' must be 1, got {len(anchors[0]) // 2}")
-        self.nc, self.nl, self.no = nc, len(ch) // 2, nc + 5
-        self.register_buffer("stride", torch.ones(self.nl), persistent=False)
+        self.nc, self.no = nc, nc + 5
         cls_in, reg_in = ch[0::2], ch[1::2]
         self.cls_preds = nn.ModuleList(nn.Conv2d(c, nc, 1) for c in cls_in)
         self.reg_preds = nn.ModuleList(nn.Conv2d(c, 4, 1) for c in reg_in)
         self.obj_preds = nn.ModuleList(nn.Conv2d(c, 1, 1) for c in reg_in)
-        self._grids: dict[tuple, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def forward(self, xs: list[torch.Tensor]):
         raw = [
@@ -80,24 +67,10 @@ class DetectX(nn.Module):
         """Raw level maps -> ``(b, n, 5 + nc)``: centre ``(offset + cell) * stride``, size ``exp(t) * stride``
         in pixels, then sigmoid objectness and class scores (YOLOX's ``decode_outputs``)."""
         rows = flatten_levels(raw)
-        cells, strides = self.grid_for(raw)
-        xy = (rows[..., :2] + cells) * strides
+        centres, strides = self.anchors_for(raw)
+        xy = (rows[..., :2] + (centres - 0.5)) * strides  # cell corner + offset, exactly as YOLOX
         wh = rows[..., 2:4].exp() * strides
         return torch.cat((xy, wh, rows[..., 4:].sigmoid()), -1)
-
-    def grid_for(self, raw: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Cell corners ``(n, 2)`` and strides ``(n, 1)`` for these level shapes, cached per shape."""
-        shapes = [tuple(p.shape[2:]) for p in raw]
-        key = (tuple(shapes), raw[0].device, raw[0].dtype)
-        if key not in self._grids or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export():
-            self._grids[key] = cell_grid(shapes, self.stride.tolist(), raw[0])
-        return self._grids[key]
-
-    def bind_strides(self, stride: torch.Tensor) -> None:
-        """Store the strides found by the builder's probe and set YOLOX's bias priors."""
-        self.stride = stride.to(self.stride.device)
-        self.reset_grids()
-        self.initialize_biases()
 
     @torch.no_grad()
     def initialize_biases(self) -> None:
@@ -106,11 +79,3 @@ class DetectX(nn.Module):
         prior = -math.log((1 - PRIOR_PROB) / PRIOR_PROB)
         for conv in (*self.cls_preds, *self.obj_preds):
             conv.bias.fill_(prior)
-
-    def reset_grids(self) -> None:
-        """Forget the cached decoding grids (strides, device or dtype changed)."""
-        self._grids.clear()
-
-    def _apply(self, fn, *args, **kwargs):
-        self.reset_grids()
-        return super()._apply(fn, *args, **kwargs)
