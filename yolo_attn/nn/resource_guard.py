@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves, tree_map
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils.flop_counter import flop_registry
 
 from yolo_attn.errors import UserError
 
@@ -46,7 +46,7 @@ class ResourceLimits:
 
     params: int = 1_000_000_000  # parameters of the whole model (4 GB in float32)
     probe_bytes: int = 4 * 2**30  # stride probe: the outputs it keeps plus the largest tensor of a layer
-    probe_flops: int = 5 * 10**12  # stride probe FLOPs (yolov7-e6: 0.08 T)
+    probe_flops: int = 10**12  # stride probe FLOPs (yolov5x: 0.066 T, yolov7-e6: 0.047 T); seconds on a CPU
     modules: int = 200_000  # sub-modules of the whole model (yolov7-e6: about 1,500); bounds the build time
     layers: int = 10_000  # YAML layers (yolov7-e6: 140)
     nc: int = 100_000  # classes
@@ -79,17 +79,32 @@ def _bytes(tensors: Any) -> int:
     return sum(t.numel() * t.element_size() for t in tree_leaves(tensors) if isinstance(t, torch.Tensor))
 
 
-class _LargestTensor(TorchDispatchMode):
-    """Records the size in bytes of the largest tensor any op returns."""
+class _ProbeCost(TorchDispatchMode):
+    """Counts the FLOPs of convolutions and matrix products (PyTorch's flop formulas) and records the
+    size in bytes of the largest tensor any op returns."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.largest = 0
+        self.flops = self.largest = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        out = func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        formula = flop_registry.get(func._overloadpacket)
+        if formula is not None:
+            self.flops += formula(*args, **kwargs, out_val=out)
         self.largest = max(self.largest, max((_bytes(t) for t in tree_leaves(out)), default=0))
         return out
+
+
+def _without_batchnorm(module: nn.Module) -> nn.Module:
+    """``module`` with its BatchNorms, which keep shapes but run slowly on ``meta``, replaced by Identity."""
+    for name, child in module.named_children():
+        if isinstance(child, (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)):
+            setattr(module, name, nn.Identity())
+        else:
+            _without_batchnorm(child)
+    return module
 
 
 @contextlib.contextmanager
@@ -144,7 +159,7 @@ class ResourceGuard:
                f"this layer has {params:,} parameters ({self.params + params:,} up to here, "
                "counted before allocating); the total")
         self.params, self.modules = self.params + params, self.modules + count[0] + copies
-        self.meta_layers.append(meta.to("meta"))
+        self.meta_layers.append(_without_batchnorm(meta.to("meta")))
         return build()
 
     def check_input(self, shape: tuple[int, ...]) -> None:
@@ -159,13 +174,13 @@ class ResourceGuard:
             return
         meta_x = tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t, x)
         try:
-            with FlopCounterMode(display=False) as flops, _LargestTensor() as largest:
+            with _ProbeCost() as cost:
                 out = self.meta_layers[index](meta_x)
         except Exception:  # noqa: BLE001 - the real run reports the layer's own error
             return
-        self.flops += flops.get_total_flops()
+        self.flops += cost.flops
         _limit(self.flops, self.limits.probe_flops, f"the stride probe's FLOPs up to this layer ({self.flops:,})")
         kept = self.kept_bytes + _bytes(out)
-        _limit(kept + largest.largest, self.limits.probe_bytes,
-               f"the stride probe's memory ({kept:,} bytes of outputs, largest tensor {largest.largest:,} bytes)")
+        _limit(kept + cost.largest, self.limits.probe_bytes,
+               f"the stride probe's memory ({kept:,} bytes of outputs, largest tensor {cost.largest:,} bytes)")
         self.kept_bytes = kept
