@@ -6,7 +6,10 @@ swaps, huge numbers, duplicated, deleted or swapped layers. Cases run in a worke
 kills and restarts when a case runs over ``--timeout``; the worker's data segment is capped (``--mem-gb``)
 so that a runaway allocation fails instead of waking the kernel's OOM killer.
 
-    PYTHONPATH=. python scripts/fuzz_yaml.py --n 2000 --seed 0 [--timeout 60] [--mem-gb 6] [--show 3]
+    PYTHONPATH=. python scripts/fuzz_yaml.py --n 2000 --seed 0 [--timeout 60] [--mem-gb 4] [--limits small] [--show 3]
+
+``--limits small`` (the default) builds under :data:`SMALL_LIMITS` so that a mutant that passes the guard
+builds in seconds; ``--limits default`` uses the builder's defaults (1 G parameters, ...).
 
 Outcomes: ``built``, ``user_error`` (a clean ``UserError``), ``crash`` (any other exception: a bug),
 ``memory`` (an allocation failure, even one reported as a ``UserError``), ``timeout``, ``worker_died``.
@@ -29,6 +32,8 @@ from typing import Any, Callable
 
 import yaml
 
+from yolo_attn.nn.resource_guard import ResourceLimits
+
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = ("yolov5n.yaml", "yolov7-tiny.yaml")
 
@@ -39,6 +44,7 @@ JUNK: tuple[Any, ...] = (
     "__import__('os').getcwd()", "Conv", "nearest", [], [1], [None], [[1, 2]], [[[]]], ["nc"], [2**40],
     {"a": 1}, {}, datetime.date(2020, 1, 1), b"\x00",
 )
+SMALL_LIMITS = ResourceLimits(params=50_000_000, probe_bytes=2**30, probe_flops=5 * 10**10)
 HUGE: tuple[Any, ...] = (10**4, 10**5, 10**6, 10**9, 10**12, 2**63, 1e6, 4096, 65536, 1e9)
 
 
@@ -159,7 +165,8 @@ def make_case(index: int, seed: int, paths: list[Path], small_bias: float = 0.8)
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a case ended: ``kind``, a one-line detail, seconds and peak-RSS growth in MiB."""
+    """How a case ended: ``kind``, a one-line detail, seconds and how far the case raised the process's
+    peak RSS above the RSS it started with, in MiB (0 when it stayed under an earlier peak)."""
 
     kind: str
     detail: str
@@ -171,12 +178,16 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _rss_mib() -> float:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * resource.getpagesize() / 2**20
+
+
 def run_case(case: Case, **build_kwargs: Any) -> Outcome:
     """Build ``case.cfg`` in this process and classify what happened."""
     from yolo_attn.errors import UserError
     from yolo_attn.nn.builder import build_model
 
-    start, rss = time.perf_counter(), _peak_rss_mib()
+    start, peak, rss = time.perf_counter(), _peak_rss_mib(), _rss_mib()
     try:
         build_model(case.cfg, **build_kwargs)
         kind, detail = "built", ""
@@ -189,10 +200,11 @@ def run_case(case: Case, **build_kwargs: Any) -> Outcome:
         kind, detail = "crash", f"{type(e).__name__}: {e} at {Path(frame.filename).name}:{frame.lineno}"
     if "allocate memory" in detail:
         kind = "memory"
-    return Outcome(kind, detail[:300], time.perf_counter() - start, _peak_rss_mib() - rss)
+    new_peak = _peak_rss_mib()
+    return Outcome(kind, detail[:300], time.perf_counter() - start, new_peak - rss if new_peak > peak else 0.0)
 
 
-def _worker(conn: Any, mem_gb: float) -> None:
+def _worker(conn: Any, mem_gb: float, limits: ResourceLimits | None) -> None:
     import torch
 
     import yolo_attn.nn.builder  # noqa: F401 - imported before the first case is timed
@@ -202,19 +214,19 @@ def _worker(conn: Any, mem_gb: float) -> None:
     resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
     conn.send("ready")
     while (case := conn.recv()) is not None:
-        conn.send(run_case(case))
+        conn.send(run_case(case, limits=limits))
 
 
 class Runner:
     """A worker process that runs cases one by one; restarted after a timeout or a death."""
 
-    def __init__(self, mem_gb: float):
-        self.mem_gb, self.process, self.conn = mem_gb, None, None
+    def __init__(self, mem_gb: float, limits: ResourceLimits | None):
+        self.mem_gb, self.limits, self.process, self.conn = mem_gb, limits, None, None
 
     def run(self, case: Case, timeout: float) -> Outcome:
         if self.process is None:
             self.conn, child = mp.get_context("spawn").Pipe()
-            self.process = mp.get_context("spawn").Process(target=_worker, args=(child, self.mem_gb), daemon=True)
+            self.process = mp.get_context("spawn").Process(target=_worker, args=(child, self.mem_gb, self.limits), daemon=True)
             self.process.start()
             self.conn.recv()
         start = time.perf_counter()
@@ -236,9 +248,9 @@ class Runner:
         self.process = None
 
 
-def campaign(n: int, seed: int, timeout: float, mem_gb: float, show: int) -> collections.Counter:
+def campaign(n: int, seed: int, timeout: float, runner: Runner, show: int) -> collections.Counter:
     """Run ``n`` cases; print each non-clean one and a summary of outcomes and distinct crash sites."""
-    paths, runner, counts = corpus(), Runner(mem_gb), collections.Counter()
+    paths, counts = corpus(), collections.Counter()
     examples: dict[str, list[tuple[Case, Outcome]]] = collections.defaultdict(list)
     slowest: list[tuple[float, Case]] = []
     try:
@@ -269,10 +281,12 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per case before the worker is killed")
-    parser.add_argument("--mem-gb", type=float, default=6.0, help="data-segment limit of the worker (RLIMIT_DATA)")
+    parser.add_argument("--mem-gb", type=float, default=4.0, help="data-segment limit of the worker (RLIMIT_DATA)")
+    parser.add_argument("--limits", choices=("small", "default"), default="small", help="the builder's resource limits")
     parser.add_argument("--show", type=int, default=3, help="examples printed per distinct finding")
     args = parser.parse_args()
-    campaign(args.n, args.seed, args.timeout, args.mem_gb, args.show)
+    limits = SMALL_LIMITS if args.limits == "small" else ResourceLimits()
+    campaign(args.n, args.seed, args.timeout, Runner(args.mem_gb, limits), args.show)
 
 
 if __name__ == "__main__":

@@ -250,7 +250,7 @@ def build_model(
     detection biases get YOLOv5's priors. ``model.layer_records`` holds the summary rows.
 
     ``limits`` bounds what the build may cost (:class:`~yolo_attn.nn.resource_guard.ResourceLimits`:
-    1 G parameters, 4 GiB and 1 TFLOP of stride probe, ...); a layer over a limit raises
+    1 G parameters, 4 GiB and 0.5 TFLOPs of stride probe, ...); a layer over a limit raises
     ModelConfigError before it allocates. ``"env"``: the defaults, with ``$YOLO_ATTN_MAX_PARAMS`` as
     the parameter limit (``none`` lifts every limit); ``None``: no limit.
     """

@@ -46,8 +46,8 @@ class ResourceLimits:
 
     params: int = 1_000_000_000  # parameters of the whole model (4 GB in float32)
     probe_bytes: int = 4 * 2**30  # stride probe: the outputs it keeps plus the largest tensor of a layer
-    probe_flops: int = 10**12  # stride probe FLOPs (yolov5x: 0.066 T, yolov7-e6: 0.047 T); seconds on a CPU
-    modules: int = 200_000  # sub-modules of the whole model (yolov7-e6: about 1,500); bounds the build time
+    probe_flops: int = 5 * 10**11  # stride probe FLOPs (yolov5x: 66 G, yolov7-e6: 47 G); seconds on a CPU
+    modules: int = 20_000  # sub-modules of the whole model (yolov5x: 565, yolov7-e6: 643); bounds the build time
     layers: int = 10_000  # YAML layers (yolov7-e6: 140)
     nc: int = 100_000  # classes
     anchors: int = 1_000  # anchors per level
@@ -151,7 +151,7 @@ class ResourceGuard:
         """``build()`` for real once its ``meta`` twin (``copies`` stacked blocks) fits the limits."""
         if self.limits is None:
             return build()
-        _limit(copies, self.limits.modules - self.modules, f"'number' {copies:,} (stacked copies)")
+        _limit(copies, self.limits.modules - self.modules, f"'number' {copies:,} (stacked copies, after {self.modules:,} sub-modules)")
         with torch.device("meta"), _module_budget(self.limits.modules - self.modules) as count:
             meta = build()
         params = sum(p.numel() for p in meta.parameters())
