@@ -223,3 +223,11 @@ def test_limits_are_lifted_by_keyword_and_environment(yolov5n, monkeypatch):
     monkeypatch.setenv(ENV_MAX_PARAMS, "lots")
     with pytest.raises(UserError, match="YOLO_ATTN_MAX_PARAMS must be a positive number"):
         build_model(yolov5n)
+
+
+def test_unexpected_exception_while_tracing_keeps_its_cause(yolov5n):
+    with pytest.raises(ModelConfigError) as info:
+        build_model(with_layer(yolov5n, 11, [[-1, 6], 1, "nn.Upsample", [None, 2, "nearest"]]))
+    assert "layer 11 [[-1, 6], 1, nn.Upsample, [null, 2, nearest]]: AttributeError while tracing" in str(info.value)
+    assert "'list' object has no attribute 'dim'" in str(info.value)
+    assert isinstance(info.value.__cause__, AttributeError)

@@ -205,6 +205,17 @@ def parse_layers(
     return nn.Sequential(*layers), sorted(set(save)), records
 
 
+def _trace_error(where: str, x: Any, e: Exception) -> ModelConfigError:
+    """The error for the layer at ``where`` failing on input ``x``; an unexpected kind of ``e`` is its cause."""
+    if isinstance(e, ResourceLimitError):
+        return ModelConfigError(f"{where}: {e}")
+    if isinstance(e, (RuntimeError, ValueError, IndexError, TypeError, AssertionError, ArithmeticError)):
+        return ModelConfigError(f"{where}: shape mismatch while tracing with input (C, H, W) {_shapes(x)}: {e}")
+    error = ModelConfigError(f"{where}: {type(e).__name__} while tracing with input (C, H, W) {_shapes(x)}: {e}")
+    error.__cause__ = e
+    return error
+
+
 def trace_shapes(
     model: DetectionModel, x: torch.Tensor, records: list[LayerRecord], guard: ResourceGuard | None = None
 ) -> tuple[Any, list[LayerRecord]]:
@@ -218,19 +229,13 @@ def trace_shapes(
     for m, record in zip(model.model, records):
         if m.f != -1:
             x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
-        where = f"{_config_name(model.yaml)}layer {m.i} {_entry_text(entries[m.i])}"
         try:
             if guard is not None:
                 guard.check_forward(m.i, x)
             x = m(x)
-        except ResourceLimitError as e:
-            raise ModelConfigError(f"{where}: {e}") from None
-        except (RuntimeError, ValueError, IndexError, TypeError, AssertionError, ArithmeticError) as e:
-            raise ModelConfigError(
-                f"{where}: shape mismatch while tracing with input (C, H, W) {_shapes(x)}: {e}"
-            ) from None
-        except Exception as e:  # noqa: BLE001 - a block's forward failing otherwise; the cause is kept
-            raise ModelConfigError(f"{where}: {type(e).__name__} while tracing with input {_shapes(x)}: {e}") from e
+        except Exception as e:  # noqa: BLE001 - every failure names the layer; unexpected ones keep their cause
+            error = _trace_error(f"{_config_name(model.yaml)}layer {m.i} {_entry_text(entries[m.i])}", x, e)
+            raise error from error.__cause__
         outputs.append(x)
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else None
         traced.append(LayerRecord(**{**record.__dict__, "out_shape": shape}))
