@@ -47,7 +47,7 @@ class ResourceLimits:
     params: int = 1_000_000_000  # parameters of the whole model (4 GB in float32)
     probe_bytes: int = 4 * 2**30  # stride probe: the outputs it keeps plus the largest tensor of a layer
     probe_flops: int = 5 * 10**11  # stride probe FLOPs (yolov5x: 66 G, yolov7-e6: 47 G); seconds on a CPU
-    modules: int = 20_000  # sub-modules of the whole model (yolov5x: 565, yolov7-e6: 643); bounds the build time
+    modules: int = 5_000  # sub-modules of the whole model (yolov5x: 565, yolov7-e6: 643); bounds the build time
     layers: int = 10_000  # YAML layers (yolov7-e6: 140)
     nc: int = 100_000  # classes
     anchors: int = 1_000  # anchors per level
