@@ -50,8 +50,8 @@ HUGE: tuple[Any, ...] = (10**4, 10**5, 10**6, 10**9, 10**12, 2**63, 1e6, 4096, 6
 
 def corpus(root: Path = ROOT) -> list[Path]:
     """Every model YAML of the project, then the seed configs of ../shared when present."""
-    paths = sorted((root / "configs" / "models").glob("*.yaml")) + sorted((root / "configs" / "attention").glob("*.yaml"))
-    return paths + sorted((root.parent / "shared" / "seed-configs").glob("*.yaml"))
+    folders = (root / "configs" / "models", root / "configs" / "attention", root.parent / "shared" / "seed-configs")
+    return [path for folder in folders for path in sorted(folder.glob("*.yaml"))]
 
 
 def _layers(cfg: dict[str, Any]) -> list[tuple[str, int]]:
@@ -225,8 +225,9 @@ class Runner:
 
     def run(self, case: Case, timeout: float) -> Outcome:
         if self.process is None:
-            self.conn, child = mp.get_context("spawn").Pipe()
-            self.process = mp.get_context("spawn").Process(target=_worker, args=(child, self.mem_gb, self.limits), daemon=True)
+            context = mp.get_context("spawn")
+            self.conn, child = context.Pipe()
+            self.process = context.Process(target=_worker, args=(child, self.mem_gb, self.limits), daemon=True)
             self.process.start()
             self.conn.recv()
         start = time.perf_counter()
@@ -271,7 +272,7 @@ def campaign(n: int, seed: int, timeout: float, runner: Runner, show: int) -> co
     for key, cases in sorted(examples.items(), key=lambda kv: -len(kv[1])):
         print(f"\n{len(cases)} x {key}")
         for case, outcome in cases[:show]:
-            print(f"  [{case.index}] {case.source} {case.mutations} ({outcome.seconds:.1f} s, +{outcome.rss_mib:.0f} MiB)")
+            print(f"  [{case.index}] {case.source} {case.mutations} ({outcome.seconds:.1f} s)")
     print("\nslowest:", [(round(s, 1), c.index, c.source, c.mutations) for s, c in slowest])
     return counts
 

@@ -135,7 +135,7 @@ class ResourceGuard:
     def __init__(self, limits: ResourceLimits | None):
         self.limits = limits
         self.params = self.modules = self.flops = self.kept_bytes = 0
-        self.meta_layers: list[nn.Module | None] = []
+        self.meta_layers: list[nn.Module] = []  # the meta twin of each layer built so far
 
     def check_scales(self, nc: int, gains: dict[str, float], anchors_per_level: int, layers: int) -> None:
         """The top-level numbers of a model YAML."""
@@ -151,8 +151,9 @@ class ResourceGuard:
         """``build()`` for real once its ``meta`` twin (``copies`` stacked blocks) fits the limits."""
         if self.limits is None:
             return build()
-        _limit(copies, self.limits.modules - self.modules, f"'number' {copies:,} (stacked copies, after {self.modules:,} sub-modules)")
-        with torch.device("meta"), _module_budget(self.limits.modules - self.modules) as count:
+        budget = self.limits.modules - self.modules
+        _limit(copies, budget, f"'number' {copies:,} (stacked copies, after {self.modules:,} sub-modules)")
+        with torch.device("meta"), _module_budget(budget) as count:
             meta = build()
         params = sum(p.numel() for p in meta.parameters())
         _limit(self.params + params, self.limits.params,
@@ -166,10 +167,12 @@ class ResourceGuard:
         """The stride probe's input tensor (float32)."""
         if self.limits is not None:
             self.kept_bytes = 4 * math.prod(shape)
-            _limit(self.kept_bytes, self.limits.probe_bytes, f"the stride probe input {shape} ({self.kept_bytes:,} bytes)")
+            what = f"the stride probe input {shape} ({self.kept_bytes:,} bytes)"
+            _limit(self.kept_bytes, self.limits.probe_bytes, what)
 
     def check_forward(self, index: int, x: Any) -> None:
-        """Dry-run layer ``index`` on ``meta`` tensors shaped like ``x``; refuse it if the probe would not fit."""
+        """Dry-run layer ``index`` on ``meta`` tensors shaped like ``x``; refuse it if the probe would not fit.
+        A layer whose dry run fails is left to the real run, which reports its error."""
         if self.limits is None or index >= len(self.meta_layers):
             return
         meta_x = tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t, x)
