@@ -81,11 +81,13 @@ def _bytes(tensors: Any) -> int:
 
 class _ProbeCost(TorchDispatchMode):
     """Counts the FLOPs of convolutions and matrix products (PyTorch's flop formulas) and records the
-    size in bytes of the largest tensor any op returns."""
+    size in bytes of the largest tensor any op returns; raises as soon as either passes its budget, so
+    that a chain of ops growing a tensor (1,000 stacked ``nn.Upsample``) stops before sizes overflow."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_flops: float, max_bytes: float) -> None:
         super().__init__()
         self.flops = self.largest = 0
+        self.max_flops, self.max_bytes = max_flops, max_bytes
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -94,6 +96,8 @@ class _ProbeCost(TorchDispatchMode):
         if formula is not None:
             self.flops += formula(*args, **kwargs, out_val=out)
         self.largest = max(self.largest, max((_bytes(t) for t in tree_leaves(out)), default=0))
+        _limit(self.flops, self.max_flops, f"the stride probe's FLOPs in this layer ({self.flops:,})")
+        _limit(self.largest, self.max_bytes, f"a tensor of {self.largest:,} bytes in the stride probe")
         return out
 
 
@@ -176,9 +180,12 @@ class ResourceGuard:
         if self.limits is None or index >= len(self.meta_layers):
             return
         meta_x = tree_map(lambda t: t.to("meta") if isinstance(t, torch.Tensor) else t, x)
+        cost = _ProbeCost(self.limits.probe_flops - self.flops, self.limits.probe_bytes - self.kept_bytes)
         try:
-            with _ProbeCost() as cost:
+            with cost:
                 out = self.meta_layers[index](meta_x)
+        except ResourceLimitError:
+            raise
         except Exception:  # noqa: BLE001 - the real run reports the layer's own error
             return
         self.flops += cost.flops
