@@ -193,7 +193,7 @@ def test_exception_inside_a_block_is_wrapped_with_its_cause(yolov5n, monkeypatch
      (2, [-1, 10**6, "C3", [128]], "sub-modules"),
      (5, [-1, 1, "Conv", [10**7, 3, 2]], "counted before allocating); the total"),
      (0, [-1, 1, "Conv", [16, 10**4, 1]], "counted before allocating); the total"),
-     (11, [-1, 1, "nn.Upsample", [None, 1000, "nearest"]], "the stride probe's memory"),
+     (11, [-1, 1, "nn.Upsample", [None, 1000, "nearest"]], "bytes in the stride probe is above the limit"),
      (11, [-1, 4096, "nn.Upsample", [None, 2, "nearest"]], "bytes in the stride probe is above the limit"),
      (0, [-1, 1, "Conv", [16, 3000, 1]], "the stride probe's FLOPs")],
 )
