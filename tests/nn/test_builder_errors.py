@@ -3,10 +3,12 @@
 import copy
 
 import pytest
+import torch
 import yaml
 
 from yolo_attn import ModelConfigError, build_model
 from yolo_attn.errors import UserError
+from yolo_attn.nn.resource_guard import ENV_MAX_PARAMS, ResourceLimits, resolve_limits
 from tests.conftest import CONFIGS
 
 
@@ -29,9 +31,9 @@ def with_layer(cfg: dict, index: int, entry: list) -> dict:
     return cfg
 
 
-def build_error(cfg) -> str:
+def build_error(cfg, **kwargs) -> str:
     with pytest.raises(ModelConfigError) as info:
-        build_model(cfg)
+        build_model(cfg, **kwargs)
     assert isinstance(info.value, UserError)
     return str(info.value)
 
@@ -138,3 +140,95 @@ def test_injection_is_an_error_and_never_runs(tmp_path, yolov7_tiny, where):
     message = build_error(cfg)
     assert "layer 3" in message or "'activation'" in message
     assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    "entry, expected",
+    [([-1, 1, "Conv", [512, float("nan"), 2]], "nan is not a finite number"),
+     ([-1, 1, "Conv", [512, 3, {"stride": 2}]], "a dict is not a model-YAML value"),
+     ([-1, 1, "Conv", [512, [[[[3]]]]]], "nested more than 3 deep"),
+     ([-1, 1, "Conv", [2**70, 3]], "beyond 64-bit integers"),
+     ([-1, 1, "Conv", [0, 3, 2]], "expects output channels as its first arg (a positive int)"),
+     ([-1, 1, "Conv", [True, 3, 2]], "expects output channels as its first arg (a positive int)"),
+     ([-1, 1, "Conv", [512, 3, 2, None, 1, "nn.PReLU(1000000000)"]], "numbers within +-10,000"),
+     ([-1, 1, "Conv", [512, 3, 2, None, 1, "nn.ReLU(1, 2, 3)"]], "not a valid activation"),
+     ([-1, 1, "Expand", [64]], "gives 0 output channels for 64 input channels")],
+)
+def test_junk_values_are_named(yolov5n, entry, expected):
+    message = build_error(with_layer(yolov5n, 5, entry))
+    assert message.startswith("model YAML: layer 5 [") and expected in message
+
+
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [("activation", 7, "'activation': 7 is not an activation"), ("activation", ["nn.SiLU()"], "is not an activation"),
+     ("width_multiple", float("nan"), "'width_multiple' must be a positive float"),
+     ("depth_multiple", float("inf"), "'depth_multiple' must be a positive float"),
+     ("ch", "three", "'ch' must be a positive int"), ("ch", [3], "'ch' must be a positive int")],
+)
+def test_junk_top_level_values(yolov5n, key, value, expected):
+    assert expected in build_error({**yolov5n, key: value})
+
+
+def test_exception_inside_a_block_is_wrapped_with_its_cause(yolov5n, monkeypatch):
+    from yolo_attn.nn import registry
+
+    class Broken(torch.nn.Module):
+        def __init__(self, c1: int, c2: int):
+            super().__init__()
+            c2.dim()  # a bug in a block: AttributeError
+
+    monkeypatch.setitem(registry._BLOCKS, "Broken", registry.BlockSpec("Broken", Broken, registry.lookup("Conv").rule))
+    with pytest.raises(ModelConfigError) as info:
+        build_model(with_layer(yolov5n, 5, [-1, 1, "Broken", [256]]))
+    assert "layer 5 [-1, 1, Broken, [256]]: AttributeError while building: 'int' object has no attribute 'dim'" in str(
+        info.value
+    )
+    assert isinstance(info.value.__cause__, AttributeError)
+
+
+@pytest.mark.parametrize(
+    "index, entry, expected",
+    [(5, [-1, 10**6, "Conv", [256, 3, 2]], "'number' 330,000 (stacked copies"),
+     (2, [-1, 10**6, "C3", [128]], "sub-modules"),
+     (5, [-1, 1, "Conv", [10**7, 3, 2]], "counted before allocating); the total"),
+     (0, [-1, 1, "Conv", [16, 10**4, 1]], "counted before allocating); the total"),
+     (11, [-1, 1, "nn.Upsample", [None, 1000, "nearest"]], "bytes in the stride probe is above the limit"),
+     (11, [-1, 4096, "nn.Upsample", [None, 2, "nearest"]], "bytes in the stride probe is above the limit"),
+     (0, [-1, 1, "Conv", [16, 3000, 1]], "the stride probe's FLOPs")],
+)
+def test_resource_guard_refuses_before_allocating(yolov5n, index, entry, expected):
+    message = build_error(with_layer(yolov5n, index, entry))
+    assert message.startswith(f"model YAML: layer {index} [") and expected in message
+    assert "limits=None" in message and "YOLO_ATTN_MAX_PARAMS=none" in message
+
+
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [("width_multiple", 1e9, "'width_multiple' 1e+09 is above the limit"), ("nc", 10**9, "'nc' 1,000,000,000 is above"),
+     ("depth_multiple", 5000, "'depth_multiple' 5000 is above"), ("anchors", 10**6, "1,000,000 anchors per level"),
+     ("ch", 10**6, "top-level 'ch': the stride probe input")],
+)
+def test_resource_guard_top_level(yolov5n, key, value, expected):
+    assert expected in build_error({**yolov5n, key: value})
+
+
+def test_limits_are_lifted_by_keyword_and_environment(yolov5n, monkeypatch):
+    small = ResourceLimits(params=1_000_000)
+    assert "counted before allocating); the total is above the limit of 1,000,000" in build_error(yolov5n, limits=small)
+    assert sum(p.numel() for p in build_model(yolov5n, limits=None).parameters()) == 1_872_157
+    monkeypatch.setenv(ENV_MAX_PARAMS, "1e6")
+    assert "above the limit of 1,000,000" in build_error(yolov5n)
+    monkeypatch.setenv(ENV_MAX_PARAMS, "none")
+    assert resolve_limits("env") is None
+    monkeypatch.setenv(ENV_MAX_PARAMS, "lots")
+    with pytest.raises(UserError, match="YOLO_ATTN_MAX_PARAMS must be a positive number"):
+        build_model(yolov5n)
+
+
+def test_unexpected_exception_while_tracing_keeps_its_cause(yolov5n):
+    with pytest.raises(ModelConfigError) as info:
+        build_model(with_layer(yolov5n, 11, [[-1, 6], 1, "nn.Upsample", [None, 2, "nearest"]]))
+    assert "layer 11 [[-1, 6], 1, nn.Upsample, [null, 2, nearest]]: AttributeError while tracing" in str(info.value)
+    assert "'list' object has no attribute 'dim'" in str(info.value)
+    assert isinstance(info.value.__cause__, AttributeError)

@@ -19,7 +19,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import yaml
@@ -28,8 +28,9 @@ from torch import nn
 from yolo_attn.errors import UserError
 from yolo_attn.nn.blocks.conv import default_activation
 from yolo_attn.nn.model import DetectionModel
-from yolo_attn.nn.registry import lookup
-from yolo_attn.nn.rules import LayerContext
+from yolo_attn.nn.registry import BlockSpec, lookup
+from yolo_attn.nn.resource_guard import ResourceGuard, ResourceLimitError, ResourceLimits, resolve_limits
+from yolo_attn.nn.rules import LayerContext, Resolved
 from yolo_attn.nn.summary import count_params
 from yolo_attn.nn.yaml_values import UnsafeValueError, parse_activation, resolve_value
 from yolo_attn.utils.builtin import builtin_config
@@ -110,7 +111,17 @@ def resolve_scale(d: dict[str, Any], scale: str | None = None) -> dict[str, Any]
 
 
 def _entry_text(entry: Any) -> str:
-    return yaml.safe_dump(entry, default_flow_style=True, width=1 << 16).strip()
+    try:
+        return yaml.safe_dump(entry, default_flow_style=True, width=1 << 16).strip()
+    except yaml.YAMLError:  # a dict config holding Python objects
+        return repr(entry)
+
+
+def _shapes(x: Any) -> Any:
+    """(C, H, W) of a tensor, or of each tensor of a list, for error messages."""
+    if isinstance(x, torch.Tensor):
+        return tuple(x.shape[1:])
+    return [_shapes(t) for t in x] if isinstance(x, (list, tuple)) else type(x).__name__
 
 
 def _config_name(d: dict[str, Any]) -> str:
@@ -121,7 +132,7 @@ def _config_name(d: dict[str, Any]) -> str:
 def _top_level_number(d: dict[str, Any], key: str, kind: type, default: Any) -> Any:
     value = d.get(key, default)
     valid_type = (int,) if kind is int else (int, float)
-    if isinstance(value, bool) or not isinstance(value, valid_type) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, valid_type) or not 0 < value < math.inf:
         raise ModelConfigError(f"{_config_name(d)}top-level {key!r} must be a positive {kind.__name__}, got {value!r}")
     return kind(value)
 
@@ -159,8 +170,20 @@ def _check_sources(index: int, source: Any) -> list[int]:
     return sources
 
 
-def parse_layers(d: dict[str, Any], ch: int) -> tuple[nn.Sequential, list[int], list[LayerRecord]]:
-    """Turn the ``backbone + head`` entries of a model dict into layers, the save list and records."""
+def _construct(cls: type[nn.Module], resolved: Resolved) -> nn.Module:
+    if resolved.number > 1:
+        return nn.Sequential(*(cls(*resolved.args) for _ in range(resolved.number)))
+    return cls(*resolved.args)
+
+
+def parse_layers(
+    d: dict[str, Any], ch: int, guard: ResourceGuard | None = None
+) -> tuple[nn.Sequential, list[int], list[LayerRecord]]:
+    """Turn the ``backbone + head`` entries of a model dict into layers, the save list and records.
+
+    ``guard`` (default: the limits of :meth:`ResourceLimits.from_env`) refuses a layer before it allocates.
+    """
+    guard = guard or ResourceGuard(ResourceLimits.from_env())
     for key in ("backbone", "head"):
         if key not in d:
             raise ModelConfigError(f"{_config_name(d)}missing the top-level key {key!r}")
@@ -174,10 +197,15 @@ def parse_layers(d: dict[str, Any], ch: int) -> tuple[nn.Sequential, list[int], 
     gd = _top_level_number(d, "depth_multiple", float, 1.0)
     gw = _top_level_number(d, "width_multiple", float, 1.0)
     channel_multiple = _top_level_number(d, "channel_multiple", int, 8)
-    max_channels = _top_level_number(d, "max_channels", float, math.inf)
+    max_channels = _top_level_number(d, "max_channels", float, None) if "max_channels" in d else math.inf
     anchors = d.get("anchors")
     na = _anchors_per_level(d, anchors)
     symbols = {"nc": nc, "anchors": anchors}
+    try:
+        gains = {"depth_multiple": gd, "width_multiple": gw}
+        guard.check_scales(nc, gains, na, len(d["backbone"]) + len(d["head"]))
+    except ResourceLimitError as e:
+        raise ModelConfigError(f"{_config_name(d)}{e}") from None
 
     layers: list[nn.Module] = []
     records: list[LayerRecord] = []
@@ -210,14 +238,15 @@ def parse_layers(d: dict[str, Any], ch: int) -> tuple[nn.Sequential, list[int], 
             resolved = spec.rule.resolve(values, ctx)
             cls = resolved.block or spec.cls
             try:
-                block = nn.Sequential(*(cls(*resolved.args) for _ in range(resolved.number))) if resolved.number > 1 \
-                    else cls(*resolved.args)
+                block = guard.construct(lambda: _construct(cls, resolved), resolved.number)
             except TypeError as e:
                 raise ValueError(f"wrong arguments for {spec.name} (YAML signature {spec.rule.signature}): {e}") from None
         except KeyError as e:
             raise ModelConfigError(f"{where}: {e.args[0]}") from None
         except (ValueError, TypeError, ArithmeticError, IndexError, AssertionError, RuntimeError) as e:
             raise ModelConfigError(f"{where}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - a block's constructor failing otherwise; the cause is kept
+            raise ModelConfigError(f"{where}: {type(e).__name__} while building: {e}") from e
         block.i, block.f, block.type, block.np = i, source, spec.name, count_params(block)
         save.extend(x % i for x in sources if x != -1)
         layers.append(block)
@@ -227,8 +256,24 @@ def parse_layers(d: dict[str, Any], ch: int) -> tuple[nn.Sequential, list[int], 
     return nn.Sequential(*layers), sorted(set(save)), records
 
 
-def trace_shapes(model: DetectionModel, x: torch.Tensor, records: list[LayerRecord]) -> tuple[Any, list[LayerRecord]]:
-    """Run ``x`` layer by layer; a failing layer raises ModelConfigError naming it. Returns output and records."""
+def _trace_error(where: str, x: Any, e: Exception) -> ModelConfigError:
+    """The error for the layer at ``where`` failing on input ``x``; an unexpected kind of ``e`` is its cause."""
+    if isinstance(e, ResourceLimitError):
+        return ModelConfigError(f"{where}: {e}")
+    if isinstance(e, (RuntimeError, ValueError, IndexError, TypeError, AssertionError, ArithmeticError)):
+        return ModelConfigError(f"{where}: shape mismatch while tracing with input (C, H, W) {_shapes(x)}: {e}")
+    error = ModelConfigError(f"{where}: {type(e).__name__} while tracing with input (C, H, W) {_shapes(x)}: {e}")
+    error.__cause__ = e
+    return error
+
+
+def trace_shapes(
+    model: DetectionModel, x: torch.Tensor, records: list[LayerRecord], guard: ResourceGuard | None = None
+) -> tuple[Any, list[LayerRecord]]:
+    """Run ``x`` layer by layer; a failing layer raises ModelConfigError naming it. Returns output and records.
+
+    ``guard`` (the one that built the layers) dry-runs each layer first and refuses one whose probe would not fit.
+    """
     outputs: list[Any] = []
     traced = []
     entries = model.yaml["backbone"] + model.yaml["head"]
@@ -236,13 +281,12 @@ def trace_shapes(model: DetectionModel, x: torch.Tensor, records: list[LayerReco
         if m.f != -1:
             x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
         try:
+            if guard is not None:
+                guard.check_forward(m.i, x)
             x = m(x)
-        except (RuntimeError, ValueError, IndexError, TypeError, AssertionError, ArithmeticError) as e:
-            shapes = [tuple(t.shape[1:]) for t in x] if isinstance(x, list) else tuple(x.shape[1:])
-            raise ModelConfigError(
-                f"{_config_name(model.yaml)}layer {m.i} {_entry_text(entries[m.i])}: shape mismatch while tracing "
-                f"with input (C, H, W) {shapes}: {e}"
-            ) from None
+        except Exception as e:  # noqa: BLE001 - every failure names the layer; unexpected ones keep their cause
+            error = _trace_error(f"{_config_name(model.yaml)}layer {m.i} {_entry_text(entries[m.i])}", x, e)
+            raise error from error.__cause__
         outputs.append(x)
         shape = tuple(x.shape) if isinstance(x, torch.Tensor) else None
         traced.append(LayerRecord(**{**record.__dict__, "out_shape": shape}))
@@ -250,13 +294,23 @@ def trace_shapes(model: DetectionModel, x: torch.Tensor, records: list[LayerReco
 
 
 def build_model(
-    cfg: str | Path | dict[str, Any], nc: int | None = None, ch: int = 3, anchors: Any = None, scale: str | None = None
+    cfg: str | Path | dict[str, Any],
+    nc: int | None = None,
+    ch: int = 3,
+    anchors: Any = None,
+    scale: str | None = None,
+    limits: ResourceLimits | None | Literal["env"] = "env",
 ) -> DetectionModel:
     """Build a model from a YAML path or dict; ``nc``/``anchors``/``scale`` override the YAML's values
     (``scale``: a key of an Ultralytics YAML's ``scales``, see :func:`resolve_scale`).
 
     Strides come from a forward pass; anchors end up in stride units (order checked) and the
     detection biases get YOLOv5's priors. ``model.layer_records`` holds the summary rows.
+
+    ``limits`` bounds what the build may cost (:class:`~yolo_attn.nn.resource_guard.ResourceLimits`:
+    1 G parameters, 4 GiB and 0.5 TFLOPs of stride probe, ...); a layer over a limit raises
+    ModelConfigError before it allocates. ``"env"``: the defaults, with ``$YOLO_ATTN_MAX_PARAMS`` as
+    the parameter limit (``none`` lifts every limit); ``None``: no limit.
     """
     d = load_model_yaml(cfg)
     if nc is not None:
@@ -264,19 +318,24 @@ def build_model(
     if anchors is not None:
         d["anchors"] = anchors
     resolve_scale(d, scale)
-    ch = int(d.setdefault("ch", ch))
+    ch = _top_level_number(d, "ch", int, d.setdefault("ch", ch))
+    guard = ResourceGuard(resolve_limits(limits))
+    probe_shape = (STRIDE_PROBE_BATCH, ch, STRIDE_PROBE_SIZE, STRIDE_PROBE_SIZE)
+    try:
+        guard.check_input(probe_shape)
+    except ResourceLimitError as e:
+        raise ModelConfigError(f"{_config_name(d)}top-level 'ch': {e}") from None
     activation = d.get("activation")
     try:
         act_context = default_activation(parse_activation(activation)) if activation else contextlib.nullcontext()
     except UnsafeValueError as e:
         raise ModelConfigError(f"{_config_name(d)}top-level 'activation': {e}") from None
     with act_context:
-        layers, save, records = parse_layers(d, ch)
+        layers, save, records = parse_layers(d, ch, guard)
     model = DetectionModel(layers, save, d)
     model.train()
     with torch.no_grad():
-        probe = torch.zeros(STRIDE_PROBE_BATCH, ch, STRIDE_PROBE_SIZE, STRIDE_PROBE_SIZE)
-        out, model.layer_records = trace_shapes(model, probe, records)
+        out, model.layer_records = trace_shapes(model, torch.zeros(probe_shape), records, guard)
     head = model.head
     if callable(getattr(head, "bind_strides", None)):
         levels = out[: head.nl]

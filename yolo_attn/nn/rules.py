@@ -14,6 +14,14 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 
+MAX_ANCHORS_PER_LEVEL = 10_000  # an int ``anchors`` arg expands to a placeholder list of twice this length
+
+
+def _is_count(value: Any) -> bool:
+    """A positive int (not a bool): a channel or anchor count."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 def make_divisible(x: float, divisor: int) -> int:
     """Smallest multiple of ``divisor`` that is >= ``x`` (YOLOv5's width rounding)."""
     return int(math.ceil(x / divisor) * divisor)
@@ -92,8 +100,8 @@ class ConvLike(YamlRule):
     signature: str = "[c2, *args]"
 
     def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
-        if not args or not isinstance(args[0], int):
-            raise ValueError(f"expects output channels as its first arg, got {args!r}")
+        if not args or not _is_count(args[0]):
+            raise ValueError(f"expects output channels as its first arg (a positive int), got {args!r}")
         rest = list(args[1:])
         for pos in self.extra_widths:
             if pos - 1 < len(rest) and isinstance(rest[pos - 1], int):
@@ -137,7 +145,7 @@ class SameWidth(YamlRule):
 
     def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
         c1 = ctx.c_in[0]
-        if args and (not isinstance(args[0], int) or isinstance(args[0], bool)):
+        if args and not _is_count(args[0]):
             raise ValueError(f"expects output channels (= input channels) as its first arg, got {args!r}")
         c2 = ctx.scale_width(args[0]) if args else c1
         if c2 != c1:
@@ -207,7 +215,10 @@ class ChannelFunction(YamlRule):
     signature: str = "[*args]"
 
     def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
-        return Resolved(list(args), int(self.channels(ctx.c_in, list(args))), ctx.number)
+        c_out = int(self.channels(ctx.c_in, list(args)))
+        if c_out < 1:
+            raise ValueError(f"gives {c_out} output channels for {ctx.c_in[0]} input channels")
+        return Resolved(list(args), c_out, ctx.number)
 
 
 @dataclass(frozen=True)
@@ -233,6 +244,8 @@ class DetectionHead(YamlRule):
         built = list(args)
         levels, uneven = divmod(len(ctx.c_in), self.inputs_per_level)
         if isinstance(built[1], int):
+            if not _is_count(built[1]) or built[1] > MAX_ANCHORS_PER_LEVEL:
+                raise ValueError(f"anchors per level must be an int in 1..{MAX_ANCHORS_PER_LEVEL:,}, got {built[1]!r}")
             built[1] = [list(range(built[1] * 2))] * levels
         if not isinstance(built[1], list) or uneven or len(built[1]) != levels:
             anchor_levels = len(built[1]) if isinstance(built[1], list) else built[1]
