@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from yolo_attn import build_model
-from yolo_attn.nn.blocks.heads import Detect, IDetect
+from yolo_attn.nn.heads.anchor_based import Detect, IDetect
 from yolo_attn.nn.summary import count_gflops, count_params
 from tests.conftest import CONFIGS
 
