@@ -177,6 +177,9 @@ class Trainer:
         self.make_run_dir()
         seed_everything(config.seed + 1 + max(self.context.rank, 0))
         self.model = self.build_model()
+        # Again: the draws of the model's initialisation (an ablation variant's extra layer) must not shift
+        # the random streams the data pipeline and training use after it.
+        seed_everything(config.seed + 1 + max(self.context.rank, 0))
         self.stride = max_stride(self.model)
         if config.img % self.stride:
             new = math.ceil(config.img / self.stride) * self.stride
