@@ -91,6 +91,7 @@ def read_csv(path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_identity_variant_changes_nothing(tiny_data, tmp_path, capsys):
     """nn.Identity inserted: every seed trains exactly as the base (Δ = 0, same losses); seeds differ."""
     argv = ["ablate", "--blocks", "nn.Identity", "--args", "[]", "--after", "4", "--seeds", "2", "--data", tiny_data,
@@ -110,6 +111,7 @@ def test_identity_variant_changes_nothing(tiny_data, tmp_path, capsys):
     assert "| nn.Identity-after4 | after 4 |" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_ablate_two_seeds_writes_statistics_and_resumes(tiny_data, tmp_path, capsys, monkeypatch):
     argv = ["ablate", "--blocks", "SE", "--seeds", "0,1", "--data", tiny_data, "--epochs", "2", "--img", "64",
             "--batch", "4", "--workers", "0", "--project", str(tmp_path), "--name", "run"]
