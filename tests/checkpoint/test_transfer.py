@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import argparse
+
 import pytest
 import torch
 import yaml
 
 from tests.conftest import CONFIGS
 from yolo_attn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, transfer_pretrained, transfer_weights
+from yolo_attn.commands import train as train_command
 from yolo_attn.nn.builder import build_model
 from yolo_attn.nn.yaml_edit import default_block_args, insert_block, replace_block
 
@@ -85,3 +88,10 @@ def test_same_yaml_is_key_matching_with_anchor_and_nc_rules():
     assert report.summary() == (f"transferred {report.transferred}/{report.total} pretrained tensors "
                                 "(1 anchor tensor(s) kept from the model YAML)")
     assert [r for r in report.layers if r.source != r.target] == []
+
+
+def test_transfer_report_flag_reaches_the_train_config():
+    parser = argparse.ArgumentParser()
+    train_command.configure_parser(parser)
+    config = train_command.config_from_args(parser.parse_args(["--weights", "w.pt", "--transfer-report"]))
+    assert config.transfer_report is True
