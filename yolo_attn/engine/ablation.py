@@ -39,7 +39,8 @@ RESULT_FILE = "ablation-result.json"
 class AblationConfig:
     """What to compare and how to train each variant. ``after`` (layer indices) or ``replace`` (one
     index) place every block; neither: after the last backbone layer. ``args``: YAML args for every
-    block (default: each block's example args fitted to the layer). The training options are those of
+    block (default: each block's example args fitted to the layer). Every variant trains once per seed of
+    ``seeds``. The training options are those of
     :class:`~yolo_attn.engine.trainer.TrainConfig`; ``None`` keeps its defaults."""
 
     blocks: tuple[str, ...]

@@ -106,7 +106,7 @@ def markdown_report(summaries: list[VariantSummary], seeds: tuple[int, ...]) -> 
     else:
         note = (f"n = {n} seeds ({', '.join(map(str, seeds))}) per variant; metrics are mean ± std over seeds. "
                 "Δ mAP50-95 = variant − base, paired by seed (same data order and augmentation), mean with its "
-                f"95 % confidence interval (t distribution, {n - 1} degrees of freedom); p: two-sided paired "
+                f"95 % confidence interval (t distribution, {n - 1} degree{'s' * (n > 2)} of freedom); p: two-sided paired "
                 "t-test. **\\*** marks an interval that excludes 0.")
     header = ("| variant | position | params | GFLOPs | CPU ms | GPU ms | " + " | ".join(METRIC_HEADERS)
               + " | Δ mAP50-95 [95 % CI] | p | wall s |")
