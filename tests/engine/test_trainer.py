@@ -116,7 +116,7 @@ def test_fine_tune_transfers_matching_weights(tiny_data, tmp_path, capsys):
     capsys.readouterr()
     tuned = train(weights=summary["last"], data=tiny_data, epochs=1, project=str(tmp_path), noplots=True, **TINY)
     total = len(load_checkpoint(tuned["last"])["state_dict"])
-    assert f"transferred {total}/{total} items" in capsys.readouterr().out
+    assert f"transferred {total}/{total} pretrained tensors from" in capsys.readouterr().out
 
 
 def test_parameter_groups_and_weight_decay():

@@ -5,11 +5,11 @@ from yolo_attn.checkpoint.loading import LoadedModel, load_checkpoint, load_mode
 from yolo_attn.checkpoint.schema import (
     SCHEMA_VERSION, apply_batchnorm_settings, batchnorm_settings, make_checkpoint, new_checkpoint, save_checkpoint,
 )
-from yolo_attn.checkpoint.transfer import transfer_weights
+from yolo_attn.checkpoint.transfer import TransferReport, transfer_pretrained, transfer_weights
 from yolo_attn.checkpoint.unpickler import RestrictedUnpickler, UnsafeCheckpointError, UpstreamRecord
 
 __all__ = [
-    "SCHEMA_VERSION", "LoadedModel", "RestrictedUnpickler", "UnsafeCheckpointError", "UpstreamRecord",
+    "SCHEMA_VERSION", "LoadedModel", "TransferReport", "RestrictedUnpickler", "UnsafeCheckpointError", "UpstreamRecord",
     "apply_batchnorm_settings", "batchnorm_settings", "load_checkpoint", "load_model", "make_checkpoint",
-    "new_checkpoint", "save_checkpoint", "transfer_weights",
+    "new_checkpoint", "save_checkpoint", "transfer_pretrained", "transfer_weights",
 ]

@@ -6,7 +6,8 @@ import argparse
 from dataclasses import asdict
 
 from yolo_attn.commands.common import add_device_argument, add_json_argument, add_run_dir_arguments, print_json
-from yolo_attn.engine.ablation import AblationConfig, markdown_table, run_ablation
+from yolo_attn.engine.ablation import AblationConfig, parse_seeds, run_ablation
+from yolo_attn.engine.ablation_report import VariantSummary, markdown_report
 
 DEFAULTS = AblationConfig(blocks=())
 
@@ -20,7 +21,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     where.add_argument("--replace", type=int, metavar="IDX", help="replace layer IDX by each block instead")
     p.add_argument("--args", default=None,
                    help="YAML args for every block (default: each block's example args fitted to the layer's channels)")
-    p.add_argument("--weights", help="pretrained weights transferred into every variant where shapes match")
+    p.add_argument("--weights", help="pretrained weights, transferred layer by layer into every variant")
+    p.add_argument("--transfer-report", action="store_true",
+                   help="print which pretrained layer went into which layer of each variant")
     p.add_argument("--data", help="dataset YAML (default: the built-in synthetic demo set)")
     p.add_argument("--hyp", help="hyperparameter YAML (default as yolo-attn train)")
     p.add_argument("--epochs", type=int, default=None, help="epochs per variant (default as yolo-attn train)")
@@ -28,9 +31,11 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", "--batch-size", dest="batch", type=int, default=DEFAULTS.batch)
     add_device_argument(p)
     p.add_argument("--workers", type=int, default=DEFAULTS.workers)
-    p.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    p.add_argument("--seeds", default="1", metavar="N|S,S,...",
+                   help="train every variant once per seed: 3 means 0,1,2; 0,5,7 lists them (default 1: seed 0). "
+                   "Two or more give mean ± std and a paired confidence interval for Δ")
     add_run_dir_arguments(p, DEFAULTS.project)
-    p.add_argument("--resume", action="store_true", help="continue <project>/<name>: skip finished variants")
+    p.add_argument("--resume", action="store_true", help="continue <project>/<name>: skip finished (variant, seed) runs")
     p.add_argument("--cam", type=int, default=DEFAULTS.cam, metavar="N",
                    help="also draw every variant's Grad-CAM on the first N validation images (cam.png)")
     add_json_argument(p, '{"save_dir": ..., "rows": [the table rows]}')
@@ -40,12 +45,20 @@ def run(args: argparse.Namespace) -> int:
     config = AblationConfig(
         blocks=tuple(args.blocks.split(",")), base=args.base, after=tuple(args.after) if args.after else None,
         replace=args.replace, args=args.args, weights=args.weights, data=args.data, hyp=args.hyp, epochs=args.epochs,
-        img=args.img, batch=args.batch, device=args.device, workers=args.workers, seed=args.seed,
-        project=args.project, name=args.name, exist_ok=args.exist_ok, resume=args.resume, cam=args.cam,
+        img=args.img, batch=args.batch, device=args.device, workers=args.workers, seeds=parse_seeds(args.seeds),
+        transfer_report=args.transfer_report, project=args.project, name=args.name, exist_ok=args.exist_ok,
+        resume=args.resume, cam=args.cam,
     )
-    rows, save_dir = run_ablation(config)
-    print(markdown_table(rows))
+    summaries, save_dir = run_ablation(config)
+    print(markdown_report(summaries, config.seeds))
     print(f"ablation results in {save_dir} (ablation.csv, ablation.md, ablation.png{', cam.png' if args.cam else ''})")
     if args.json:
-        print_json({"save_dir": str(save_dir), "rows": [asdict(r) for r in rows]})
+        print_json({"save_dir": str(save_dir), "rows": [json_row(s) for s in summaries]})
     return 0
+
+
+def json_row(summary: VariantSummary) -> dict:
+    """A table row as plain values: cost, mean/std per metric, the paired Δ (or null) and the runs."""
+    row = asdict(summary)
+    row["metrics"] = {m: {"mean": mean, "std": std} for m, (mean, std) in summary.metrics.items()}
+    return row

@@ -18,8 +18,10 @@ def _default(key: str) -> str:
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cfg", help="model YAML, or a built-in name such as yolov5s.yaml (with --weights: build this and "
-                   "transfer matching weights)")
+                   "transfer the pretrained layers into their counterparts)")
     p.add_argument("--weights", help="initial weights: our checkpoint or an upstream YOLOv5/YOLOv7 .pt")
+    p.add_argument("--transfer-report", action="store_true",
+                   help="print which pretrained layer went into which model layer (--weights with --cfg)")
     p.add_argument("--data", help="dataset YAML (default: the built-in synthetic demo set)")
     p.add_argument("--hyp", help=f"hyperparameter YAML or built-in name ({_default('hyp')})")
     p.add_argument("--epochs", type=int, help=_default("epochs"))

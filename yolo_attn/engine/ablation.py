@@ -1,18 +1,18 @@
 """Ablation: train attention-block variants of one base model under identical conditions and tabulate
 accuracy beside cost (``yolo-attn ablate``).
 
-Every variant (the base model is always one) gets the same data, hyperparameters, seed and data
-order; pretrained ``--weights`` transfer wherever shapes match. Each variant trains in its own
-folder under ``<project>/<name>``; rerunning with ``--resume`` skips finished variants and resumes
-a half-trained one from its ``last.pt``. Results: ``ablation.csv``, ``ablation.md`` and
-``ablation.png`` (mAP50-95 against GFLOPs).
+Every variant (the base model is always one) trains once per seed; a seed fixes the data order and
+augmentation, the same for every variant. Pretrained ``--weights`` go layer by layer into their
+counterparts (:func:`~yolo_attn.checkpoint.transfer_pretrained`). Each (variant, seed) pair trains in
+``<project>/<name>/<variant>/seed<seed>``; rerunning with ``--resume`` skips finished pairs and
+resumes a half-trained one from its ``last.pt``. Results (:mod:`~yolo_attn.engine.ablation_report`):
+``ablation.csv``, ``ablation.md`` and ``ablation.png`` (mAP50-95 against GFLOPs, error bars over seeds).
 """
 
 from __future__ import annotations
 
-import csv
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import yaml
 
 from yolo_attn.checkpoint import load_checkpoint, load_model
 from yolo_attn.engine import results
+from yolo_attn.engine.ablation_report import METRICS, RunResult, VariantCost, VariantSummary, summarize, write_reports
 from yolo_attn.engine.trainer import TrainConfig, train
 from yolo_attn.errors import UserError
 from yolo_attn.nn.summary import count_gflops, count_params
@@ -38,7 +39,8 @@ RESULT_FILE = "ablation-result.json"
 class AblationConfig:
     """What to compare and how to train each variant. ``after`` (layer indices) or ``replace`` (one
     index) place every block; neither: after the last backbone layer. ``args``: YAML args for every
-    block (default: each block's example args fitted to the layer). The training options are those of
+    block (default: each block's example args fitted to the layer). Every variant trains once per seed of
+    ``seeds``. The training options are those of
     :class:`~yolo_attn.engine.trainer.TrainConfig`; ``None`` keeps its defaults."""
 
     blocks: tuple[str, ...]
@@ -54,7 +56,8 @@ class AblationConfig:
     batch: int = 16
     device: str = ""
     workers: int = 8
-    seed: int = 0
+    seeds: tuple[int, ...] = (0,)
+    transfer_report: bool = False
     project: str = "runs/ablate"
     name: str = "exp"
     exist_ok: bool = False
@@ -69,24 +72,6 @@ class Variant:
     name: str
     position: str
     yaml_text: str
-
-
-@dataclass(frozen=True)
-class VariantResult:
-    """One row of the ablation table."""
-
-    variant: str
-    position: str
-    params: int
-    gflops: float
-    cpu_ms: float | None
-    gpu_ms: float | None
-    precision: float
-    recall: float
-    map50: float
-    map50_95: float
-    delta_map50_95: float
-    wall_s: float
 
 
 def plan_variants(base_text: str, blocks: list[str], after: list[int] | None, replace: int | None,
@@ -109,33 +94,50 @@ def plan_variants(base_text: str, blocks: list[str], after: list[int] | None, re
     return variants
 
 
-def train_variant(variant: Variant, save_dir: Path, config: AblationConfig) -> dict[str, Any]:
-    """Train (or resume, or just read back) one variant; returns its train summary."""
-    folder = save_dir / variant.name
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``--seeds``: ``"0,1,2"`` lists the seeds; a single number N means N seeds, 0..N-1."""
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--seeds {text!r}: give a count (3 means 0,1,2) or a comma-separated list (0,1,2)") from None
+    if "," not in text and len(values) == 1:
+        values = list(range(values[0]))
+    if not values or len(set(values)) != len(values) or min(values) < 0:
+        raise UserError(f"--seeds {text!r}: need at least one seed, no repeats, none negative")
+    return tuple(values)
+
+
+def train_pair(variant: Variant, seed: int, save_dir: Path, config: AblationConfig) -> RunResult:
+    """Train (or resume, or just read back) one variant with one seed in ``<variant>/seed<seed>``."""
+    folder = save_dir / variant.name / f"seed{seed}"
     result_file = folder / RESULT_FILE
     if result_file.is_file():
-        print(f"ablate: {variant.name} already trained, skipping")
-        return json.loads(result_file.read_text())
+        print(f"ablate: {variant.name} seed {seed} already trained, skipping")
+        return run_result(variant, seed, json.loads(result_file.read_text()))
     last = folder / "weights" / "last.pt"
     checkpoint = load_checkpoint(last) if last.is_file() else None
     if checkpoint is not None and run_finished(checkpoint):
         # stopped after its final save, before the result was recorded
         summary = finished_run_summary(folder, float((checkpoint["training"] or {}).get("wall_s", float("nan"))))
     elif checkpoint is not None:
-        print(f"ablate: resuming {variant.name} from {last}")
+        print(f"ablate: resuming {variant.name} seed {seed} from {last}")
         summary = train(resume=str(last))
     else:
         cfg = save_dir / "models" / f"{variant.name}.yaml"
         cfg.parent.mkdir(parents=True, exist_ok=True)
         cfg.write_text(variant.yaml_text, encoding="utf-8")
-        print(f"ablate: training {variant.name} ({variant.position})")
+        print(f"ablate: training {variant.name} ({variant.position}), seed {seed}")
         summary = train(TrainConfig(
             cfg=str(cfg), weights=config.weights, data=config.data, hyp=config.hyp, epochs=config.epochs,
-            img=config.img, batch=config.batch, device=config.device, workers=config.workers, seed=config.seed,
-            project=str(save_dir), name=variant.name, exist_ok=True,
+            img=config.img, batch=config.batch, device=config.device, workers=config.workers, seed=seed,
+            transfer_report=config.transfer_report, project=str(folder.parent), name=folder.name, exist_ok=True,
         ))
     result_file.write_text(json.dumps(summary))
-    return summary
+    return run_result(variant, seed, summary)
+
+
+def run_result(variant: Variant, seed: int, summary: dict[str, Any]) -> RunResult:
+    return RunResult(variant.name, seed, *(float(summary[k]) for k in METRICS), float(summary["wall_s"]))
 
 
 def run_finished(checkpoint: dict[str, Any]) -> bool:
@@ -151,69 +153,28 @@ def finished_run_summary(folder: Path, wall_s: float) -> dict[str, Any]:
     }
 
 
-def measure_variant(variant: Variant, summary: dict[str, Any], img_size: int, base_map: float) -> VariantResult:
-    """Cost of the trained model (params, GFLOPs, latency) beside its accuracy."""
-    model = load_model(summary["best"] if Path(summary["best"]).is_file() else summary["last"]).model
+def measure_cost(folder: Path, img_size: int) -> VariantCost:
+    """Params, GFLOPs and latency of a variant's trained model (read from one of its runs in ``folder``)."""
+    weights = folder / "weights" / "best.pt"
+    model = load_model(weights if weights.is_file() else folder / "weights" / "last.pt").model
     cpu_ms = forward_latency_ms(model, torch.zeros(1, 3, img_size, img_size))
     gpu_ms = None
     if torch.cuda.is_available():
         gpu_ms = round(forward_latency_ms(model.cuda(), torch.zeros(1, 3, img_size, img_size, device="cuda")), 2)
-    return VariantResult(
-        variant=variant.name, position=variant.position, params=count_params(model),
-        gflops=round(count_gflops(model, img_size), 3), cpu_ms=round(cpu_ms, 2), gpu_ms=gpu_ms,
-        precision=summary["precision"], recall=summary["recall"], map50=summary["map50"], map50_95=summary["map50_95"],
-        delta_map50_95=summary["map50_95"] - base_map, wall_s=summary["wall_s"],
-    )
+    return VariantCost(count_params(model), round(count_gflops(model, img_size), 3), round(cpu_ms, 2), gpu_ms)
 
 
-def write_reports(results: list[VariantResult], save_dir: Path) -> None:
-    rows = [asdict(r) for r in results]
-    with open(save_dir / "ablation.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    (save_dir / "ablation.md").write_text(markdown_table(results) + "\n", encoding="utf-8")
-    plot_accuracy_vs_cost(results, save_dir / "ablation.png")
-
-
-def markdown_table(results: list[VariantResult]) -> str:
-    header = ("| variant | position | params | GFLOPs | CPU ms | GPU ms | P | R | mAP50 | mAP50-95 | Δ mAP50-95 | wall s |\n"
-              "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    lines = [header]
-    for r in results:
-        gpu = f"{r.gpu_ms:.2f}" if r.gpu_ms is not None else "-"
-        lines.append(
-            f"| {r.variant} | {r.position} | {r.params:,} | {r.gflops:.3f} | {r.cpu_ms:.1f} | {gpu} | {r.precision:.3f} | "
-            f"{r.recall:.3f} | {r.map50:.3f} | {r.map50_95:.3f} | {r.delta_map50_95:+.3f} | {r.wall_s:.0f} |"
-        )
-    return "\n".join(lines)
-
-
-def plot_accuracy_vs_cost(results: list[VariantResult], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), tight_layout=True)
-    for r in results:
-        ax.scatter(r.gflops, r.map50_95, marker="s" if r.variant == BASE else "o", label=r.variant)
-    ax.legend(fontsize=8)
-    ax.set_xlabel("GFLOPs")
-    ax.set_ylabel("mAP50-95")
-    ax.set_title("attention blocks: accuracy vs cost")
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
-
-
-def run_ablation(config: AblationConfig) -> tuple[list[VariantResult], Path]:
-    """Train every variant (skipping finished ones on resume), measure them and write the reports."""
+def run_ablation(config: AblationConfig) -> tuple[list[VariantSummary], Path]:
+    """Train every (variant, seed) pair (skipping finished ones on resume), measure each variant, summarise
+    over seeds and write the reports."""
     base = builtin_config(config.base, "model")
     if not base.is_file():
         raise UserError(f"--base {config.base}: model YAML not found")
     blocks = [b.strip() for b in config.blocks if b.strip()]
     if not blocks:
         raise UserError("--blocks: name at least one block, e.g. --blocks CBAM,SE")
+    if not config.seeds:
+        raise UserError("--seeds: give at least one seed")
     target = Path(config.project) / config.name
     if config.resume and not target.is_dir():
         raise UserError(f"--resume: {target} does not exist")
@@ -221,13 +182,17 @@ def run_ablation(config: AblationConfig) -> tuple[list[VariantResult], Path]:
     save_dir.mkdir(parents=True, exist_ok=True)
     after = list(config.after) if config.after is not None else None
     variants = plan_variants(base.read_text(encoding="utf-8"), blocks, after, config.replace, config.args)
-    summaries = [train_variant(v, save_dir, config) for v in variants]
-    img_size = int(yaml.safe_load((save_dir / BASE / "opt.yaml").read_text())["img"])
-    base_map = summaries[0]["map50_95"]
-    measured = [measure_variant(v, s, img_size, base_map) for v, s in zip(variants, summaries)]
-    write_reports(measured, save_dir)
+    runs = {v.name: [train_pair(v, seed, save_dir, config) for seed in config.seeds] for v in variants}
+    first = f"seed{config.seeds[0]}"
+    img_size = int(yaml.safe_load((save_dir / BASE / first / "opt.yaml").read_text())["img"])
+    summaries = [
+        summarize(v.name, v.position, measure_cost(save_dir / v.name / first, img_size), runs[v.name], runs[BASE])
+        for v in variants
+    ]
+    write_reports(summaries, config.seeds, save_dir)
     if config.cam:
         from yolo_attn.engine.cam import ablation_cam_figure  # the figure of issue 14, linked from ablation.md
 
-        ablation_cam_figure(save_dir, [v.name for v in variants], summaries, config.cam, config.device)
-    return measured, save_dir
+        ablation_cam_figure(save_dir, [v.name for v in variants], [runs[v.name][0] for v in variants], config.cam,
+                            config.device)
+    return summaries, save_dir

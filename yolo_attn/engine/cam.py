@@ -364,7 +364,7 @@ def ablation_cam_figure(save_dir: Path, variants: Sequence[str], summaries: Sequ
                         device: str = "") -> Path:
     """``ablate --cam N``: every trained variant on the first ``N`` validation images in ``save_dir/cam.png``,
     linked from ``ablation.md``. Data and image size are those the first variant trained with."""
-    opt = yaml.safe_load((save_dir / variants[0] / "opt.yaml").read_text())
+    opt = yaml.safe_load((Path(summaries[0]["last"]).parent.parent / "opt.yaml").read_text())
     weights = [s["best"] if Path(s["best"]).is_file() else s["last"] for s in summaries]
     figure = draw_cam_figure(weights, validation_images(opt["data"], n_images), save_dir / "cam.png",
                              CamSettings(img_size=int(opt["img"]), device=device), labels=variants)

@@ -21,7 +21,7 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from yolo_attn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, transfer_weights
+from yolo_attn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, transfer_pretrained
 from yolo_attn.data import synthetic
 from yolo_attn.data.augment import TrainDataset
 from yolo_attn.data.config import DatasetConfig, load_dataset_config
@@ -79,6 +79,7 @@ class TrainConfig:
     name: str = "exp"
     exist_ok: bool = False
     seed: int = 0
+    transfer_report: bool = False  # print the per-layer mapping of --weights into the model
     save_dir: str | None = None  # the folder of a resumed run
 
     @classmethod
@@ -176,6 +177,9 @@ class Trainer:
         self.make_run_dir()
         seed_everything(config.seed + 1 + max(self.context.rank, 0))
         self.model = self.build_model()
+        # Again: the draws of the model's initialisation (an ablation variant's extra layer) must not shift
+        # the random streams the data pipeline and training use after it.
+        seed_everything(config.seed + 1 + max(self.context.rank, 0))
         self.stride = max_stride(self.model)
         if config.img % self.stride:
             new = math.ceil(config.img / self.stride) * self.stride
@@ -200,7 +204,8 @@ class Trainer:
             (self.save_dir / "opt.yaml").write_text(yaml.safe_dump(dataclasses.asdict(self.config), sort_keys=False))
 
     def build_model(self) -> DetectionModel:
-        """The model: from --cfg, from --weights (transferring matching tensors), or the resumed checkpoint."""
+        """The model: from --cfg, from --weights (transferred layer by layer into --cfg's model), or the resumed
+        checkpoint."""
         config, nc = self.config, self.data.nc
         if self.resume_checkpoint is not None:
             model = build_model(self.resume_checkpoint["model_yaml"], nc=nc)
@@ -210,8 +215,10 @@ class Trainer:
             model = build_model(config.cfg or checkpoint["model_yaml"], nc=nc)
             source = checkpoint["ema"] or checkpoint["state_dict"]
             exclude = ("anchor",) if config.cfg else ()  # a given --cfg keeps its own anchors (YOLOv5)
-            transferred = transfer_weights(model, source, exclude)
-            self.log(f"transferred {transferred}/{len(model.state_dict())} items from {config.weights}")
+            report = transfer_pretrained(model, source, checkpoint["model_yaml"], exclude)
+            self.log(f"{report.summary()} from {config.weights}")
+            if config.transfer_report:
+                self.log(report.table())
         else:
             model = build_model(config.cfg, nc=nc)
         model.names = list(self.data.names)
