@@ -17,6 +17,8 @@ Limits (:class:`ResourceLimits`) are far above the largest real configs (yolov7-
 
 from __future__ import annotations
 
+import copy
+
 import contextlib
 import math
 import os
@@ -157,15 +159,28 @@ class ResourceGuard:
             return build()
         budget = self.limits.modules - self.modules
         _limit(copies, budget, f"'number' {copies:,} (stacked copies, after {self.modules:,} sub-modules)")
-        with torch.device("meta"), _module_budget(budget) as count:
-            meta = build()
-        params = sum(p.numel() for p in meta.parameters())
+        try:
+            with torch.device("meta"), _module_budget(budget) as count:
+                meta = build()
+        except ResourceLimitError:
+            raise
+        except Exception:  # noqa: BLE001 - a constructor that reads tensor values cannot run on meta
+            with _module_budget(budget) as count:  # built for real, still under the sub-module budget
+                real = build()
+            self._account(real, count[0], copies)
+            return real
+        self._account(meta, count[0], copies)
+        return build()
+
+    def _account(self, module: nn.Module, modules: int, copies: int) -> None:
+        """Add ``module``'s parameters and sub-modules to the totals (refusing it over the limit) and keep its
+        ``meta`` twin for the probe's dry run."""
+        params = sum(p.numel() for p in module.parameters())
         _limit(self.params + params, self.limits.params,
                f"this layer has {params:,} parameters ({self.params + params:,} up to here, "
                "counted before allocating); the total")
-        self.params, self.modules = self.params + params, self.modules + count[0] + copies
-        self.meta_layers.append(_without_batchnorm(meta.to("meta")))
-        return build()
+        self.params, self.modules = self.params + params, self.modules + modules + copies
+        self.meta_layers.append(_without_batchnorm(copy.deepcopy(module).to("meta")))
 
     def check_input(self, shape: tuple[int, ...]) -> None:
         """The stride probe's input tensor (float32)."""
