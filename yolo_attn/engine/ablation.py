@@ -194,5 +194,5 @@ def run_ablation(config: AblationConfig) -> tuple[list[VariantSummary], Path]:
         from yolo_attn.engine.cam import ablation_cam_figure  # the figure of issue 14, linked from ablation.md
 
         ablation_cam_figure(save_dir, [v.name for v in variants], [runs[v.name][0] for v in variants], config.cam,
-                            config.device)
+                            config.device, first_run=save_dir / BASE / first)
     return summaries, save_dir
