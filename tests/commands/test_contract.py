@@ -88,7 +88,7 @@ def json_runs(inputs, tmp_path) -> dict[str, list[str]]:
         "predict": ["--weights", inputs["weights"], "--source", inputs["image"], "--img", "64", *runs],
         "val": ["--weights", inputs["weights"], "--data", inputs["coco8"], "--img", "64", "--no-plots", *runs],
         "train": ["--cfg", "yolov5n.yaml", "--data", inputs["data"], "--epochs", "1", "--noplots", *tiny, *runs],
-        "ablate": ["--blocks", "SE", "--data", inputs["data"], "--epochs", "1", *tiny, *runs],
+        "ablate": ["--blocks", "SE", "--data", inputs["data"], "--epochs", "1", "--cam", "1", *tiny, *runs],
         "cam": ["--weights", inputs["weights"], "--source", inputs["image"], "--img", "64", "--dpi", "30", *runs],
     }
 

@@ -180,7 +180,6 @@ def test_ablation_figure_is_linked_from_the_table(official, variant, shared, tmp
     (tmp_path / "base" / "opt.yaml").write_text(yaml.safe_dump({"data": str(shared / "data" / "coco8" / "coco8.yaml"),
                                                                 "img": 64}))
     (tmp_path / "ablation.md").write_text("| variant |\n")
-    summaries = [{"best": str(official)}, {"best": str(tmp_path / "gone.pt"), "last": str(variant)}]
-    figure = ablation_cam_figure(tmp_path, ["base", "CBAM-GAM"], summaries, 2)
+    figure = ablation_cam_figure(tmp_path, ["base", "CBAM-GAM"], [official, variant], 2)
     assert figure == tmp_path / "cam.png" and figure.is_file()
     assert "](cam.png)" in (tmp_path / "ablation.md").read_text()

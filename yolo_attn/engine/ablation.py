@@ -153,10 +153,15 @@ def finished_run_summary(folder: Path, wall_s: float) -> dict[str, Any]:
     }
 
 
+def trained_weights(folder: Path) -> Path:
+    """A run folder's ``best.pt``, or its ``last.pt`` when it has no best."""
+    best = folder / "weights" / "best.pt"
+    return best if best.is_file() else folder / "weights" / "last.pt"
+
+
 def measure_cost(folder: Path, img_size: int) -> VariantCost:
     """Params, GFLOPs and latency of a variant's trained model (read from one of its runs in ``folder``)."""
-    weights = folder / "weights" / "best.pt"
-    model = load_model(weights if weights.is_file() else folder / "weights" / "last.pt").model
+    model = load_model(trained_weights(folder)).model
     cpu_ms = forward_latency_ms(model, torch.zeros(1, 3, img_size, img_size))
     gpu_ms = None
     if torch.cuda.is_available():
@@ -193,6 +198,7 @@ def run_ablation(config: AblationConfig) -> tuple[list[VariantSummary], Path]:
     if config.cam:
         from yolo_attn.engine.cam import ablation_cam_figure  # the figure of issue 14, linked from ablation.md
 
-        ablation_cam_figure(save_dir, [v.name for v in variants], [runs[v.name][0] for v in variants], config.cam,
-                            config.device, first_run=save_dir / BASE / first)
+        weights = [trained_weights(save_dir / v.name / first) for v in variants]
+        ablation_cam_figure(save_dir, [v.name for v in variants], weights, config.cam, config.device,
+                            first_run=save_dir / BASE / first)
     return summaries, save_dir

@@ -360,13 +360,12 @@ def validation_images(data: str | Path, n: int) -> list[Path]:
     return sorted(p for p in split.sources[0].iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:n]
 
 
-def ablation_cam_figure(save_dir: Path, variants: Sequence[str], summaries: Sequence[dict], n_images: int,
+def ablation_cam_figure(save_dir: Path, variants: Sequence[str], weights: Sequence[str | Path], n_images: int,
                         device: str = "", first_run: Path | None = None) -> Path:
     """``ablate --cam N``: every trained variant on the first ``N`` validation images in ``save_dir/cam.png``,
     linked from ``ablation.md``. Data and image size are those the first variant trained with (its run folder
     ``first_run``, by default ``save_dir/<first variant>``)."""
     opt = yaml.safe_load(((first_run or save_dir / variants[0]) / "opt.yaml").read_text())
-    weights = [s["best"] if Path(s["best"]).is_file() else s["last"] for s in summaries]
     figure = draw_cam_figure(weights, validation_images(opt["data"], n_images), save_dir / "cam.png",
                              CamSettings(img_size=int(opt["img"]), device=device), labels=variants)
     with open(save_dir / "ablation.md", "a", encoding="utf-8") as f:
