@@ -176,14 +176,21 @@ def _construct(cls: type[nn.Module], resolved: Resolved) -> nn.Module:
     return cls(*resolved.args)
 
 
-def parse_layers(
-    d: dict[str, Any], ch: int, guard: ResourceGuard | None = None
-) -> tuple[nn.Sequential, list[int], list[LayerRecord]]:
-    """Turn the ``backbone + head`` entries of a model dict into layers, the save list and records.
+@dataclass(frozen=True)
+class _ModelScales:
+    """The top-level numbers every layer is resolved with."""
 
-    ``guard`` (default: the limits of :meth:`ResourceLimits.from_env`) refuses a layer before it allocates.
-    """
-    guard = guard or ResourceGuard(ResourceLimits.from_env())
+    nc: int
+    depth: float
+    width: float
+    channel_multiple: int
+    max_channels: float
+    anchors: Any
+    na: int
+
+
+def _read_scales(d: dict[str, Any], guard: ResourceGuard) -> _ModelScales:
+    """Check the top-level keys and numbers (and their resource limits) of a model dict."""
     for key in ("backbone", "head"):
         if key not in d:
             raise ModelConfigError(f"{_config_name(d)}missing the top-level key {key!r}")
@@ -193,20 +200,69 @@ def parse_layers(
             )
     if "nc" not in d:
         raise ModelConfigError(f"{_config_name(d)}missing the top-level key 'nc' (or pass nc=...)")
-    nc = _top_level_number(d, "nc", int, None)
-    gd = _top_level_number(d, "depth_multiple", float, 1.0)
-    gw = _top_level_number(d, "width_multiple", float, 1.0)
-    channel_multiple = _top_level_number(d, "channel_multiple", int, 8)
-    max_channels = _top_level_number(d, "max_channels", float, None) if "max_channels" in d else math.inf
-    anchors = d.get("anchors")
-    na = _anchors_per_level(d, anchors)
-    symbols = {"nc": nc, "anchors": anchors}
+    scales = _ModelScales(
+        nc=_top_level_number(d, "nc", int, None),
+        depth=_top_level_number(d, "depth_multiple", float, 1.0),
+        width=_top_level_number(d, "width_multiple", float, 1.0),
+        channel_multiple=_top_level_number(d, "channel_multiple", int, 8),
+        max_channels=_top_level_number(d, "max_channels", float, None) if "max_channels" in d else math.inf,
+        anchors=d.get("anchors"),
+        na=_anchors_per_level(d, d.get("anchors")),
+    )
     try:
-        gains = {"depth_multiple": gd, "width_multiple": gw}
-        guard.check_scales(nc, gains, na, len(d["backbone"]) + len(d["head"]))
+        gains = {"depth_multiple": scales.depth, "width_multiple": scales.width}
+        guard.check_scales(scales.nc, gains, scales.na, len(d["backbone"]) + len(d["head"]))
     except ResourceLimitError as e:
         raise ModelConfigError(f"{_config_name(d)}{e}") from None
+    return scales
 
+
+def _check_entry(i: int, entry: Any) -> tuple[list[int], int, str, list[Any]]:
+    """``(sources, number, module, args)`` of layer ``i``'s ``[from, number, module, args]``, each type checked."""
+    if not isinstance(entry, list) or len(entry) != 4:
+        raise ValueError("each layer must be [from, number, module, args]")
+    source, number, module_name, args = entry
+    sources = _check_sources(i, source)
+    if not isinstance(number, int) or isinstance(number, bool) or number < 1:
+        raise ValueError(f"'number' must be a positive int, got {number!r}")
+    if not isinstance(module_name, str):
+        raise ValueError(f"'module' must be a block name, got {module_name!r}")
+    if not isinstance(args, list):
+        raise ValueError(f"'args' must be a list, got {args!r}")
+    return sources, number, module_name, args
+
+
+def _build_layer(i: int, entry: Any, scales: _ModelScales, context: tuple[Any, ...], guard: ResourceGuard):
+    """(block, resolved, spec, class) of layer ``i``; ``context`` = (input channels, earlier classes, scale)."""
+    c_in, earlier, scale = context
+    sources, number, module_name, args = _check_entry(i, entry)
+    spec = lookup(module_name)
+    if "anchors" in args and scales.anchors is None:
+        raise ValueError("uses 'anchors' but the YAML has no top-level 'anchors'")
+    values = [resolve_value(a, {"nc": scales.nc, "anchors": scales.anchors}) for a in args]
+    ctx = LayerContext(
+        index=i, c_in=c_in, number=max(round(number * scales.depth), 1) if number > 1 else number,
+        width_multiple=scales.width, channel_multiple=scales.channel_multiple, nc=scales.nc,
+        num_outputs=scales.na * (scales.nc + 5), max_channels=scales.max_channels, scale=scale, earlier=earlier,
+    )
+    resolved = spec.rule.resolve(values, ctx)
+    cls = resolved.block or spec.cls
+    try:
+        block = guard.construct(lambda: _construct(cls, resolved), resolved.number)
+    except TypeError as e:
+        raise ValueError(f"wrong arguments for {spec.name} (YAML signature {spec.rule.signature}): {e}") from None
+    return block, resolved, spec, cls
+
+
+def parse_layers(
+    d: dict[str, Any], ch: int, guard: ResourceGuard | None = None
+) -> tuple[nn.Sequential, list[int], list[LayerRecord]]:
+    """Turn the ``backbone + head`` entries of a model dict into layers, the save list and records.
+
+    ``guard`` (default: the limits of :meth:`ResourceLimits.from_env`) refuses a layer before it allocates.
+    """
+    guard = guard or ResourceGuard(ResourceLimits.from_env())
+    scales = _read_scales(d, guard)
     layers: list[nn.Module] = []
     records: list[LayerRecord] = []
     save: list[int] = []
@@ -215,38 +271,17 @@ def parse_layers(
     for i, entry in enumerate(d["backbone"] + d["head"]):
         where = f"{_config_name(d)}layer {i} {_entry_text(entry)}"
         try:
-            if not isinstance(entry, list) or len(entry) != 4:
-                raise ValueError("each layer must be [from, number, module, args]")
-            source, number, module_name, args = entry
-            sources = _check_sources(i, source)
-            if not isinstance(number, int) or isinstance(number, bool) or number < 1:
-                raise ValueError(f"'number' must be a positive int, got {number!r}")
-            if not isinstance(module_name, str):
-                raise ValueError(f"'module' must be a block name, got {module_name!r}")
-            if not isinstance(args, list):
-                raise ValueError(f"'args' must be a list, got {args!r}")
-            spec = lookup(module_name)
-            if "anchors" in args and anchors is None:
-                raise ValueError("uses 'anchors' but the YAML has no top-level 'anchors'")
-            values = [resolve_value(a, symbols) for a in args]
+            sources = _check_sources(i, entry[0]) if isinstance(entry, list) and entry else []
             c_in = tuple(ch if i == 0 else out_channels[x] for x in sources)
-            ctx = LayerContext(
-                index=i, c_in=c_in, number=max(round(number * gd), 1) if number > 1 else number,
-                width_multiple=gw, channel_multiple=channel_multiple, nc=nc, num_outputs=na * (nc + 5),
-                max_channels=max_channels, scale=d.get("scale"), earlier=tuple(built_classes),
-            )
-            resolved = spec.rule.resolve(values, ctx)
-            cls = resolved.block or spec.cls
-            try:
-                block = guard.construct(lambda: _construct(cls, resolved), resolved.number)
-            except TypeError as e:
-                raise ValueError(f"wrong arguments for {spec.name} (YAML signature {spec.rule.signature}): {e}") from None
+            context = (c_in, tuple(built_classes), d.get("scale"))
+            block, resolved, spec, cls = _build_layer(i, entry, scales, context, guard)
         except KeyError as e:
             raise ModelConfigError(f"{where}: {e.args[0]}") from None
         except (ValueError, TypeError, ArithmeticError, IndexError, AssertionError, RuntimeError) as e:
             raise ModelConfigError(f"{where}: {e}") from None
         except Exception as e:  # noqa: BLE001 - a block's constructor failing otherwise; the cause is kept
             raise ModelConfigError(f"{where}: {type(e).__name__} while building: {e}") from e
+        source, number = entry[0], entry[1]
         block.i, block.f, block.type, block.np = i, source, spec.name, count_params(block)
         save.extend(x % i for x in sources if x != -1)
         layers.append(block)
