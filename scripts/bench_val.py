@@ -38,7 +38,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--coco-backend", default="pycocotools", choices=tuple(COCO_BACKENDS))
+    p.add_argument("--coco-backend", default="auto", choices=("auto", *COCO_BACKENDS))
     p.add_argument("--plots", action="store_true", help="also time the plots")
     args = p.parse_args()
 

@@ -53,3 +53,17 @@ def test_nms_multi_label_keeps_every_class_above_threshold():
     assert non_max_suppression(pred, conf_thres=0.95)[0].shape == (0, 6)
     with pytest.raises(ValueError):
         non_max_suppression(pred, conf_thres=1.5)
+
+
+def test_nms_keeps_what_per_class_nms_keeps_on_many_boxes():
+    from torchvision.ops import batched_nms
+
+    generator = torch.Generator().manual_seed(0)
+    n, nc = 3000, 10  # above 1000 boxes torchvision's batched_nms runs one nms per class
+    xywh = torch.rand(n, 4, generator=generator) * torch.tensor([600.0, 600.0, 80.0, 80.0]) + 10
+    classes = torch.randint(0, nc, (n,), generator=generator)
+    pred = torch.cat((xywh, torch.ones(n, 1), torch.nn.functional.one_hot(classes, nc) * (torch.rand(n, 1, generator=generator) * 0.9 + 0.05)), 1)
+    out = non_max_suppression(pred[None], conf_thres=0.001, iou_thres=0.6, max_det=n)[0]
+    boxes, scores = xywh2xyxy(xywh), pred[:, 5:].amax(1)
+    expected = batched_nms(boxes, scores, classes, 0.6)
+    assert torch.equal(out[:, 4], scores[expected]) and torch.equal(out[:, 5], classes[expected].float())

@@ -2,7 +2,7 @@
 
 Rectangular batches (images sorted by aspect ratio, padded half a stride), multi-label NMS, boxes
 mapped back to the original images, then YOLOv5's per-class P / R / mAP50 / mAP50-95 and
-pycocotools' COCO metrics. :func:`evaluate` runs the steps: :func:`build_eval_loader`,
+COCOeval's COCO metrics. :func:`evaluate` runs the steps: :func:`build_eval_loader`,
 :func:`run_inference` (inside :func:`inference_state`), statistics, :func:`coco_metrics`, reporting.
 """
 
@@ -67,7 +67,7 @@ class EvalConfig:
     save_dir: str | Path | None = None
     plots: bool = False
     coco: bool = True
-    coco_backend: str = "pycocotools"
+    coco_backend: str = "auto"
     save_json: bool = False
     progress: bool = False
     verbose: bool = False
