@@ -13,6 +13,7 @@ import contextlib
 import importlib
 import importlib.util
 import io
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +21,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torchvision.ops import box_iou
-
 from yolo_attn.errors import UserError
+from yolo_attn.utils.boxes import box_iou
 
 IOU_THRESHOLDS = torch.linspace(0.5, 0.95, 10)
 CONFIDENCE_GRID = np.linspace(0, 1, 1000)
@@ -226,8 +226,8 @@ class DetectionStats:
 def resolve_coco_backend(backend: str) -> str:
     """``backend``, or for ``"auto"`` the first of :data:`AUTO_ORDER` whose module is installed."""
     if backend == "auto":
-        installed = (name for name in AUTO_ORDER if importlib.util.find_spec(re.split("[.:]", COCO_BACKENDS[name][1])[0]))
-        return next(installed, AUTO_ORDER[-1])
+        modules = {name: re.split("[.:]", COCO_BACKENDS[name][1])[0] for name in AUTO_ORDER}
+        return next((name for name in AUTO_ORDER if importlib.util.find_spec(modules[name])), AUTO_ORDER[-1])
     if backend not in COCO_BACKENDS:
         raise UserError(f"unknown COCO backend {backend!r}; choose from auto, {', '.join(COCO_BACKENDS)}")
     return backend
@@ -258,7 +258,8 @@ def coco_evaluate(
     coco_cls, eval_cls = coco_backend_classes(backend)
     if not predictions:
         return dict.fromkeys(COCO_STAT_NAMES, 0.0)
-    with contextlib.redirect_stdout(io.StringIO()):  # both backends print progress
+    logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)  # it logs progress at INFO
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints it
         if isinstance(ground_truth, dict):
             gt = coco_cls()
             gt.dataset = {**ground_truth, "annotations": [dict(a) for a in ground_truth.get("annotations", [])]}
