@@ -141,8 +141,8 @@ def summarize(job: str, result: dict) -> list[str]:
         peak = max(r["peak_rss_gib"] for r in runs)
         load = f"{min(r['load_before'] for r in runs):.1f}-{max(r['load_after'] for r in runs):.1f}"
         scores = " ".join(f"{runs[-1].get(k, float('nan')):.3f}" for k in METRICS)
-        rows.append(f"| {job} | {side} | {len(runs)} | {med['wall_s']:.1f} | {med['user_s']:.1f} | {med['sys_s']:.1f} | "
-                    f"{peak:.2f} | {load} | {scores} |")
+        times = " | ".join(f"{med[k]:.1f}" for k in ("wall_s", "user_s", "sys_s"))
+        rows.append(f"| {job} | {side} | {len(runs)} | {times} | {peak:.2f} | {load} | {scores} |")
     ratio = medians["ours"]["wall_s"] / medians["yolov5"]["wall_s"]
     rows.append(f"| {job} | ratio ours/YOLOv5 | | {ratio:.2f} | "
                 f"{medians['ours']['user_s'] / medians['yolov5']['user_s']:.2f} | "
