@@ -2,8 +2,8 @@
 
     python scripts/bench_val.py --weights ../shared/weights/yolov5n-v6.1.pt --data ../shared/data/coco128/coco128.yaml
 
-Reference for that run (ultralytics/yolov5 val.py, 640, batch 16, 2-core CPU): 19.8 s wall for the
-whole process, 80 ms/img inference. The label scan is timed cold (empty cache) and warm.
+Process settings as ``yolo-attn`` makes them; ``scripts/bench_compare.py`` times the command itself against
+YOLOv5's ``val.py``. The label scan is timed cold (empty cache) and warm.
 """
 
 from __future__ import annotations
@@ -16,7 +16,11 @@ import argparse
 import json
 import tempfile
 
-import torch
+from yolo_attn.utils.runtime import configure_process
+
+configure_process()  # before torch loads
+
+import torch  # noqa: E402
 
 from yolo_attn.checkpoint import load_model
 from yolo_attn.data.dataset import scan_split
@@ -38,7 +42,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--workers", type=int, default=8)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--coco-backend", default="pycocotools", choices=tuple(COCO_BACKENDS))
+    p.add_argument("--coco-backend", default="auto", choices=("auto", *COCO_BACKENDS))
     p.add_argument("--plots", action="store_true", help="also time the plots")
     args = p.parse_args()
 

@@ -119,6 +119,7 @@ def test_coco_evaluate_perfect_and_empty_predictions():
     assert half["AP50"] == pytest.approx(0.5)
     assert coco_evaluate(gt, []) == dict.fromkeys(stats, 0.0)
     assert gt == _tiny_coco()  # inputs untouched
+    assert all(set(p) == {"image_id", "category_id", "bbox", "score"} for p in perfect)
 
 
 def test_unknown_or_missing_coco_backend_is_a_user_error():
@@ -140,5 +141,6 @@ def test_faster_backend_reproduces_pycocotools():
         for i, c, s in zip(rng.integers(1, 3, 40), rng.choice([3, 7], 40), rng.uniform(0, 1, 40))
     ]
     preds += [{**{k: a[k] for k in ("image_id", "category_id", "bbox")}, "score": 0.5} for a in gt["annotations"]]
-    reference, faster = coco_evaluate(gt, preds), coco_evaluate(gt, preds, backend="faster")
-    assert faster == pytest.approx(reference, abs=1e-4)
+    reference, faster = coco_evaluate(gt, preds, backend="pycocotools"), coco_evaluate(gt, preds, backend="faster")
+    assert faster == pytest.approx(reference, abs=1e-6)
+    assert coco_evaluate(gt, preds, backend="auto") == faster

@@ -7,9 +7,10 @@ YOLOv5/YOLOv7's), :func:`train` (:class:`TrainConfig`), :func:`evaluate` (:class
 
 __version__ = "0.1.0"
 
-from yolo_attn.nn import DetectionModel, ModelConfigError, build_model  # noqa: E402
-
-_LAZY = {
+_LAZY = {  # nothing imports torch before the command line has set up the process (yolo_attn.utils.runtime)
+    "DetectionModel": "yolo_attn.nn",
+    "ModelConfigError": "yolo_attn.nn",
+    "build_model": "yolo_attn.nn",
     "load_model": "yolo_attn.checkpoint",
     "train": "yolo_attn.engine.trainer",
     "TrainConfig": "yolo_attn.engine.trainer",
@@ -18,7 +19,7 @@ _LAZY = {
     "predict": "yolo_attn.engine.predictor",
 }
 
-__all__ = ["DetectionModel", "ModelConfigError", "__version__", "build_model", *_LAZY]
+__all__ = ["__version__", *_LAZY]
 
 
 def __getattr__(name: str):

@@ -3,34 +3,37 @@
 AP is YOLOv5's (ultralytics/yolov5 utils/metrics.py, val.py v7.0): predictions matched greedily to
 labels at each IoU threshold 0.50:0.05:0.95, AP = 101-point interpolated area under the precision
 envelope (the COCO scheme), P and R read at the confidence that maximises the smoothed mean F1.
-COCO metrics come from pycocotools' COCOeval (Lin et al., ECCV 2014).
+COCO metrics come from COCOeval (Lin et al., ECCV 2014): faster-coco-eval's when installed (the same 12
+numbers as pycocotools' to 1e-16 on COCO128, ~6x faster), else pycocotools', the reference.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import importlib
+import importlib.util
 import io
+import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torchvision.ops import box_iou
-
 from yolo_attn.errors import UserError
+from yolo_attn.utils.boxes import box_iou
 
 IOU_THRESHOLDS = torch.linspace(0.5, 0.95, 10)
 CONFIDENCE_GRID = np.linspace(0, 1, 1000)
 COCO_STAT_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
 EPS = 1e-16
-# backend -> (pip package, "module:COCO class", "module:COCOeval class"); faster-coco-eval is an optional install
+# backend -> (pip package, "module:COCO class", "module:COCOeval class"); "auto": the first one installed
 COCO_BACKENDS = {
     "pycocotools": ("pycocotools", "pycocotools.coco:COCO", "pycocotools.cocoeval:COCOeval"),
     "faster": ("faster-coco-eval", "faster_coco_eval:COCO", "faster_coco_eval:COCOeval_faster"),
 }
+AUTO_ORDER = ("faster", "pycocotools")
 
 
 def match_predictions(
@@ -220,10 +223,19 @@ class DetectionStats:
         return ap_per_class(correct.astype(np.float64), conf, pred_cls, self.target_classes)
 
 
-def coco_backend_classes(backend: str) -> tuple[type, type]:
-    """(COCO, COCOeval) classes of ``backend``; faster-coco-eval mirrors pycocotools' API."""
+def resolve_coco_backend(backend: str) -> str:
+    """``backend``, or for ``"auto"`` the first of :data:`AUTO_ORDER` whose module is installed."""
+    if backend == "auto":
+        modules = {name: re.split("[.:]", COCO_BACKENDS[name][1])[0] for name in AUTO_ORDER}
+        return next((name for name in AUTO_ORDER if importlib.util.find_spec(modules[name])), AUTO_ORDER[-1])
     if backend not in COCO_BACKENDS:
-        raise UserError(f"unknown COCO backend {backend!r}; choose from {', '.join(COCO_BACKENDS)}")
+        raise UserError(f"unknown COCO backend {backend!r}; choose from auto, {', '.join(COCO_BACKENDS)}")
+    return backend
+
+
+def coco_backend_classes(backend: str) -> tuple[type, type]:
+    """(COCO, COCOeval) classes of ``backend`` (or ``"auto"``); faster-coco-eval mirrors pycocotools' API."""
+    backend = resolve_coco_backend(backend)
     package, *targets = COCO_BACKENDS[backend]
     try:
         return tuple(getattr(importlib.import_module(module), name) for module, name in (t.split(":") for t in targets))
@@ -235,25 +247,26 @@ def coco_evaluate(
     ground_truth: dict[str, Any] | Path | str,
     predictions: list[dict[str, Any]],
     image_ids: list[int] | None = None,
-    backend: str = "pycocotools",
+    backend: str = "auto",
 ) -> dict[str, float]:
     """COCOeval bbox stats (AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl).
 
     ``ground_truth``: a COCO instances dict or json path; ``predictions``: COCO result entries;
     ``image_ids``: the images evaluated (default: all of the ground truth); ``backend``:
-    ``pycocotools`` or ``faster`` (faster-coco-eval, same numbers, if installed).
+    ``auto``, ``pycocotools`` or ``faster`` (faster-coco-eval, same numbers, if installed).
     """
     coco_cls, eval_cls = coco_backend_classes(backend)
     if not predictions:
         return dict.fromkeys(COCO_STAT_NAMES, 0.0)
-    with contextlib.redirect_stdout(io.StringIO()):  # both backends print progress
+    logging.getLogger("faster_coco_eval").setLevel(logging.WARNING)  # it logs progress at INFO
+    with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints it
         if isinstance(ground_truth, dict):
             gt = coco_cls()
             gt.dataset = {**ground_truth, "annotations": [dict(a) for a in ground_truth.get("annotations", [])]}
             gt.createIndex()  # on copies: COCOeval writes flags into the annotations
         else:
             gt = coco_cls(str(ground_truth))
-        evaluator = eval_cls(gt, gt.loadRes(copy.deepcopy(predictions)), "bbox")
+        evaluator = eval_cls(gt, gt.loadRes([dict(p) for p in predictions]), "bbox")  # loadRes adds keys
         if image_ids is not None:
             evaluator.params.imgIds = list(image_ids)
         evaluator.evaluate()

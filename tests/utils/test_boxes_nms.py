@@ -70,3 +70,30 @@ def test_nms_without_objectness_scores_by_class_alone():
     assert torch.equal(out[0, :4], torch.tensor([40.0, 40.0, 60.0, 60.0]))
     multi = non_max_suppression(pred, conf_thres=0.15, iou_thres=0.45, multi_label=True, objectness=False)[0]
     assert sorted(multi[:, 4].tolist()) == pytest.approx([0.2, 0.2, 0.3, 0.7, 0.9])
+
+
+def test_nms_keeps_what_per_class_nms_keeps_on_many_boxes():
+    from torchvision.ops import batched_nms
+
+    generator = torch.Generator().manual_seed(0)
+    n, nc = 3000, 10  # above 1000 boxes torchvision's batched_nms runs one nms per class
+    xywh = torch.rand(n, 4, generator=generator) * torch.tensor([600.0, 600.0, 80.0, 80.0]) + 10
+    classes = torch.randint(0, nc, (n,), generator=generator)
+    class_scores = torch.nn.functional.one_hot(classes, nc) * (torch.rand(n, 1, generator=generator) * 0.9 + 0.05)
+    pred = torch.cat((xywh, torch.ones(n, 1), class_scores), 1)
+    out = non_max_suppression(pred[None], conf_thres=0.001, iou_thres=0.6, max_det=n)[0]
+    boxes, scores = xywh2xyxy(xywh), pred[:, 5:].amax(1)
+    expected = batched_nms(boxes, scores, classes, 0.6)
+    assert torch.equal(out[:, 4], scores[expected]) and torch.equal(out[:, 5], classes[expected].float())
+
+
+def test_box_iou_is_torchvisions():
+    from torchvision.ops import box_iou as reference
+
+    from yolo_attn.utils.boxes import box_iou
+
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.rand(n, 4, generator=generator) * 100 for n in (30, 40))
+    a[:, 2:] += a[:, :2]
+    b[:, 2:] += b[:, :2]
+    assert torch.equal(box_iou(a, b), reference(a, b))

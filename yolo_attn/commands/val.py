@@ -27,9 +27,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--half", action="store_true", help="FP16 inference (CUDA only)")
     p.add_argument("--save-json", action="store_true", help="write COCO-format predictions.json to the run folder")
     p.add_argument("--no-plots", action="store_true", help="skip the PR / F1 / confusion-matrix plots")
-    p.add_argument("--no-coco", action="store_true", help="skip the COCO (pycocotools) evaluation")
-    p.add_argument("--coco-backend", default=DEFAULTS.coco_backend, choices=tuple(COCO_BACKENDS),
-                   help="COCOeval implementation; 'faster' = faster-coco-eval (optional install, same numbers)")
+    p.add_argument("--no-coco", action="store_true", help="skip the COCOeval evaluation")
+    p.add_argument("--coco-backend", default=DEFAULTS.coco_backend, choices=("auto", *COCO_BACKENDS),
+                   help="COCOeval implementation; auto = faster-coco-eval if installed (same numbers), else pycocotools")
     add_run_dir_arguments(p, "runs/val")
     add_json_argument(p, "the metrics")
 

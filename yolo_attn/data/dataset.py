@@ -442,15 +442,17 @@ def create_dataloader(
 ) -> DataLoader:
     """A DataLoader over ``dataset``; DistributedSampler when ``rank != -1``.
 
-    Worker count as YOLOv5: at most the CPUs per device, the batch size and ``workers``.
+    Worker count: at most ``workers``, the batch size and the CPUs per CUDA device (YOLOv5's rule); without
+    CUDA, half the CPUs, since the model runs on the others (2 cores: one worker beside the main process).
     ``rect`` batches are fixed, so they are never shuffled.
     """
     if dataset.rect and shuffle:
         LOGGER.warning("rect batches cannot be shuffled; shuffle=False")
         shuffle = False
     batch_size = min(batch_size, len(dataset))
-    devices = max(torch.cuda.device_count(), 1)
-    num_workers = min((os.cpu_count() or 1) // devices, batch_size if batch_size > 1 else 0, workers)
+    cuda_devices = torch.cuda.device_count()
+    cpus = (os.cpu_count() or 1) // cuda_devices if cuda_devices else (os.cpu_count() or 1) // 2
+    num_workers = min(cpus, batch_size if batch_size > 1 else 0, workers)
     sampler = None if rank == -1 else DistributedSampler(dataset, shuffle=shuffle, seed=seed)
     generator = torch.Generator()
     generator.manual_seed(seed + max(rank, 0))

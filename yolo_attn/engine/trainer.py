@@ -43,6 +43,7 @@ from yolo_attn.nn.heads import head_contract
 from yolo_attn.nn.model import DetectionModel, max_stride
 from yolo_attn.utils.builtin import builtin_config
 from yolo_attn.utils.paths import increment_path
+from yolo_attn.utils.runtime import reusing_freed_memory
 from yolo_attn.utils.yaml_io import read_yaml_mapping
 
 
@@ -321,7 +322,8 @@ class Trainer:
             if self.mosaic_closed(epoch) and not self.mosaic_closed(epoch - 1) and epoch > start_epoch:
                 self.log(f"closing mosaic for the last {config.close_mosaic} epochs")
                 train_loader, _ = self.make_loader("train", augment=True, mosaic=False)
-            mean_losses = self.train_one_epoch(epoch, train_loader, warmup_iters)
+            with reusing_freed_memory():  # same-shaped steps: no page faults for their tensors
+                mean_losses = self.train_one_epoch(epoch, train_loader, warmup_iters)
             lrs = [group["lr"] for group in self.state.optimizer.param_groups]
             self.state.scheduler.step()
             stop = False

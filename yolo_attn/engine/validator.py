@@ -2,7 +2,7 @@
 
 Rectangular batches (images sorted by aspect ratio, padded half a stride), multi-label NMS, boxes
 mapped back to the original images, then YOLOv5's per-class P / R / mAP50 / mAP50-95 and
-pycocotools' COCO metrics. :func:`evaluate` runs the steps: :func:`build_eval_loader`,
+COCOeval's COCO metrics. :func:`evaluate` runs the steps: :func:`build_eval_loader`,
 :func:`run_inference` (inside :func:`inference_state`), statistics, :func:`coco_metrics`, reporting.
 """
 
@@ -30,7 +30,7 @@ from yolo_attn.data.dataset import DetectionDataset, create_dataloader
 from yolo_attn.errors import UserError
 from yolo_attn.metrics import ClassMetrics, ConfusionMatrix, DetectionStats, coco_backend_classes, coco_evaluate
 from yolo_attn.nn.heads import has_objectness
-from yolo_attn.nn.model import max_stride
+from yolo_attn.nn.model import DetectionModel, max_stride
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
 from yolo_attn.utils.device import select_device
 from yolo_attn.utils.nms import non_max_suppression
@@ -44,6 +44,10 @@ COCO_TABLE_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR
 ROW_FORMAT = "%22s" + "%11s" * 6
 VALUE_FORMAT = "%22s" + "%11i" * 2 + "%11.3g" * 4
 TIMING_KEYS = ("data", "load", "pre", "inference", "nms", "metrics", "coco", "plots")
+# On CPU our detection models take batches this many images at a time (same outputs): a 640-px yolov5n chunk's
+# tensors stay under glibc's 32 MiB mmap threshold, so their memory is reused instead of faulted in anew
+# (a batch of 16 spends ~0.7 s of system time zeroing fresh pages) and the peak memory is lower.
+CPU_CHUNK = 4
 
 DataSource = DatasetConfig | SplitSource | str | Path | dict[str, Any]
 LossFunction = Callable[[Any, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -68,7 +72,7 @@ class EvalConfig:
     save_dir: str | Path | None = None
     plots: bool = False
     coco: bool = True
-    coco_backend: str = "pycocotools"
+    coco_backend: str = "auto"
     save_json: bool = False
     progress: bool = False
     verbose: bool = False
@@ -110,16 +114,39 @@ def _device_of(model: nn.Module) -> torch.device:
     return parameter.device if parameter is not None else torch.device("cpu")
 
 
+def _cpu_fast_path(model: nn.Module, device: torch.device) -> bool:
+    """Our detection models on CPU: batches in chunks of :data:`CPU_CHUNK` images, NHWC where the blocks allow."""
+    return device.type == "cpu" and isinstance(model, DetectionModel)
+
+
+def _takes_channels_last(model: nn.Module) -> bool:
+    """Switch ``model`` to channels-last weights (CPU convolutions ~20% faster) unless a block cannot take
+    NHWC tensors (``view`` of its input), which a forward of a tiny probe image finds out."""
+    model.to(memory_format=torch.channels_last)
+    side = 2 * max_stride(model)
+    try:
+        model(torch.zeros(1, 3, side, side, device=_device_of(model)).to(memory_format=torch.channels_last))
+    except RuntimeError:
+        model.to(memory_format=torch.contiguous_format)
+        return False
+    return True
+
+
 @contextlib.contextmanager
-def inference_state(model: nn.Module, half: bool) -> Iterator[None]:
-    """Eval mode (and FP16 with ``half``) for the duration; the model's mode and dtype are restored after."""
+def inference_state(model: nn.Module, half: bool, channels_last: bool = False) -> Iterator[bool]:
+    """Eval mode (and FP16 with ``half``; channels-last weights if asked and possible) for the duration; yields
+    whether the model runs channels-last. The model's mode, dtype and memory format are restored after."""
     was_training = model.training
     model.eval()
     if half:
         model.half()
+    with torch.no_grad():
+        channels_last = channels_last and _takes_channels_last(model)
     try:
-        yield
+        yield channels_last
     finally:
+        if channels_last:
+            model.to(memory_format=torch.contiguous_format)
         if half:
             model.float()
         model.train(was_training)
@@ -142,10 +169,39 @@ def _record_batch(output: InferenceOutput, detections, targets, images, paths, s
             output.predictions += detections_to_json(det.cpu().numpy(), image_id_of[paths[si]], category_ids)
 
 
+def _cat_raw(parts: list[Any]) -> Any:
+    """Raw head outputs of a batch from those of its chunks (a tensor or a list of per-level tensors)."""
+    if isinstance(parts[0], torch.Tensor):
+        return torch.cat(parts)
+    return [torch.cat(level) for level in zip(*parts)]
+
+
+def _forward(model: nn.Module, images: torch.Tensor, config: EvalConfig, device: torch.device, chunk: int,
+             channels_last: bool, keep_raw: bool, timings: dict[str, float]) -> tuple[list[torch.Tensor], Any]:
+    """The model on ``images`` (uint8) ``chunk`` images at a time: decoded outputs per chunk, and the batch's raw
+    outputs with ``keep_raw``; pre-processing and inference times added to ``timings``."""
+    decoded, raw = [], []
+    for part in images.split(chunk):
+        t0 = time.perf_counter()
+        part = part.to(device, non_blocking=True).to(torch.half if config.half else torch.float).div_(255)
+        if channels_last:
+            part = part.contiguous(memory_format=torch.channels_last)
+        t1 = time.perf_counter()
+        result = model(part)
+        decoded.append(result[0] if isinstance(result, tuple) else result)
+        if keep_raw:
+            raw.append(result[1])
+        timings["pre"] += t1 - t0
+        timings["inference"] += time.perf_counter() - t1
+    return decoded, _cat_raw(raw) if keep_raw else None
+
+
 @torch.no_grad()
 def run_inference(model: nn.Module, loader, config: EvalConfig, device: torch.device, output: InferenceOutput,
-                  compute_loss: LossFunction | None = None) -> None:
-    """Forward every batch, NMS, and record statistics (and loss) into ``output``."""
+                  compute_loss: LossFunction | None = None, chunk: int | None = None,
+                  channels_last: bool = False) -> None:
+    """Forward every batch (``chunk`` images at a time, NHWC with ``channels_last``), NMS, and record
+    statistics (and loss)."""
     dataset: DetectionDataset = loader.dataset
     image_id_of = dict(zip(dataset.im_files, dataset.image_ids, strict=True))
     keep_predictions = config.coco or config.save_json
@@ -153,26 +209,22 @@ def run_inference(model: nn.Module, loader, config: EvalConfig, device: torch.de
     timings, tick = output.timings, time.perf_counter()
     for images, targets, paths, shapes in tqdm(loader, desc=config.split, unit="batch", disable=not config.progress,
                                                leave=False):
-        t0 = time.perf_counter()
-        images = images.to(device, non_blocking=True)
-        images = (images.half() if config.half else images.float()) / 255
+        timings["load"] += time.perf_counter() - tick
         targets = targets.to(device)
-        t1 = time.perf_counter()
-        result = model(images)
-        decoded, raw = result if isinstance(result, tuple) else (result, None)
-        t2 = time.perf_counter()
+        decoded, raw = _forward(model, images, config, device, chunk or len(images), channels_last,
+                                compute_loss is not None, timings)
         if compute_loss is not None:
             items = compute_loss([x.float() for x in raw], targets)[1].detach()
             output.loss = items if output.loss is None else output.loss + items
-        t3 = time.perf_counter()
-        detections = non_max_suppression(decoded, config.conf_thres, config.iou_thres, multi_label=True,
-                                         max_det=config.max_det, objectness=objectness)
-        t4 = time.perf_counter()
+        t0 = time.perf_counter()
+        detections = [det for part in decoded for det in non_max_suppression(
+            part, config.conf_thres, config.iou_thres, multi_label=True, max_det=config.max_det,
+            objectness=objectness)]
+        t1 = time.perf_counter()
         _record_batch(output, detections, targets, images, paths, shapes, image_id_of,
                       dataset.split.class_to_category_id, keep_predictions)
-        for key, seconds in (("load", t0 - tick), ("pre", t1 - t0), ("inference", t2 - t1), ("nms", t4 - t3),
-                             ("metrics", time.perf_counter() - t4)):
-            timings[key] += seconds
+        timings["nms"] += t1 - t0
+        timings["metrics"] += time.perf_counter() - t1
         tick = time.perf_counter()
 
 
@@ -282,10 +334,12 @@ def evaluate(model: nn.Module, data: DataSource | None = None, config: EvalConfi
     output.timings["data"] = time.perf_counter() - start
     if config.save_dir is not None:
         Path(config.save_dir).mkdir(parents=True, exist_ok=True)
-    with inference_state(model, half):
+    fast = _cpu_fast_path(model, device)
+    with inference_state(model, half, channels_last=fast) as channels_last:
         if device.type == "cuda":  # the first CUDA call pays for kernel set-up; keep it out of the timings
             model(torch.zeros(1, 3, 64, 64, device=device, dtype=torch.half if half else torch.float))
-        run_inference(model, dataloader, config, device, output, compute_loss)
+        run_inference(model, dataloader, config, device, output, compute_loss, CPU_CHUNK if fast else None,
+                      channels_last)
     t0 = time.perf_counter()
     metrics = output.stats.compute()
     output.timings["metrics"] += time.perf_counter() - t0

@@ -28,6 +28,17 @@ def xyxy2xywh(x: Boxes) -> Boxes:
     return y
 
 
+def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
+    """(n, m) IoU of xyxy boxes, computed as torchvision.ops.box_iou does (without importing torchvision)."""
+    area1 = (boxes1[:, 2] - boxes1[:, 0]) * (boxes1[:, 3] - boxes1[:, 1])
+    area2 = (boxes2[:, 2] - boxes2[:, 0]) * (boxes2[:, 3] - boxes2[:, 1])
+    lt = torch.max(boxes1[:, None, :2], boxes2[:, :2])
+    rb = torch.min(boxes1[:, None, 2:], boxes2[:, 2:])
+    wh = (rb - lt).clamp(min=0)
+    inter = wh[:, :, 0] * wh[:, :, 1]
+    return inter / (area1[:, None] + area2 - inter)
+
+
 def clip_boxes(boxes: Boxes, shape: tuple[int, int]) -> Boxes:
     """Clip xyxy boxes in place to an image of ``shape`` (h, w)."""
     h, w = shape[:2]
