@@ -16,11 +16,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import box_iou
 
 from yolo_attn.losses.registry import register_loss
 from yolo_attn.losses.yolov5 import ComputeLoss
-from yolo_attn.utils.boxes import xywh2xyxy
+from yolo_attn.utils.boxes import box_iou, xywh2xyxy
 
 LEAD_NEIGHBOUR_BIAS, AUX_NEIGHBOUR_BIAS = 0.5, 1.0
 AUX_WEIGHT = 0.25

@@ -9,11 +9,12 @@ by the block name. ``state_dict`` keys are ``model.<i>...`` as in YOLOAir.
 
 from __future__ import annotations
 
+import importlib
+
 from collections.abc import Callable
 
 import torch
 from torch import nn
-from torchvision import models
 
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import ChannelFunction
@@ -48,22 +49,32 @@ _PAPERS = {
 }
 # name -> (torchvision builder, the layers it keeps, what they are, output channels)
 _SLICES = {
-    "RegNet1": (models.regnet_y_400mf, lambda m: _regnet(m, 1), _STAGES[0], 104),
-    "RegNet2": (models.regnet_y_400mf, lambda m: _regnet(m, 2), _STAGES[1], 208),
-    "RegNet3": (models.regnet_y_400mf, lambda m: _regnet(m, 3), _STAGES[2], 440),
-    "Efficient1": (models.efficientnet_b0, lambda m: list(m.features[:4]), "features 0-3, stride 8", 40),
-    "Efficient2": (models.efficientnet_b0, lambda m: list(m.features[4:6]), "features 4-5, stride 16", 112),
-    "Efficient3": (models.efficientnet_b0, lambda m: list(m.features[6:]), "features 6-8, stride 32", 1280),
-    "MobileNet1": (models.mobilenet_v3_small, lambda m: list(m.features[:4]), "features 0-3, stride 8", 24),
-    "MobileNet2": (models.mobilenet_v3_small, lambda m: list(m.features[4:9]), "features 4-8, stride 16", 48),
-    "MobileNet3": (models.mobilenet_v3_small, lambda m: list(m.features[9:]), "features 9-12, stride 32", 576),
+    "RegNet1": ("regnet_y_400mf", lambda m: _regnet(m, 1), _STAGES[0], 104),
+    "RegNet2": ("regnet_y_400mf", lambda m: _regnet(m, 2), _STAGES[1], 208),
+    "RegNet3": ("regnet_y_400mf", lambda m: _regnet(m, 3), _STAGES[2], 440),
+    "Efficient1": ("efficientnet_b0", lambda m: list(m.features[:4]), "features 0-3, stride 8", 40),
+    "Efficient2": ("efficientnet_b0", lambda m: list(m.features[4:6]), "features 4-5, stride 16", 112),
+    "Efficient3": ("efficientnet_b0", lambda m: list(m.features[6:]), "features 6-8, stride 32", 1280),
+    "MobileNet1": ("mobilenet_v3_small", lambda m: list(m.features[:4]), "features 0-3, stride 8", 24),
+    "MobileNet2": ("mobilenet_v3_small", lambda m: list(m.features[4:9]), "features 4-8, stride 16", 48),
+    "MobileNet3": ("mobilenet_v3_small", lambda m: list(m.features[9:]), "features 9-12, stride 32", 576),
 }
+
+
+def _torchvision_model(name: str):
+    """torchvision's model constructor ``name``, imported when a block is built (torchvision is slow to import)."""
+
+    def build(**kwargs):
+        return getattr(importlib.import_module("torchvision.models"), name)(**kwargs)
+
+    return build
 
 
 def _slice_class(name: str, builder, pick, what: str, c2: int) -> type[TorchvisionSlice]:
     model, paper = _PAPERS[name.rstrip("123")]
     doc = f"{model} {what}, {c2} channels ({paper}). Example: ``[-1, 1, {name}, [{c2}]]``."
-    attrs = {"builder": staticmethod(builder), "pick": staticmethod(pick), "__doc__": doc, "__module__": __name__}
+    attrs = {"builder": staticmethod(_torchvision_model(builder)), "pick": staticmethod(pick), "__doc__": doc,
+             "__module__": __name__}
     return register(rule=DECLARED_WIDTH)(type(name, (TorchvisionSlice,), attrs))
 
 
