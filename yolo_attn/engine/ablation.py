@@ -24,9 +24,9 @@ from yolo_attn.engine import results
 from yolo_attn.engine.ablation_report import METRICS, RunResult, VariantCost, VariantSummary, summarize, write_reports
 from yolo_attn.engine.trainer import TrainConfig, train
 from yolo_attn.errors import UserError
+from yolo_attn.nn.builder import model_yaml_path, resolve_scale
 from yolo_attn.nn.summary import count_gflops, count_params
 from yolo_attn.nn.yaml_edit import default_block_args, insert_block, replace_block
-from yolo_attn.utils.builtin import builtin_config
 from yolo_attn.utils.paths import increment_path
 from yolo_attn.utils.torch_utils import forward_latency_ms
 
@@ -169,10 +169,21 @@ def measure_cost(folder: Path, img_size: int) -> VariantCost:
     return VariantCost(count_params(model), round(count_gflops(model, img_size), 3), round(cpu_ms, 2), gpu_ms)
 
 
+def base_text(name: str) -> str:
+    """The base YAML's text; an Ultralytics YAML gets the scale its name picks (``yolo11s.yaml`` -> ``scale: s``)
+    written in, so every variant file builds at that scale whatever it is called."""
+    text = model_yaml_path(name).read_text(encoding="utf-8")
+    data = yaml.safe_load(text)
+    if isinstance(data, dict) and "scales" in data and "scale" not in data:
+        scale = resolve_scale({**data, "yaml_file": Path(name).name})["scale"]
+        text = f"scale: {scale}  # picked from the base name {Path(name).name}\n{text}"
+    return text
+
+
 def run_ablation(config: AblationConfig) -> tuple[list[VariantSummary], Path]:
     """Train every (variant, seed) pair (skipping finished ones on resume), measure each variant, summarise
     over seeds and write the reports."""
-    base = builtin_config(config.base, "model")
+    base = model_yaml_path(config.base)
     if not base.is_file():
         raise UserError(f"--base {config.base}: model YAML not found")
     blocks = [b.strip() for b in config.blocks if b.strip()]
@@ -186,7 +197,7 @@ def run_ablation(config: AblationConfig) -> tuple[list[VariantSummary], Path]:
     save_dir = target if config.resume else increment_path(target, config.exist_ok)
     save_dir.mkdir(parents=True, exist_ok=True)
     after = list(config.after) if config.after is not None else None
-    variants = plan_variants(base.read_text(encoding="utf-8"), blocks, after, config.replace, config.args)
+    variants = plan_variants(base_text(config.base), blocks, after, config.replace, config.args)
     runs = {v.name: [train_pair(v, seed, save_dir, config) for seed in config.seeds] for v in variants}
     first = f"seed{config.seeds[0]}"
     img_size = int(yaml.safe_load((save_dir / BASE / first / "opt.yaml").read_text())["img"])
