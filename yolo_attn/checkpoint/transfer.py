@@ -72,6 +72,10 @@ class TransferReport:
         """Pretrained layer index -> model layer index, for every paired layer."""
         return {r.source: r.target for r in self.layers if r.source is not None and r.target is not None}
 
+    def new_layers(self) -> set[int]:
+        """The model layers without a pretrained counterpart (initialised fresh)."""
+        return {r.target for r in self.layers if r.source is None}
+
     def summary(self) -> str:
         """One line: how many pretrained tensors moved, and which layers start fresh."""
         line = f"transferred {self.transferred}/{self.total} pretrained tensors"

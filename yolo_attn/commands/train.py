@@ -22,6 +22,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", help="initial weights: our checkpoint or an upstream YOLOv5/YOLOv7 .pt")
     p.add_argument("--transfer-report", action="store_true",
                    help="print which pretrained layer went into which model layer (--weights with --cfg)")
+    p.add_argument("--bn-calibration", type=int, default=DEFAULTS.bn_calibration, metavar="N",
+                   help="with --weights: re-estimate the BatchNorm statistics behind new layers on N training images "
+                   "(0: off)")
     p.add_argument("--data", help="dataset YAML (default: the built-in synthetic demo set)")
     p.add_argument("--hyp", help=f"hyperparameter YAML or built-in name ({_default('hyp')})")
     p.add_argument("--epochs", type=int, help=_default("epochs"))

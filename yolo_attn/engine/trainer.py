@@ -28,6 +28,7 @@ from yolo_attn.data.config import DatasetConfig, load_dataset_config
 from yolo_attn.data.dataset import DetectionDataset, create_dataloader
 from yolo_attn.engine import results
 from yolo_attn.engine.autoanchor import check_anchors
+from yolo_attn.engine.bn_calibration import calibrate_behind, image_batches
 from yolo_attn.engine.distributed import broadcast_object, cleanup, init_distributed, wrap_model
 from yolo_attn.engine.optim import (
     NOMINAL_BATCH_SIZE, EarlyStopping, ModelEMA, accumulation_steps, apply_warmup, build_optimizer, fitness, lr_lambda,
@@ -81,6 +82,7 @@ class TrainConfig:
     exist_ok: bool = False
     seed: int = 0
     transfer_report: bool = False  # print the per-layer mapping of --weights into the model
+    bn_calibration: int = 128  # training images that re-estimate BatchNorm statistics behind new layers (0: off)
     save_dir: str | None = None  # the folder of a resumed run
 
     @classmethod
@@ -177,15 +179,16 @@ class Trainer:
         self.hyp = self.load_hyp()
         self.make_run_dir()
         seed_everything(config.seed + 1 + max(self.context.rank, 0))
-        self.model = self.build_model()
-        # Again: the draws of the model's initialisation (an ablation variant's extra layer) must not shift
-        # the random streams the data pipeline and training use after it.
-        seed_everything(config.seed + 1 + max(self.context.rank, 0))
+        self.model, new_layers = self.build_model()
         self.stride = max_stride(self.model)
         if config.img % self.stride:
             new = math.ceil(config.img / self.stride) * self.stride
             self.log(f"--img {config.img} is not a multiple of the max stride {self.stride}; using {new}")
             self.config = dataclasses.replace(config, img=new)
+        self.calibrate_behind(new_layers)
+        # Again: the draws of the model's initialisation (an ablation variant's extra layer) must not shift
+        # the random streams the data pipeline and training use after it.
+        seed_everything(config.seed + 1 + max(self.context.rank, 0))
 
     def load_hyp(self) -> dict[str, Any]:
         if self.resume_checkpoint is not None and self.resume_checkpoint.get("hyp"):
@@ -204,10 +207,10 @@ class Trainer:
             (self.save_dir / "hyp.yaml").write_text(yaml.safe_dump(self.hyp, sort_keys=False))
             (self.save_dir / "opt.yaml").write_text(yaml.safe_dump(dataclasses.asdict(self.config), sort_keys=False))
 
-    def build_model(self) -> DetectionModel:
-        """The model: from --cfg, from --weights (transferred layer by layer into --cfg's model), or the resumed
-        checkpoint."""
-        config, nc = self.config, self.data.nc
+    def build_model(self) -> tuple[DetectionModel, set[int]]:
+        """The model (from --cfg, from --weights transferred layer by layer into --cfg's model, or the resumed
+        checkpoint) and its layers that --weights had no counterpart for."""
+        config, nc, new_layers = self.config, self.data.nc, set()
         if self.resume_checkpoint is not None:
             model = build_model(self.resume_checkpoint["model_yaml"], nc=nc)
             model.load_state_dict(self.resume_checkpoint["state_dict"], strict=True)
@@ -220,10 +223,22 @@ class Trainer:
             self.log(f"{report.summary()} from {config.weights}")
             if config.transfer_report:
                 self.log(report.table())
+            new_layers = report.new_layers()
         else:
             model = build_model(config.cfg, nc=nc)
         model.names = list(self.data.names)
-        return model.to(self.device)
+        return model.to(self.device), new_layers
+
+    def calibrate_behind(self, new_layers: set[int]) -> None:
+        """Re-estimate the BatchNorm statistics behind the layers --weights did not cover (bn_calibration.py)."""
+        if not new_layers or self.config.bn_calibration <= 0:
+            return
+        loader, _ = self.make_loader("train", augment=False)
+        batches = image_batches(loader, self.config.bn_calibration, self.device)
+        count = calibrate_behind(self.model, new_layers, batches)
+        if count:
+            self.log(f"re-estimated {count} BatchNorm layers behind the new layers on "
+                     f"{min(self.config.bn_calibration, len(loader.dataset))} training images")
 
     def make_loader(self, split: str, augment: bool, mosaic: bool = True):
         """(loader, dataset) of ``split``: the augmented train loader or the rectangular val loader."""
