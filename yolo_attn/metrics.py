@@ -3,8 +3,8 @@
 AP is YOLOv5's (ultralytics/yolov5 utils/metrics.py, val.py v7.0): predictions matched greedily to
 labels at each IoU threshold 0.50:0.05:0.95, AP = 101-point interpolated area under the precision
 envelope (the COCO scheme), P and R read at the confidence that maximises the smoothed mean F1.
-COCO metrics come from COCOeval (Lin et al., ECCV 2014): faster-coco-eval's when installed (the same 12
-numbers as pycocotools' to 1e-16 on COCO128, ~6x faster), else pycocotools', the reference.
+COCO metrics come from COCOeval (Lin et al., ECCV 2014): faster-coco-eval's by default (the same 12
+numbers as pycocotools' to 1e-16 on COCO128, ~4x faster), or pycocotools', the reference.
 """
 
 from __future__ import annotations

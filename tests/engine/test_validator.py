@@ -15,6 +15,7 @@ from yolo_attn.data.config import load_dataset_config
 from yolo_attn.data.dataset import DetectionDataset, create_dataloader
 from yolo_attn.engine.validator import JSON_KEYS, evaluate
 from yolo_attn.errors import UserError
+from yolo_attn.metrics import coco_evaluate
 
 WEIGHTS = "weights/yolov5n-v6.1.pt"
 # ultralytics/yolov5 val.py on COCO128, yolov5n v6.1, 640, batch 16, conf 0.001, iou 0.6 (2-core CPU)
@@ -186,3 +187,19 @@ def test_yolov5n_coco128_matches_yolov5_val(shared, yolov5n, tmp_path, yaml_name
         assert result[key] == pytest.approx(expected, abs=0.003), key
     for key, expected in REFERENCE_COCO.items():
         assert result["coco"][key] == pytest.approx(expected, abs=0.003), key
+
+
+@pytest.mark.slow
+def test_default_coco_backend_agrees_with_pycocotools_on_coco128(shared, yolov5n, tmp_path):
+    """faster-coco-eval (the default) and pycocotools (the reference) give the same 12 numbers to 1e-6."""
+    run = tmp_path / "run"
+    reference = evaluate(yolov5n, shared / "data/coco128/coco128.yaml", save_dir=run, save_json=True,
+                         coco_backend="pycocotools", cache_dir=tmp_path)["coco_stats"]
+    ground_truth = json.loads((run / "ground_truth.json").read_text())
+    predictions = json.loads((run / "predictions.json").read_text())
+    image_ids = [image["id"] for image in ground_truth["images"]]
+    default = coco_evaluate(ground_truth, predictions, image_ids)
+    assert reference["AP"] == pytest.approx(REFERENCE_COCO["AP"], abs=1e-4) and len(default) == 12
+    for key, value in reference.items():
+        assert default[key] == pytest.approx(value, abs=1e-6), key
+    assert coco_evaluate(ground_truth, predictions, image_ids, "faster") == default

@@ -29,7 +29,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-plots", action="store_true", help="skip the PR / F1 / confusion-matrix plots")
     p.add_argument("--no-coco", action="store_true", help="skip the COCOeval evaluation")
     p.add_argument("--coco-backend", default=DEFAULTS.coco_backend, choices=("auto", *COCO_BACKENDS),
-                   help="COCOeval implementation; auto = faster-coco-eval if installed (same numbers), else pycocotools")
+                   help="COCOeval implementation; auto = faster-coco-eval (same numbers) if importable, "
+                   "else pycocotools (the reference)")
     add_run_dir_arguments(p, "runs/val")
     add_json_argument(p, "the metrics")
 

@@ -6,6 +6,7 @@ global state or needs a display. Layout follows YOLOv5's plots (per-class lines 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from yolo_attn.metrics import CONFIDENCE_GRID, ClassMetrics, ConfusionMatrix, smooth
+from yolo_attn.utils.runtime import start_in_children
 
 MAX_LEGEND_CLASSES = 20
 DPI = 200
@@ -106,17 +108,18 @@ def plot_confusion_matrix(confusion: ConfusionMatrix, names: list[str], path: Pa
     return path
 
 
-def plot_validation(
+def validation_plot_calls(
     metrics: ClassMetrics, confusion: ConfusionMatrix | None, names: list[str], save_dir: Path
-) -> list[Path]:
-    """All validation plots into ``save_dir``: PR_curve, F1/P/R_curve and confusion_matrix PNGs."""
+) -> list[tuple[Callable[..., Path], tuple]]:
+    """The validation figures as ``(function, args)``: PR_curve, F1/P/R_curve and confusion_matrix PNGs."""
     save_dir.mkdir(parents=True, exist_ok=True)
-    paths = [
-        plot_pr_curve(metrics, names, save_dir / "PR_curve.png"),
-        plot_metric_curve(metrics.f1_curve, metrics.classes, names, "F1", save_dir / "F1_curve.png"),
-        plot_metric_curve(metrics.precision_curve, metrics.classes, names, "Precision", save_dir / "P_curve.png"),
-        plot_metric_curve(metrics.recall_curve, metrics.classes, names, "Recall", save_dir / "R_curve.png"),
+    calls = [
+        (plot_pr_curve, (metrics, names, save_dir / "PR_curve.png")),
+        (plot_metric_curve, (metrics.f1_curve, metrics.classes, names, "F1", save_dir / "F1_curve.png")),
+        (plot_metric_curve, (metrics.precision_curve, metrics.classes, names, "Precision", save_dir / "P_curve.png")),
+        (plot_metric_curve, (metrics.recall_curve, metrics.classes, names, "Recall", save_dir / "R_curve.png")),
     ]
     if confusion is not None:
-        paths.append(plot_confusion_matrix(confusion, names, save_dir / "confusion_matrix.png"))
-    return paths
+        calls.insert(0, (plot_confusion_matrix, (confusion, names, save_dir / "confusion_matrix.png")))
+    return calls
+

@@ -34,6 +34,7 @@ from yolo_attn.nn.model import DetectionModel, max_stride
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
 from yolo_attn.utils.device import select_device
 from yolo_attn.utils.nms import non_max_suppression
+from yolo_attn.utils.runtime import start_in_children
 
 LOGGER = logging.getLogger("yolo_attn.val")
 
@@ -294,8 +295,14 @@ def _prepare(model: nn.Module, data: DataSource | None, dataloader, config: Eval
 
 def _report(result: dict[str, Any], output: InferenceOutput, dataset: DetectionDataset, metrics: ClassMetrics,
             names: list[str], config: EvalConfig) -> None:
-    """Write predictions.json, add the COCO metrics, draw the plots (each timed into ``output.timings``)."""
+    """Write predictions.json, add the COCO metrics, draw the plots (beside the COCO evaluation, in child
+    processes; each timed into ``output.timings``)."""
     save_path = Path(config.save_dir) if config.save_dir is not None else None
+    plots_done = None
+    if config.plots and save_path is not None:
+        from yolo_attn.engine.plots import validation_plot_calls
+
+        plots_done = start_in_children(validation_plot_calls(metrics, output.stats.confusion, names, save_path))
     if config.save_json and save_path is not None:
         (save_path / "predictions.json").write_text(json.dumps(output.predictions))
     if config.coco:
@@ -305,11 +312,9 @@ def _report(result: dict[str, Any], output: InferenceOutput, dataset: DetectionD
         result["coco_stats"] = coco_stats
         result["coco"] = {k: coco_stats[k] for k in COCO_JSON_KEYS}
         output.timings["coco"] = time.perf_counter() - t0
-    if config.plots and save_path is not None:
-        from yolo_attn.engine.plots import plot_validation
-
+    if plots_done is not None:
         t0 = time.perf_counter()
-        plot_validation(metrics, output.stats.confusion, names, save_path)
+        plots_done()
         output.timings["plots"] = time.perf_counter() - t0
 
 

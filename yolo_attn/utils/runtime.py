@@ -1,4 +1,5 @@
-"""CPU process settings: OpenMP threads that sleep when idle, and glibc malloc that keeps freed memory.
+"""CPU process settings: OpenMP threads that sleep when idle, glibc malloc that keeps freed memory, and
+single-threaded side work moved to child processes.
 
 OpenMP's default barrier spin burns the cores that the dataloader workers and other processes need: on
 a busy 2-core machine it tripled the CPU time of a training step. ``yolo-attn`` sets the wait policy
@@ -15,9 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import multiprocessing
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from typing import Any
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc <malloc.h>
 DEFAULT_TRIM_THRESHOLD, DEFAULT_MMAP_MAX = 128 * 1024, 65536
@@ -53,3 +57,23 @@ def reusing_freed_memory() -> Iterator[None]:
             libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
             libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
             libc.malloc_trim(0)
+
+
+def start_in_children(calls: Sequence[tuple[Callable[..., Any], tuple]]) -> Callable[[], list[Any]]:
+    """Start every ``fn(*args)`` of ``calls`` in forked child processes (at most one per CPU) and return the
+    function that waits for them and returns their results in order. Single-threaded work such as
+    drawing figures then runs beside the caller's own (a validation's COCO evaluation). Where ``fork``
+    is not the platform's way (Windows, macOS), the calls run in this process when waited for."""
+    if sys.platform != "linux" or not calls:
+        return lambda: [fn(*args) for fn, args in calls]
+    workers = min(len(calls), os.cpu_count() or 1)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    futures = [pool.submit(fn, *args) for fn, args in calls]
+
+    def wait() -> list[Any]:
+        try:
+            return [future.result() for future in futures]
+        finally:
+            pool.shutdown()
+
+    return wait
