@@ -30,7 +30,7 @@ from yolo_attn.data.dataset import DetectionDataset, create_dataloader
 from yolo_attn.errors import UserError
 from yolo_attn.metrics import ClassMetrics, ConfusionMatrix, DetectionStats, coco_backend_classes, coco_evaluate
 from yolo_attn.nn.heads import has_objectness
-from yolo_attn.nn.model import DetectionModel, max_stride
+from yolo_attn.nn.model import DetectionModel, max_stride, try_channels_last
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
 from yolo_attn.utils.device import select_device
 from yolo_attn.utils.nms import non_max_suppression
@@ -120,19 +120,6 @@ def _cpu_fast_path(model: nn.Module, device: torch.device) -> bool:
     return device.type == "cpu" and isinstance(model, DetectionModel)
 
 
-def _takes_channels_last(model: nn.Module) -> bool:
-    """Switch ``model`` to channels-last weights (CPU convolutions ~20% faster) unless a block cannot take
-    NHWC tensors (``view`` of its input), which a forward of a tiny probe image finds out."""
-    model.to(memory_format=torch.channels_last)
-    side = 2 * max_stride(model)
-    try:
-        model(torch.zeros(1, 3, side, side, device=_device_of(model)).to(memory_format=torch.channels_last))
-    except RuntimeError:
-        model.to(memory_format=torch.contiguous_format)
-        return False
-    return True
-
-
 @contextlib.contextmanager
 def inference_state(model: nn.Module, half: bool, channels_last: bool = False) -> Iterator[bool]:
     """Eval mode (and FP16 with ``half``; channels-last weights if asked and possible) for the duration; yields
@@ -142,7 +129,7 @@ def inference_state(model: nn.Module, half: bool, channels_last: bool = False) -
     if half:
         model.half()
     with torch.no_grad():
-        channels_last = channels_last and _takes_channels_last(model)
+        channels_last = channels_last and try_channels_last(model)
     try:
         yield channels_last
     finally:

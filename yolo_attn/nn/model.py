@@ -51,3 +51,24 @@ def max_stride(model: nn.Module) -> int:
     """The model's largest stride, at least 32 (image sizes and letterbox padding are multiples of it)."""
     stride = getattr(model, "stride", None)
     return max(int(stride.max()) if isinstance(stride, torch.Tensor) else 32, 32)
+
+
+@torch.no_grad()
+def try_channels_last(model: nn.Module) -> bool:
+    """Switch ``model`` to channels-last (NHWC) weights, with which CPU convolutions run 10-20% faster, unless
+    a block cannot take NHWC tensors (a ``view`` of its input): an eval-mode forward of a small zero image
+    finds that out, and the model then stays contiguous. Returns whether it switched; the mode is kept."""
+    was_training = model.training
+    model.eval().to(memory_format=torch.channels_last)
+    side = 2 * max_stride(model)
+    parameter = next(model.parameters(), None)
+    device = parameter.device if parameter is not None else torch.device("cpu")
+    try:
+        model(torch.zeros(1, 3, side, side, device=device).to(memory_format=torch.channels_last))
+    except RuntimeError:
+        model.to(memory_format=torch.contiguous_format)
+        return False
+    finally:
+        model.train(was_training)
+    return True
+
