@@ -11,12 +11,8 @@ import argparse
 import time
 from pathlib import Path
 
-from yolo_attn.utils.runtime import configure_process
-
-configure_process()  # before torch loads
-
-import torch  # noqa: E402
-import yaml  # noqa: E402
+import torch
+import yaml
 
 from yolo_attn import build_model
 from yolo_attn.data.augment import TrainDataset

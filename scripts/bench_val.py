@@ -16,11 +16,7 @@ import argparse
 import json
 import tempfile
 
-from yolo_attn.utils.runtime import configure_process
-
-configure_process()  # before torch loads
-
-import torch  # noqa: E402
+import torch
 
 from yolo_attn.checkpoint import load_model
 from yolo_attn.data.dataset import scan_split

@@ -9,7 +9,6 @@ import sys
 
 from yolo_attn import __version__
 from yolo_attn.errors import UserError
-from yolo_attn.utils.runtime import configure_process
 
 # command -> (module, one-line help); modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -27,7 +26,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    configure_process()
     parser = argparse.ArgumentParser(prog="yolo-attn", description="YAML-driven YOLO builder and trainer with attention blocks")
     parser.add_argument("--version", action="version", version=f"yolo-attn {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
