@@ -8,7 +8,7 @@ import yaml
 
 from yolo_attn import ModelConfigError, build_model
 from yolo_attn.errors import UserError
-from yolo_attn.nn.resource_guard import ENV_MAX_PARAMS, ResourceLimits, resolve_limits
+from yolo_attn.nn.resource_guard import ENV_MAX_PARAMS, ResourceGuard, ResourceLimits, resolve_limits
 from tests.conftest import CONFIGS
 
 
@@ -232,3 +232,13 @@ def test_unexpected_exception_while_tracing_keeps_its_cause(yolov5n):
     assert "layer 11 [[-1, 6], 1, nn.Upsample, [null, 2, nearest]]: AttributeError while tracing" in str(info.value)
     assert "'list' object has no attribute 'dim'" in str(info.value)
     assert isinstance(info.value.__cause__, AttributeError)
+
+
+def test_only_shipped_configs_skip_the_guards_dry_run(yolov5n, monkeypatch):
+    """A config that comes with yolo-attn (whatever its nc and ch) builds without the per-layer dry run."""
+    dry_runs = []
+    monkeypatch.setattr(ResourceGuard, "check_forward", lambda self, index, x: dry_runs.append(index))
+    build_model({**yolov5n, "nc": 3, "ch": 3})
+    assert dry_runs == []
+    build_model({**yolov5n, "depth_multiple": 0.34})
+    assert dry_runs == list(range(25))

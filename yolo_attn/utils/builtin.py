@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 # In a source checkout ``yolo_attn/configs`` links to the top-level ``configs/``; a wheel carries the files there.
 CONFIGS_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -20,3 +25,21 @@ def builtin_config(name: str | Path, kind: str) -> Path:
         if candidate.is_file():
             return candidate
     return path
+
+
+def is_builtin_model(model_yaml: dict[str, Any]) -> bool:
+    """Whether ``model_yaml`` is one of the model configs that come with yolo-attn, whatever its ``nc`` and
+    ``ch`` (an official checkpoint's own YAML, say): the tests build every one, so their stride probe needs
+    no dry run in the resource guard."""
+    return _layout_key(model_yaml) in _builtin_layouts()
+
+
+def _layout_key(model_yaml: dict[str, Any]) -> str:
+    return json.dumps({k: v for k, v in model_yaml.items() if k not in ("nc", "ch")}, sort_keys=True, default=str)
+
+
+@functools.cache
+def _builtin_layouts() -> frozenset[str]:
+    paths = [p for folder in KINDS["model"] for p in sorted((CONFIGS_DIR / folder).rglob("*.yaml"))]
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    return frozenset(_layout_key(yaml.load(p.read_text(encoding="utf-8"), Loader=loader)) for p in paths)
