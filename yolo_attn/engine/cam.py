@@ -36,7 +36,7 @@ from yolo_attn.engine.predictor import image_paths, preprocess
 from yolo_attn.errors import UserError
 from yolo_attn.nn.attention._gates import CapturedGate, capture_attention, gate_layers
 from yolo_attn.nn.heads import head_contract
-from yolo_attn.nn.model import DetectionModel, max_stride
+from yolo_attn.nn.model import DetectionModel, max_stride, model_device
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
 from yolo_attn.utils.paths import increment_path
 
@@ -229,7 +229,7 @@ def explain(loaded: LoadedModel, label: str, image: np.ndarray, settings: CamSet
     target = DetectionTarget(head_contract(model.head).objectness, settings.conf, settings.iou,
                              class_index(loaded.names, settings.class_name, label), loaded.names)
     stride = max_stride(model)
-    x = preprocess(image, math.ceil(settings.img_size / stride) * stride, stride, next(model.parameters()).device)
+    x = preprocess(image, math.ceil(settings.img_size / stride) * stride, stride, model_device(model))
     decoded, activations, gates = forward_with_hooks(model, x, layers)
     score, detections, what = target(decoded)
     features = [activations[i] for i in layers]

@@ -16,7 +16,7 @@ from types import ModuleType
 import torch
 
 from yolo_attn.errors import UserError
-from yolo_attn.nn.model import DetectionModel
+from yolo_attn.nn.model import DetectionModel, model_device
 
 DEFAULT_OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "images", "output"
@@ -61,7 +61,7 @@ def export_onnx(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = prepare_for_export(model)
-    device = next(model.parameters()).device
+    device = model_device(model)
     dummy = torch.zeros(1, 3, *shape, device=device)
     dynamic_axes = {INPUT_NAME: {0: "batch", 2: "height", 3: "width"}, OUTPUT_NAME: {0: "batch", 1: "anchors"}}
     with torch.no_grad(), warnings.catch_warnings():

@@ -14,7 +14,6 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from yolo_attn.metrics import CONFIDENCE_GRID, ClassMetrics, ConfusionMatrix, smooth
-from yolo_attn.utils.runtime import start_in_children
 
 MAX_LEGEND_CLASSES = 20
 DPI = 200
@@ -122,4 +121,3 @@ def validation_plot_calls(
     if confusion is not None:
         calls.insert(0, (plot_confusion_matrix, (confusion, names, save_dir / "confusion_matrix.png")))
     return calls
-

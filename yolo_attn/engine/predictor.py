@@ -17,7 +17,7 @@ from yolo_attn.data.letterbox import letterbox
 from yolo_attn.errors import UserError
 from yolo_attn.data.dataset import IMAGE_SUFFIXES
 from yolo_attn.nn.heads import has_objectness
-from yolo_attn.nn.model import DetectionModel, max_stride
+from yolo_attn.nn.model import DetectionModel, max_stride, model_device
 from yolo_attn.utils.boxes import scale_boxes, xyxy2xywh
 from yolo_attn.utils.nms import non_max_suppression
 
@@ -61,7 +61,7 @@ def predict(
     Boxes are in the original image's pixels (rounded, as YOLOv5's detect), best score first.
     ``img_size`` is rounded up to a multiple of the model's stride.
     """
-    device = next(model.parameters()).device
+    device = model_device(model)
     stride = max_stride(model)
     img_size = math.ceil(img_size / stride) * stride
     results = []

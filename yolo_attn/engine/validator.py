@@ -30,7 +30,7 @@ from yolo_attn.data.dataset import DetectionDataset, create_dataloader
 from yolo_attn.errors import UserError
 from yolo_attn.metrics import ClassMetrics, ConfusionMatrix, DetectionStats, coco_backend_classes, coco_evaluate
 from yolo_attn.nn.heads import has_objectness
-from yolo_attn.nn.model import DetectionModel, max_stride, try_channels_last
+from yolo_attn.nn.model import DetectionModel, max_stride, model_device, try_channels_last
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
 from yolo_attn.utils.device import select_device
 from yolo_attn.utils.nms import non_max_suppression
@@ -108,11 +108,6 @@ def build_eval_loader(data: DataSource, stride: int, config: EvalConfig):
     dataset = DetectionDataset(source, img_size, config.batch_size, rect=True, stride=stride, pad=RECT_PAD,
                                prefix=f"{config.split}: ", cache_dir=config.cache_dir)
     return create_dataloader(dataset, config.batch_size, workers=config.workers)
-
-
-def _device_of(model: nn.Module) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def _cpu_fast_path(model: nn.Module, device: torch.device) -> bool:
@@ -264,7 +259,7 @@ def _prepare(model: nn.Module, data: DataSource | None, dataloader, config: Eval
     """(device, half, loader) after moving the model and checking its classes against the data."""
     if config.coco:
         coco_backend_classes(config.coco_backend)  # a missing optional backend fails before the long part
-    device = _device_of(model) if config.device is None else select_device(config.device)
+    device = model_device(model) if config.device is None else select_device(config.device)
     model.to(device)
     half = config.half
     if half and device.type != "cuda":

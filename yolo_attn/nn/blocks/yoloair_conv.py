@@ -280,18 +280,12 @@ class MobileNetV3_InvertedResidual(mobilev3_bneck):  # noqa: N801 - YOLOAir's YA
 
 
 @register(rule=CONV)
-class conv_bn_hswish(nn.Module):  # noqa: N801 - YOLOAir's YAML name
-    """3x3 Conv + BN + Hardswish, MobileNetV3's stem (arXiv:1905.02244). YAML: ``[c2, s]``.
-    Example: ``[-1, 1, conv_bn_hswish, [16, 2]]``."""
+class conv_bn_hswish(CBH):  # noqa: N801 - YOLOAir's YAML name
+    """3x3 Conv + BN + Hardswish, MobileNetV3's stem (arXiv:1905.02244): :class:`CBH` with k = 3.
+    YAML: ``[c2, s]``. Example: ``[-1, 1, conv_bn_hswish, [16, 2]]``."""
 
     def __init__(self, c1: int, c2: int, s: int):
-        super().__init__()
-        self.conv = nn.Conv2d(c1, c2, 3, s, 1, bias=False)
-        self.bn = nn.BatchNorm2d(c2)
-        self.act = nn.Hardswish()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
+        super().__init__(c1, c2, 3, s)
 
 
 @register(rule=CONV)
