@@ -19,7 +19,7 @@ def test_yolov5_parity(name):
     params, gflops = YOLOV5[name]
     summary = summarize(build_model(CONFIGS / "models" / f"{name}.yaml"), 640)
     assert summary.params == params
-    assert summary.gflops == pytest.approx(gflops, rel=0.02)
+    assert summary.gflops == gflops  # YOLOv5's thop count, which summarize() rounds to 2 decimals as the fixture is
     assert summary.strides == [8, 16, 32]
 
 

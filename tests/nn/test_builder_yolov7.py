@@ -40,7 +40,7 @@ def test_yolov7_parity(models, name):
     params, gflops, img, fused_params = YOLOV7[name]
     model = models(name)
     assert count_params(model) == params
-    assert count_gflops(model, img) == pytest.approx(gflops, rel=0.02)
+    assert count_gflops(model, img) == pytest.approx(gflops, abs=0.005)  # the fixture is rounded to 2 decimals
     assert model.stride.tolist() == ([8, 16, 32, 64] if img == 1280 else [8, 16, 32])
     if fused_params is not None:
         assert count_params(copy.deepcopy(model).fuse()) == fused_params

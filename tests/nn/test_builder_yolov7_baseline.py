@@ -47,7 +47,7 @@ def test_baseline_parity(models, name):
     params, gflops = BASELINE[name]
     model = models(name)
     assert count_params(model) == params
-    assert count_gflops(model, 640) == pytest.approx(gflops, abs=0.01)
+    assert count_gflops(model, 640) == pytest.approx(gflops, abs=0.005)  # the fixture is rounded to 2 decimals
     assert model.stride.tolist() == ([8, 16, 32, 64] if name.endswith("6") else [8, 16, 32])
     assert type(model.head) is (Detect if name.startswith("yolov") else IDetect)
 

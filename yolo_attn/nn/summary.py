@@ -1,16 +1,16 @@
-"""Model summary: the layer table, parameter count, GFLOPs (torch.utils.flop_counter) and strides."""
+"""Model summary: the layer table, parameter count, GFLOPs (:mod:`yolo_attn.nn.flops`) and strides."""
 
 from __future__ import annotations
 
-import copy
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
+from yolo_attn.nn.flops import count_gflops
 from yolo_attn.nn.model import DetectionModel
+
+__all__ = ["ModelSummary", "count_gflops", "count_params", "layer_table", "summarize"]
 
 
 @dataclass(frozen=True)
@@ -26,37 +26,6 @@ class ModelSummary:
 
 def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
-
-
-def _batch_norm_flops(input_shape, *args, out_shape=None, **kwargs) -> int:
-    # thop (behind the YOLOv5/YOLOv7 summaries) counts an affine batch norm as 4 ops per element,
-    # doubled like every other count; with it our totals match theirs.
-    return 8 * math.prod(input_shape)
-
-
-_CUSTOM_FLOPS = {
-    torch.ops.aten.native_batch_norm: _batch_norm_flops,
-    torch.ops.aten._native_batch_norm_legit_no_training: _batch_norm_flops,
-}
-
-
-def count_gflops(model: nn.Module, img_size: int | tuple[int, int] = 640, ch: int = 3) -> float:
-    """GFLOPs (2 x multiply-adds) of one forward at ``img_size``, counted on the meta device.
-
-    Counted in training mode, as YOLOv5/YOLOv7 profile a freshly built model, so auxiliary heads
-    (IAuxDetect) count; a batch of two (then halved) keeps batch norm on pooled 1x1 maps valid.
-    """
-    h, w = (img_size, img_size) if isinstance(img_size, int) else img_size
-    batch = 2
-    try:
-        probe, x = copy.deepcopy(model).train().to("meta"), torch.zeros(batch, ch, h, w, device="meta")
-        with FlopCounterMode(display=False, custom_mapping=_CUSTOM_FLOPS) as counter:
-            probe(x)
-    except (NotImplementedError, RuntimeError):  # an op without a meta kernel: count on the CPU
-        probe, x = copy.deepcopy(model).train(), torch.zeros(batch, ch, h, w)
-        with torch.no_grad(), FlopCounterMode(display=False, custom_mapping=_CUSTOM_FLOPS) as counter:
-            probe(x)
-    return counter.get_total_flops() / batch / 1e9
 
 
 def summarize(model: DetectionModel, img_size: int = 640) -> ModelSummary:
