@@ -156,6 +156,20 @@ def _anchors_per_level(d: dict[str, Any], anchors: Any) -> int:
     return len(anchors[0]) // 2
 
 
+def model_schema(d: dict[str, Any]) -> str:
+    """``"ultralytics"`` for a YAML in Ultralytics' schema, else ``"yolov5"`` (YOLOv5, YOLOv7, YOLOAir).
+
+    Decided once per model from the YAML itself: Ultralytics' YAMLs have compound ``scales`` or an anchor-free
+    head line, whose args are ``[nc]`` alone (YOLOv5's heads always take ``[nc, anchors]``). Blocks registered
+    for the schema (``register(schema=...)``) then take their Ultralytics meaning.
+    """
+    layers = d.get("head") or d.get("backbone") or []
+    last = layers[-1] if isinstance(layers, list) and layers else None
+    head_args = last[3] if isinstance(last, list) and len(last) == 4 else None
+    anchor_free_head = isinstance(head_args, list) and len(head_args) == 1
+    return "ultralytics" if "scales" in d or anchor_free_head else "yolov5"
+
+
 def _check_sources(index: int, source: Any) -> list[int]:
     sources = [source] if isinstance(source, int) else source
     if not isinstance(sources, list) or not sources or not all(isinstance(x, int) and not isinstance(x, bool) for x in sources):
@@ -187,6 +201,8 @@ class _ModelScales:
     max_channels: float
     anchors: Any
     na: int
+    schema: str
+    options: dict[str, Any]
 
 
 def _read_scales(d: dict[str, Any], guard: ResourceGuard) -> _ModelScales:
@@ -208,6 +224,8 @@ def _read_scales(d: dict[str, Any], guard: ResourceGuard) -> _ModelScales:
         max_channels=_top_level_number(d, "max_channels", float, None) if "max_channels" in d else math.inf,
         anchors=d.get("anchors"),
         na=_anchors_per_level(d, d.get("anchors")),
+        schema=model_schema(d),
+        options={k: v for k, v in d.items() if k not in ("backbone", "head", "scales")},
     )
     try:
         gains = {"depth_multiple": scales.depth, "width_multiple": scales.width}
@@ -236,7 +254,7 @@ def _build_layer(i: int, entry: Any, scales: _ModelScales, context: tuple[Any, .
     """(block, resolved, spec, class) of layer ``i``; ``context`` = (input channels, earlier classes, scale)."""
     c_in, earlier, scale = context
     sources, number, module_name, args = _check_entry(i, entry)
-    spec = lookup(module_name)
+    spec = lookup(module_name, scales.schema)
     if "anchors" in args and scales.anchors is None:
         raise ValueError("uses 'anchors' but the YAML has no top-level 'anchors'")
     values = [resolve_value(a, {"nc": scales.nc, "anchors": scales.anchors}) for a in args]
@@ -244,6 +262,7 @@ def _build_layer(i: int, entry: Any, scales: _ModelScales, context: tuple[Any, .
         index=i, c_in=c_in, number=max(round(number * scales.depth), 1) if number > 1 else number,
         width_multiple=scales.width, channel_multiple=scales.channel_multiple, nc=scales.nc,
         num_outputs=scales.na * (scales.nc + 5), max_channels=scales.max_channels, scale=scale, earlier=earlier,
+        schema=scales.schema, options=scales.options,
     )
     resolved = spec.rule.resolve(values, ctx)
     cls = resolved.block or spec.cls

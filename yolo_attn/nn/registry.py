@@ -23,18 +23,30 @@ class BlockSpec:
     cls: type[nn.Module]
     rule: YamlRule
     aliases: tuple[str, ...] = ()
+    schema: str | None = None  # set: this class is what the name means in YAMLs of that schema only
 
 
 _BLOCKS: dict[str, BlockSpec] = {}
 _CANONICAL: dict[str, BlockSpec] = {}
+_BY_SCHEMA: dict[tuple[str, str], BlockSpec] = {}
 
 
-def register(*aliases: str, rule: YamlRule = PASS_THROUGH, name: str | None = None):
-    """Class decorator: register a block under its class name (or ``name``) and ``aliases``."""
+def register(*aliases: str, rule: YamlRule = PASS_THROUGH, name: str | None = None, schema: str | None = None):
+    """Class decorator: register a block under its class name (or ``name``) and ``aliases``.
+
+    With ``schema``, the names mean this class only in YAMLs of that schema (``"ultralytics"``: Ultralytics'
+    ``Bottleneck`` is 3x3 + 3x3 where YOLOv5's is 1x1 + 3x3); elsewhere they keep their usual meaning.
+    """
 
     def decorate(cls: type[nn.Module]) -> type[nn.Module]:
         canonical = name or cls.__name__
-        spec = BlockSpec(canonical, cls, rule, tuple(aliases))
+        spec = BlockSpec(canonical, cls, rule, tuple(aliases), schema)
+        if schema is not None:
+            for key in (canonical, *aliases):
+                if (schema, key) in _BY_SCHEMA:
+                    raise ValueError(f"block name {key!r} is already registered for the {schema} schema")
+                _BY_SCHEMA[schema, key] = spec
+            return cls
         for key in (canonical, *aliases):
             previous = _BLOCKS.get(key)
             if previous is not None and previous.cls is not cls:
@@ -58,10 +70,11 @@ def _ensure_loaded() -> None:
     import yolo_attn.nn.heads  # noqa: F401
 
 
-def lookup(name: str) -> BlockSpec:
-    """Return the spec registered for ``name``; KeyError with close matches when unknown."""
+def lookup(name: str, schema: str | None = None) -> BlockSpec:
+    """Return the spec registered for ``name`` (in YAMLs of ``schema``); KeyError with close matches when unknown."""
     _ensure_loaded()
-    spec = _BLOCKS.get(name)
+    spec = _BY_SCHEMA.get((schema, name)) if schema else None
+    spec = spec or _BLOCKS.get(name)
     if spec is None:
         close = difflib.get_close_matches(name, _BLOCKS, n=3, cutoff=0.5)
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""

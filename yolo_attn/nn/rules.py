@@ -10,7 +10,8 @@ subclasses :class:`YamlRule` next to its own class.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 
@@ -41,6 +42,8 @@ class LayerContext:
     max_channels: float = math.inf  # Ultralytics' per-scale cap, applied before the width gain
     scale: str | None = None  # the ``scales`` key the model was built with (Ultralytics YAMLs), else None
     earlier: tuple[type, ...] = ()  # classes of the layers built before this one
+    schema: str = "yolov5"  # "ultralytics" for Ultralytics' YAMLs (see builder.model_schema), else "yolov5"
+    options: Mapping[str, Any] = field(default_factory=dict)  # the YAML's other top-level keys (end2end, reg_max)
 
     def scale_width(self, c: int) -> int:
         """Width gain for a channel count (capped at ``max_channels`` first), leaving the detection output alone."""

@@ -46,8 +46,8 @@ def parse_activation(text: Any) -> nn.Module:
     """Build an activation from ``nn.Name(literal, key=literal)``; the name must be allow-listed."""
     if not isinstance(text, str):
         raise UnsafeValueError(f"{text!r} is not an activation; write a string like nn.SiLU() or nn.LeakyReLU(0.1)")
-    try:
-        node = ast.parse(text.strip(), mode="eval").body
+    try:  # Ultralytics' YAMLs write the module path in full: ``activation: torch.nn.ReLU()``
+        node = ast.parse(text.strip().removeprefix("torch."), mode="eval").body
     except SyntaxError as e:
         raise UnsafeValueError(f"{text!r} is not an activation like nn.SiLU() or nn.LeakyReLU(0.1)") from e
     if isinstance(node, ast.Attribute):  # ``nn.SiLU`` without parentheses

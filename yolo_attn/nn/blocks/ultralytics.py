@@ -265,3 +265,14 @@ class SCDown(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.cv2(self.cv1(x))
+
+
+@register(rule=CONV, name="Bottleneck", schema="ultralytics")
+class UltralyticsBottleneck(Bottleneck):
+    """Ultralytics' ``Bottleneck``, as a YAML line of that schema means it (YOLOv3 / YOLOv3-SPP): two 3x3 convs
+    by default where YOLOv5's is 1x1 then 3x3. YAML: ``[c2, shortcut=True, g=1, k=(3, 3), e=0.5]``;
+    ``number`` stacks copies."""
+
+    def __init__(self, c1: int, c2: int, shortcut: bool = True, g: int = 1, k: tuple[int, int] = (3, 3),
+                 e: float = 0.5):
+        super().__init__(c1, c2, shortcut, g, e=e, k=tuple(k))
