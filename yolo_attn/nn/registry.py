@@ -29,6 +29,14 @@ class BlockSpec:
 _BLOCKS: dict[str, BlockSpec] = {}
 _CANONICAL: dict[str, BlockSpec] = {}
 _BY_SCHEMA: dict[tuple[str, str], BlockSpec] = {}
+_REFUSED: dict[str, str] = {}
+
+
+def refuse(*names: str, reason: str) -> None:
+    """Declare YAML block names that yolo-attn knows and deliberately does not build, with the reason a user
+    reads (``lookup`` raises it): a YAML naming one is refused in one line instead of 'unknown block'."""
+    for key in names:
+        _REFUSED[key] = reason
 
 
 def register(*aliases: str, rule: YamlRule = PASS_THROUGH, name: str | None = None, schema: str | None = None):
@@ -75,6 +83,8 @@ def lookup(name: str, schema: str | None = None) -> BlockSpec:
     _ensure_loaded()
     spec = _BY_SCHEMA.get((schema, name)) if schema else None
     spec = spec or _BLOCKS.get(name)
+    if spec is None and name in _REFUSED:
+        raise KeyError(f"{name!r} is not supported: {_REFUSED[name]}")
     if spec is None:
         close = difflib.get_close_matches(name, _BLOCKS, n=3, cutoff=0.5)
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
