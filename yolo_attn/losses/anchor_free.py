@@ -63,10 +63,19 @@ def top_k_mask(metric: torch.Tensor, gt_mask: torch.Tensor, k: int) -> torch.Ten
     return count.masked_fill(count > 1, 0)
 
 
+def keep_top(positive: torch.Tensor, metric: torch.Tensor, k: int) -> torch.Tensor:
+    """``positive`` ``(b, m, n)`` reduced to each ground truth's ``k`` positives of largest ``metric``."""
+    top = (metric * positive).topk(k, dim=-1).indices
+    return positive * torch.zeros_like(positive).scatter_(-1, top, 1)
+
+
 @torch.no_grad()
-def task_aligned_assign(scores, boxes, points, gt_labels, gt_boxes, gt_mask, nc: int, min_side: float, k: int = TOP_K):
+def task_aligned_assign(scores, boxes, points, gt_labels, gt_boxes, gt_mask, nc: int, min_side: float,
+                        k: int = TOP_K, k2: int | None = None):
     """TOOD's task-aligned assignment. ``scores`` ``(b, n, nc)`` probabilities, ``boxes`` ``(b, n, 4)`` and
     ``points`` ``(n, 2)`` in pixels, ground truths padded to ``(b, m, ...)`` with ``gt_mask`` ``(b, m, 1)``.
+    ``k2`` (< ``k``): after contested points are settled, each ground truth keeps only its ``k2`` best
+    (the one-to-one branch of end-to-end heads: top-7, then 1).
     Returns target boxes ``(b, n, 4)``, target scores ``(b, n, nc)`` and the positive mask ``(b, n)``."""
     b, m = gt_boxes.shape[:2]
     if m == 0:
@@ -77,6 +86,8 @@ def task_aligned_assign(scores, boxes, points, gt_labels, gt_boxes, gt_mask, nc:
     contested = (positive.sum(-2, keepdim=True) > 1).expand(-1, m, -1)
     best = torch.zeros_like(positive).scatter_(1, overlaps.max(1).indices.unsqueeze(1), 1)
     positive = torch.where(contested, best, positive)
+    if k2 is not None and k2 != k:
+        positive = keep_top(positive, metric, k2)
     fg, gt_index = positive.max(-2)
     flat_index = gt_index + torch.arange(b, device=gt_index.device).unsqueeze(1) * m
     labels = gt_labels.long().flatten()[flat_index].clamp(0)
@@ -127,11 +138,23 @@ class AnchorFreeLoss:
 
     item_names = ("box", "cls", "dfl")  # what the detached loss items are, in order (results.csv columns)
 
-    def __init__(self, head: nn.Module, hyp: dict[str, Any]):
+    def __init__(self, head: nn.Module, hyp: dict[str, Any], top_k: int = TOP_K, top_k2: int | None = None):
         self.gains = {k: float(hyp[k]) for k in DEFAULT_GAINS} if "dfl" in hyp else dict(DEFAULT_GAINS)
         self.nc, self.reg_max = head.nc, head.reg_max
         self.strides = [float(s) for s in head.stride]
         self.min_side = self.strides[1] if len(self.strides) > 1 else self.strides[0]
+        self.top_k, self.top_k2 = top_k, top_k2
+        if self.reg_max == 1:  # no distributions to learn: an L1 term on the side distances takes DFL's place
+            self.item_names = ("box", "cls", "l1")
+
+    def side_distances(self, pred_dist: torch.Tensor) -> torch.Tensor:
+        """``(b, n, 4 * reg_max)`` -> distances (left, top, right, bottom) in strides ``(b, n, 4)``: the
+        expectation of each side's distribution, or the raw value without one (``reg_max`` 1, YOLO26)."""
+        b = pred_dist.shape[0]
+        if self.reg_max == 1:
+            return pred_dist
+        bins = torch.arange(self.reg_max, device=pred_dist.device, dtype=pred_dist.dtype)
+        return pred_dist.reshape(b, -1, 4, self.reg_max).softmax(3).matmul(bins)
 
     def __call__(self, preds: list[torch.Tensor], targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch_size = preds[0].shape[0]
@@ -140,28 +163,34 @@ class AnchorFreeLoss:
         points, strides = anchor_points([tuple(p.shape[2:]) for p in preds], self.strides, logits)
         img_hw = torch.tensor(preds[0].shape[2:], device=logits.device, dtype=logits.dtype) * self.strides[0]
         gt_labels, gt_boxes, gt_mask = padded_targets(targets.to(logits.device), batch_size, img_hw)
-        pred_dist = pred_dist.reshape(batch_size, -1, 4, self.reg_max)
-        bins = torch.arange(self.reg_max, device=logits.device, dtype=logits.dtype)
-        left_top, right_bottom = pred_dist.softmax(3).matmul(bins).chunk(2, -1)
+        left_top, right_bottom = self.side_distances(pred_dist).chunk(2, -1)
         pred_boxes = torch.cat((points - left_top, points + right_bottom), -1)  # xyxy in strides
         target_boxes, target_scores, fg = task_aligned_assign(
             logits.detach().sigmoid(), (pred_boxes.detach() * strides).type(gt_boxes.dtype), points * strides,
-            gt_labels, gt_boxes, gt_mask, self.nc, self.min_side,
+            gt_labels, gt_boxes, gt_mask, self.nc, self.min_side, self.top_k, self.top_k2,
         )
         score_sum = target_scores.sum().clamp(min=1)
         bce = F.binary_cross_entropy_with_logits(logits, target_scores.to(logits.dtype), reduction="none")
         lcls = bce.sum() / score_sum
         target_boxes = target_boxes / strides
-        lbox, ldfl = self.box_losses(pred_dist, pred_boxes, points, target_boxes, target_scores, fg, score_sum)
-        losses = torch.stack((lbox * self.gains["box"], lcls * self.gains["cls"], ldfl * self.gains["dfl"]))
-        return losses.sum() * batch_size, losses.detach()
-
-    def box_losses(self, pred_dist, pred_boxes, points, target_boxes, target_scores, fg, score_sum):
-        """Score-weighted 1 - CIoU and DFL over the positives (boxes in strides)."""
         weight = target_scores[fg].sum(-1, keepdim=True)
         iou = ciou_xyxy(pred_boxes[fg], target_boxes[fg]).unsqueeze(-1)
         lbox = ((1.0 - iou) * weight).sum() / score_sum
         x1y1, x2y2 = target_boxes.chunk(2, -1)
-        distances = torch.cat((points - x1y1, x2y2 - points), -1)
-        ldfl = distribution_focal_loss(pred_dist[fg], distances[fg], self.reg_max) * weight
-        return lbox, ldfl.sum() / score_sum
+        distances = torch.cat((points - x1y1, x2y2 - points), -1)  # the target's sides, in strides
+        if self.reg_max == 1:
+            lside = self.l1_side_loss(pred_dist, distances, strides, img_hw, fg)
+        else:
+            pred_dist = pred_dist.reshape(batch_size, -1, 4, self.reg_max)
+            lside = distribution_focal_loss(pred_dist[fg], distances[fg], self.reg_max)
+        lside = (lside * weight).sum() / score_sum
+        losses = torch.stack((lbox * self.gains["box"], lcls * self.gains["cls"], lside * self.gains["dfl"]))
+        return losses.sum() * batch_size, losses.detach()
+
+    @staticmethod
+    def l1_side_loss(pred: torch.Tensor, target: torch.Tensor, strides: torch.Tensor, img_hw: torch.Tensor,
+                     fg: torch.Tensor) -> torch.Tensor:
+        """Mean L1 distance ``(p, 1)`` of the positives' predicted and target sides, both in pixels divided by
+        the image width (left, right) or height (top, bottom), as Ultralytics trains YOLO26's DFL-free head."""
+        scale = strides / img_hw[[1, 0, 1, 0]]
+        return (pred * scale)[fg].sub((target * scale)[fg]).abs().mean(-1, keepdim=True)
