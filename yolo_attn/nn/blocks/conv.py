@@ -6,6 +6,7 @@ import contextlib
 import copy
 import math
 from collections.abc import Iterator
+from contextvars import ContextVar
 
 import torch
 from torch import nn
@@ -13,18 +14,19 @@ from torch import nn
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import CONV
 
-_default_activation: nn.Module = nn.SiLU()
+# The activation of ``Conv(act=True)``: SiLU, or the model's own (a YAML's top-level ``activation``) while that
+# model is built. A context variable, not a module global: the setting belongs to one build, in one thread.
+_DEFAULT_ACTIVATION: ContextVar[nn.Module] = ContextVar("default_activation", default=nn.SiLU())
 
 
 @contextlib.contextmanager
 def default_activation(act: nn.Module) -> Iterator[None]:
     """Use ``act`` (copied per layer) as the activation of every ``Conv(act=True)`` built inside."""
-    global _default_activation
-    previous, _default_activation = _default_activation, act
+    token = _DEFAULT_ACTIVATION.set(act)
     try:
         yield
     finally:
-        _default_activation = previous
+        _DEFAULT_ACTIVATION.reset(token)
 
 
 def autopad(k: int | list[int], p: int | None = None, d: int = 1) -> int | list[int]:
@@ -39,7 +41,7 @@ def autopad(k: int | list[int], p: int | None = None, d: int = 1) -> int | list[
 def make_activation(act: bool | nn.Module) -> nn.Module:
     """``True`` -> the default activation, an ``nn.Module`` -> itself, anything else -> Identity."""
     if act is True:
-        return copy.deepcopy(_default_activation)
+        return copy.deepcopy(_DEFAULT_ACTIVATION.get())
     return act if isinstance(act, nn.Module) else nn.Identity()
 
 
