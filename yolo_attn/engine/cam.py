@@ -32,10 +32,10 @@ from yolo_attn.checkpoint import LoadedModel, load_model
 from yolo_attn.data.config import load_dataset_config
 from yolo_attn.data.dataset import IMAGE_SUFFIXES, list_yolo_images
 from yolo_attn.engine.cam_figure import render_figure
-from yolo_attn.engine.predictor import image_paths, preprocess
+from yolo_attn.engine.predictor import END_TO_END_MIN_CANDIDATES, image_paths, preprocess
 from yolo_attn.errors import UserError
 from yolo_attn.nn.attention._gates import CapturedGate, capture_attention, gate_layers
-from yolo_attn.nn.heads import head_contract
+from yolo_attn.nn.heads import configure_end_to_end, head_contract
 from yolo_attn.nn.model import DetectionModel, max_stride, model_device
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
 from yolo_attn.utils.paths import increment_path
@@ -159,25 +159,34 @@ def class_index(names: Sequence[str], class_name: str | None, label: str) -> int
 @dataclass
 class DetectionTarget:
     """The CAM target on a decoded ``(1, n, 4 [+ 1] + nc)`` output: the summed score of the boxes NMS keeps
-    (of class ``cls`` only when given; the best-scoring box when none is kept)."""
+    (of class ``cls`` only when given; the best-scoring box when none is kept). ``end_to_end``: the output is an
+    end-to-end head's final ``(1, k, 6)`` rows (x1, y1, x2, y2, score, class), kept above ``conf`` without NMS."""
 
     objectness: bool
     conf: float = 0.25
     iou: float = 0.45
     cls: int | None = None
     names: Sequence[str] = ()
+    end_to_end: bool = False
 
-    def __call__(self, decoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
-        """(target score, kept detections ``(k, 6)`` in input pixels, what the target is)."""
-        rows = decoded[0]
+    def _scored(self, rows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """(xyxy boxes, best scores, labels, kept row indices, each row's score for the target class)."""
+        if self.end_to_end:
+            boxes, score, label = rows[:, :4], rows[:, 4], rows[:, 5].long()
+            keep = (score > self.conf).nonzero()[:, 0]
+            return boxes, score, label, keep, score if self.cls is None else torch.where(label == self.cls, score, 0)
         class_scores = rows[:, 5:] * rows[:, 4:5] if self.objectness else rows[:, 4:]
         score, label = class_scores.max(1)
         boxes = xywh2xyxy(rows[:, :4])
         keep = (score > self.conf).nonzero()[:, 0]
         keep = keep[batched_nms(boxes[keep].detach(), score[keep].detach(), label[keep], self.iou)]
+        return boxes, score, label, keep, score if self.cls is None else class_scores[:, self.cls]
+
+    def __call__(self, decoded: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, str]:
+        """(target score, kept detections ``(k, 6)`` in input pixels, what the target is)."""
+        boxes, score, label, keep, target_scores = self._scored(decoded[0])
         detections = torch.cat((boxes, score[:, None], label[:, None].float()), 1)[keep].detach()
         wanted = keep if self.cls is None else keep[label[keep] == self.cls]
-        target_scores = score if self.cls is None else class_scores[:, self.cls]
         class_text = self.names[self.cls] if self.cls is not None and self.names else self.cls
         what = "all detections" if self.cls is None else f"{class_text} detections"
         if not len(wanted):
@@ -226,8 +235,10 @@ def explain(loaded: LoadedModel, label: str, image: np.ndarray, settings: CamSet
     """CAMs of ``loaded`` on one BGR image for its detections, and the gates of its attention blocks."""
     model = loaded.model
     layers = check_layers(model, settings.layers, label) if settings.layers else head_inputs(model)
-    target = DetectionTarget(head_contract(model.head).objectness, settings.conf, settings.iou,
-                             class_index(loaded.names, settings.class_name, label), loaded.names)
+    contract = head_contract(model.head)
+    nms_free = configure_end_to_end(model, END_TO_END_MIN_CANDIDATES)  # as predict: NMS unless nms_free
+    target = DetectionTarget(contract.objectness, settings.conf, settings.iou,
+                             class_index(loaded.names, settings.class_name, label), loaded.names, nms_free)
     stride = max_stride(model)
     x = preprocess(image, math.ceil(settings.img_size / stride) * stride, stride, model_device(model))
     decoded, activations, gates = forward_with_hooks(model, x, layers)

@@ -1,7 +1,8 @@
 """ONNX export of the fused model (``yolo-attn export``) (as YOLOv5's ``export.py --include onnx``).
 
 The model is re-parameterised (``DetectionModel.fuse()``: Conv+BN, RepConv, implicit layers) and
-its head set to ``export`` so the graph's one output is the decoded ``(batch, anchors, 5 + nc)`` tensor.
+its head set to ``export`` so the graph's one output is the decoded ``(batch, anchors, 5 + nc)`` tensor (an
+end-to-end head's: its final ``(batch, max_det, 6)`` detections, x1, y1, x2, y2, score, class).
 onnx and onnxruntime come with the ``export`` extra (``pip install yolo-attn[export]``).
 """
 

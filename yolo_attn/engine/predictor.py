@@ -1,4 +1,5 @@
-"""Prediction on images, as YOLOv5's ``detect.py``: letterbox, NMS, boxes mapped back (``yolo-attn predict``)."""
+"""Prediction on images, as YOLOv5's ``detect.py``: letterbox, NMS (none for end-to-end heads), boxes mapped back
+(``yolo-attn predict``)."""
 
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ from yolo_attn.data.coco_json import detections_to_json
 from yolo_attn.data.letterbox import letterbox
 from yolo_attn.errors import UserError
 from yolo_attn.data.dataset import IMAGE_SUFFIXES
-from yolo_attn.nn.heads import has_objectness
+from yolo_attn.nn.heads import configure_end_to_end, has_objectness
 from yolo_attn.nn.model import DetectionModel, max_stride, model_device
 from yolo_attn.utils.boxes import scale_boxes, xyxy2xywh
-from yolo_attn.utils.nms import non_max_suppression
+from yolo_attn.utils.nms import end_to_end_detections, non_max_suppression
+
+END_TO_END_MIN_CANDIDATES = 300  # Ultralytics' predictor: an end-to-end head keeps at least this many
+
 
 def image_paths(source: str | Path) -> list[Path]:
     """Image files named by ``source``: a file, a directory (sorted, not recursive) or a glob pattern."""
@@ -55,22 +59,29 @@ def predict(
     max_det: int = 1000,
     classes: list[int] | None = None,
     agnostic: bool = False,
+    nms_free: bool = False,
 ) -> list[torch.Tensor]:
     """Detect objects in BGR images; per image an ``(n, 6)`` tensor ``x1, y1, x2, y2, score, class``.
 
     Boxes are in the original image's pixels (rounded, as YOLOv5's detect), best score first.
-    ``img_size`` is rounded up to a multiple of the model's stride.
+    ``img_size`` is rounded up to a multiple of the model's stride. With ``nms_free``, a head whose contract is
+    ``end_to_end`` chooses its detections itself (at least 300 candidates, so that ``classes`` still leaves
+    ``max_det``): no NMS then, and ``iou_thres`` is not used.
     """
     device = model_device(model)
     stride = max_stride(model)
     img_size = math.ceil(img_size / stride) * stride
+    end_to_end = configure_end_to_end(model, max(max_det, END_TO_END_MIN_CANDIDATES), agnostic, nms_free)
     results = []
     for image in images:
         x = preprocess(image, img_size, stride, device)
         output = model(x)
         decoded = output[0] if isinstance(output, (tuple, list)) else output
-        det = non_max_suppression(decoded, conf_thres, iou_thres, classes, agnostic, multi_label=False,
-                                  max_det=max_det, objectness=has_objectness(model))[0]
+        if end_to_end:
+            det = end_to_end_detections(decoded, conf_thres, classes, max_det)[0]
+        else:
+            det = non_max_suppression(decoded, conf_thres, iou_thres, classes, agnostic, multi_label=False,
+                                      max_det=max_det, objectness=has_objectness(model))[0]
         det[:, :4] = scale_boxes(x.shape[2:], det[:, :4], image.shape[:2]).round()
         results.append(det.cpu())
     return results

@@ -1,8 +1,8 @@
 """Evaluation: mAP as YOLOv5's ``val.py`` computes it, plus COCOeval on the same predictions.
 
-Rectangular batches (images sorted by aspect ratio, padded half a stride), multi-label NMS, boxes
-mapped back to the original images, then YOLOv5's per-class P / R / mAP50 / mAP50-95 and
-COCOeval's COCO metrics. :func:`evaluate` runs the steps: :func:`build_eval_loader`,
+Rectangular batches (images sorted by aspect ratio, padded half a stride), multi-label NMS (none for an
+end-to-end head asked for its NMS-free top-k output, ``nms_free``), boxes mapped back to the original images, then YOLOv5's per-class
+P / R / mAP50 / mAP50-95 and COCOeval's COCO metrics. :func:`evaluate` runs the steps: :func:`build_eval_loader`,
 :func:`run_inference` (inside :func:`inference_state`), statistics, :func:`coco_metrics`, reporting.
 """
 
@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,11 +29,11 @@ from yolo_attn.data.config import DatasetConfig, SplitSource, load_dataset_confi
 from yolo_attn.data.dataset import DetectionDataset, create_dataloader
 from yolo_attn.errors import UserError
 from yolo_attn.metrics import ClassMetrics, ConfusionMatrix, DetectionStats, coco_backend_classes, coco_evaluate
-from yolo_attn.nn.heads import has_objectness
+from yolo_attn.nn.heads import configure_end_to_end, has_objectness
 from yolo_attn.nn.model import DetectionModel, max_stride, model_device, try_channels_last
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
 from yolo_attn.utils.device import select_device
-from yolo_attn.utils.nms import non_max_suppression
+from yolo_attn.utils.nms import end_to_end_detections, non_max_suppression
 from yolo_attn.utils.runtime import start_in_children
 
 LOGGER = logging.getLogger("yolo_attn.val")
@@ -68,6 +68,7 @@ class EvalConfig:
     conf_thres: float = 0.001
     iou_thres: float = 0.6
     max_det: int = 300
+    nms_free: bool = False  # an end-to-end head's one-to-one detections without NMS (Ultralytics' nms=False)
     device: str | torch.device | None = None
     half: bool = False
     save_dir: str | Path | None = None
@@ -153,10 +154,20 @@ def _record_batch(output: InferenceOutput, detections, targets, images, paths, s
 
 
 def _cat_raw(parts: list[Any]) -> Any:
-    """Raw head outputs of a batch from those of its chunks (a tensor or a list of per-level tensors)."""
+    """Raw head outputs of a batch from those of its chunks (a tensor, a list of per-level tensors, or a dict of
+    such lists: an end-to-end head's branches)."""
+    if isinstance(parts[0], Mapping):
+        return {key: _cat_raw([part[key] for part in parts]) for key in parts[0]}
     if isinstance(parts[0], torch.Tensor):
         return torch.cat(parts)
     return [torch.cat(level) for level in zip(*parts)]
+
+
+def _float_raw(raw: Any) -> Any:
+    """``raw`` (as :func:`_cat_raw` returns it) as a float32 list, or a dict of such lists, for the loss."""
+    if isinstance(raw, Mapping):
+        return {key: _float_raw(value) for key, value in raw.items()}
+    return [x.float() for x in raw]
 
 
 def _forward(model: nn.Module, images: torch.Tensor, config: EvalConfig, device: torch.device, chunk: int,
@@ -189,6 +200,7 @@ def run_inference(model: nn.Module, loader, config: EvalConfig, device: torch.de
     image_id_of = dict(zip(dataset.im_files, dataset.image_ids, strict=True))
     keep_predictions = config.coco or config.save_json
     objectness = has_objectness(model)
+    end_to_end = configure_end_to_end(model, config.max_det, nms_free=config.nms_free)  # final output: no NMS
     timings, tick = output.timings, time.perf_counter()
     for images, targets, paths, shapes in tqdm(loader, desc=config.split, unit="batch", disable=not config.progress,
                                                leave=False):
@@ -197,12 +209,13 @@ def run_inference(model: nn.Module, loader, config: EvalConfig, device: torch.de
         decoded, raw = _forward(model, images, config, device, chunk or len(images), channels_last,
                                 compute_loss is not None, timings)
         if compute_loss is not None:
-            items = compute_loss([x.float() for x in raw], targets)[1].detach()
+            items = compute_loss(_float_raw(raw), targets)[1].detach()
             output.loss = items if output.loss is None else output.loss + items
         t0 = time.perf_counter()
-        detections = [det for part in decoded for det in non_max_suppression(
-            part, config.conf_thres, config.iou_thres, multi_label=True, max_det=config.max_det,
-            objectness=objectness)]
+        detections = [det for part in decoded for det in (
+            end_to_end_detections(part, config.conf_thres, max_det=config.max_det) if end_to_end else
+            non_max_suppression(part, config.conf_thres, config.iou_thres, multi_label=True, max_det=config.max_det,
+                                objectness=objectness))]
         t1 = time.perf_counter()
         _record_batch(output, detections, targets, images, paths, shapes, image_id_of,
                       dataset.split.class_to_category_id, keep_predictions)

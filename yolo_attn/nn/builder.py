@@ -17,6 +17,7 @@ import copy
 import logging
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -347,6 +348,14 @@ def trace_shapes(
     return x, traced
 
 
+def _probe_levels(out: Any, nl: int) -> list[torch.Tensor]:
+    """The per-level maps of a head's training output: its first ``nl`` tensors, or, for a head whose training
+    output maps branch names to per-level maps (end-to-end heads: one-to-many and one-to-one), its first branch's."""
+    if isinstance(out, Mapping):
+        out = next(iter(out.values()))
+    return list(out[:nl])
+
+
 def build_model(
     cfg: str | Path | dict[str, Any],
     nc: int | None = None,
@@ -394,7 +403,7 @@ def build_model(
         out, model.layer_records = trace_shapes(model, torch.zeros(probe_shape), records, None if builtin else guard)
     head = model.head
     if callable(getattr(head, "bind_strides", None)):
-        levels = out[: head.nl]
+        levels = _probe_levels(out, head.nl)
         stride = torch.tensor([STRIDE_PROBE_SIZE / o.shape[-3 if o.dim() == 5 else -2] for o in levels])
         head.bind_strides(stride)
         model.stride = head.stride

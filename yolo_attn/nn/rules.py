@@ -241,7 +241,8 @@ class DetectionHead(YamlRule):
             from yolo_attn.nn.registry import lookup  # deferred: the registry imports this module
 
             spec = lookup(self.without_anchors)
-            return replace(spec.rule.resolve(args, ctx), block=spec.cls)
+            resolved = spec.rule.resolve(args, ctx)  # that head's rule may pick another class (end2end)
+            return resolved if resolved.block else replace(resolved, block=spec.cls)
         if len(args) < 2:
             raise ValueError(f"expects [nc, anchors], got {args!r}")
         built = list(args)

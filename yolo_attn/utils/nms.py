@@ -1,4 +1,5 @@
-"""Non-maximum suppression on decoded YOLO outputs, with torchvision's compiled nms."""
+"""Non-maximum suppression on decoded YOLO outputs, with torchvision's compiled nms; end-to-end heads' outputs,
+which need none, filtered to the same final detections."""
 
 from __future__ import annotations
 
@@ -82,3 +83,21 @@ def non_max_suppression(
         keep = nms(x[:, :4] + offsets, x[:, 4], iou_thres)
         output[xi] = x[keep[:max_det]]
     return output
+
+
+def end_to_end_detections(
+    prediction: torch.Tensor,
+    conf_thres: float = 0.25,
+    classes: list[int] | None = None,
+    max_det: int = 300,
+) -> list[torch.Tensor]:
+    """The final detections of an end-to-end head (contract ``end_to_end``), which already chose them without NMS:
+    per image, the rows of its ``(batch, k, 6)`` output (x1, y1, x2, y2, score, class, best first) scoring above
+    ``conf_thres``, of ``classes`` when given, the first ``max_det`` of them. Same output as
+    :func:`non_max_suppression`."""
+    if not 0 <= conf_thres <= 1:
+        raise ValueError(f"conf_thres must be in [0, 1], got {conf_thres}")
+    keep = prediction[..., 4] > conf_thres
+    if classes is not None:
+        keep &= (prediction[..., 5:6] == torch.tensor(classes, device=prediction.device)).any(-1)
+    return [rows[mask][:max_det].float() for rows, mask in zip(prediction, keep)]

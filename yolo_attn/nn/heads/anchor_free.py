@@ -9,7 +9,8 @@ arXiv:2006.04388); a class branch ``cv3`` predicts class logits, without objectn
 The name clash: YOLOv5's ``Detect`` and Ultralytics' ``Detect`` share a YAML name. YOLOv5 writes
 ``[nc, anchors]``, Ultralytics ``[nc]``; the anchor-based ``Detect`` rule builds this head, registered as
 ``AnchorFreeDetect``, when a ``Detect`` line has ``nc`` alone (:class:`~yolo_attn.nn.rules.DetectionHead`'s
-``without_anchors``). Both YAMLs build unmodified, and the builder names no head.
+``without_anchors``). Both YAMLs build unmodified, and the builder names no head. With the YAML's top-level
+``end2end: True`` (YOLO26) the same line builds the end-to-end head of :mod:`yolo_attn.nn.heads.end_to_end`.
 """
 
 from __future__ import annotations
@@ -59,22 +60,41 @@ class DFL(nn.Module):
         return self.conv(x.view(b, 4, self.reg_max, n).transpose(2, 1).softmax(1)).view(b, 4, n)
 
 
+def _is_count(value: Any) -> bool:
+    """A positive int, not a bool."""
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
 @dataclass(frozen=True)
 class AnchorFreeHeadRule(YamlRule):
-    """``[nc, reg_max=16]`` -> ``Head(nc, ch=[c_in per input], reg_max, legacy)``.
+    """``[nc, reg_max]`` -> ``Head(nc, ch=[c_in per input], reg_max, legacy)``.
 
-    ``legacy`` (YOLOv8's plain 3x3 class branch) unless an earlier layer's class sets ``depthwise_detect_head``
-    (C3k2, A2C2f: YOLO11/12 use a depth-wise class branch), the rule Ultralytics' ``parse_model`` applies.
+    ``reg_max`` not written in the line is the YAML's top-level ``reg_max`` (YOLO26: 1, sides regressed directly
+    without DFL), else 16; ``end_to_end`` names the registered head built instead when the YAML's top-level
+    ``end2end`` is true (YOLO26), as Ultralytics' ``parse_model`` hands both keys to its ``Detect``. ``legacy``
+    (YOLOv8's plain 3x3 class branch) unless an earlier layer's class sets ``depthwise_detect_head`` (C3k2, A2C2f:
+    YOLO11/12 use a depth-wise class branch), the rule Ultralytics' ``parse_model`` applies.
     """
 
     signature: str = "[nc, reg_max=16]"
+    end_to_end: str | None = None
 
     def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
-        if not 1 <= len(args) <= 2 or not all(isinstance(a, int) and not isinstance(a, bool) and a > 0 for a in args):
+        if not 1 <= len(args) <= 2 or not all(_is_count(a) for a in args):
             raise ValueError(f"expects [nc] or [nc, reg_max] (positive ints), got {args!r}")
         legacy = not any(getattr(cls, "depthwise_detect_head", False) for cls in ctx.earlier)
-        reg_max = args[1] if len(args) > 1 else DEFAULT_REG_MAX
-        return Resolved([args[0], list(ctx.c_in), reg_max, legacy], ctx.c_in[0], ctx.number)
+        reg_max = args[1] if len(args) > 1 else ctx.options.get("reg_max", DEFAULT_REG_MAX)
+        if not _is_count(reg_max):
+            raise ValueError(f"top-level 'reg_max' must be a positive int, got {reg_max!r}")
+        end2end = ctx.options.get("end2end")
+        if end2end is not None and not isinstance(end2end, bool):
+            raise ValueError(f"top-level 'end2end' must be true or false, got {end2end!r}")
+        block = None
+        if end2end and self.end_to_end:
+            from yolo_attn.nn.registry import lookup  # deferred: the registry imports the heads
+
+            block = lookup(self.end_to_end).cls
+        return Resolved([args[0], list(ctx.c_in), reg_max, legacy], ctx.c_in[0], ctx.number, block)
 
 
 class CellPointHead(nn.Module):
@@ -115,7 +135,7 @@ class CellPointHead(nn.Module):
         return super()._apply(fn, *args, **kwargs)
 
 
-@register(rule=AnchorFreeHeadRule())
+@register(rule=AnchorFreeHeadRule(end_to_end="EndToEndDetect"))
 class AnchorFreeDetect(CellPointHead):
     """Ultralytics' YOLOv8/11/12 head: per level ``cv2`` (box distributions) and ``cv3`` (class logits).
     YAML: ``[nc]`` under the name ``Detect`` (or ``[nc, reg_max]`` as ``AnchorFreeDetect``).
@@ -151,25 +171,35 @@ class AnchorFreeDetect(CellPointHead):
         )
 
     def forward(self, xs: list[torch.Tensor]):
-        raw = [torch.cat((box(x), cls(x)), 1) for box, cls, x in zip(self.cv2, self.cv3, xs)]
+        raw = self.level_maps(xs, self.cv2, self.cv3)
         if self.training:
             return raw
         decoded = self.decode(raw)
         return decoded if self.export else (decoded, raw)
 
-    def decode(self, raw: list[torch.Tensor]) -> torch.Tensor:
-        """Raw level maps -> ``(b, n, 4 + nc)``: boxes (cx, cy, w, h) in pixels, then sigmoid class scores."""
+    def level_maps(self, xs: list[torch.Tensor], boxes: nn.ModuleList, classes: nn.ModuleList) -> list[torch.Tensor]:
+        """Per level, ``(b, 4 * reg_max + nc, ny, nx)``: the box branch's then the class branch's outputs."""
+        return [torch.cat((box(x), cls(x)), 1) for box, cls, x in zip(boxes, classes, xs)]
+
+    def decode(self, raw: list[torch.Tensor], xyxy: bool = False) -> torch.Tensor:
+        """Raw level maps -> ``(b, n, 4 + nc)``: boxes (cx, cy, w, h; with ``xyxy`` x1, y1, x2, y2) in pixels, then
+        sigmoid class scores."""
         flat = torch.cat([p.flatten(2) for p in raw], 2)
         box, cls = flat.split((4 * self.reg_max, self.nc), 1)
         points, strides = (t.T for t in self.anchors_for(raw))
         left_top, right_bottom = self.dfl(box).chunk(2, 1)
         x1y1, x2y2 = points - left_top, points + right_bottom
-        xywh = torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1) * strides
-        return torch.cat((xywh, cls.sigmoid()), 1).transpose(1, 2)
+        corners = torch.cat((x1y1, x2y2), 1) if xyxy else torch.cat(((x1y1 + x2y2) / 2, x2y2 - x1y1), 1)
+        return torch.cat((corners * strides, cls.sigmoid()), 1).transpose(1, 2)
 
     @torch.no_grad()
     def initialize_biases(self) -> None:
         """Box logits 2.0; class logits log(5 / nc / cells), about 5 objects per 640 image per level."""
-        for box, cls, s in zip(self.cv2, self.cv3, self.stride.tolist()):
+        self.set_bias_priors(self.cv2, self.cv3)
+
+    @torch.no_grad()
+    def set_bias_priors(self, boxes: nn.ModuleList, classes: nn.ModuleList) -> None:
+        """The priors of :meth:`initialize_biases` on one pair of box and class branches."""
+        for box, cls, s in zip(boxes, classes, self.stride.tolist()):
             box[-1].bias.fill_(2.0)
             cls[-1].bias[: self.nc] = math.log(5 / self.nc / (640 / s) ** 2)

@@ -7,7 +7,9 @@ read only this and the head's public methods; they never name a head class. A he
 - ``nl`` (levels) and ``stride`` (pixels per cell of each level), set by ``bind_strides(stride)``,
   which the builder calls once after its stride probe;
 - ``reset_grids()``: drop cached decoding grids (after anchors or strides change);
-- with ``anchor_based``: ``anchors`` of shape ``(nl, na, 2)`` in stride units (AutoAnchor edits them).
+- with ``anchor_based``: ``anchors`` of shape ``(nl, na, 2)`` in stride units (AutoAnchor edits them);
+- with ``end_to_end``: ``max_det``, ``agnostic`` and ``nms_free``, which :func:`configure_end_to_end` sets before
+  inference.
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ class HeadContract:
     ``losses``: every loss that can train it; ``eval_loss``: the loss reported on validation outputs;
     ``anchor_based``: it has ``anchors`` for AutoAnchor; ``objectness``: decoded rows are
     ``(cx, cy, w, h, obj, classes...)`` rather than ``(cx, cy, w, h, classes...)``;
-    ``upstream``: the project whose checkpoints carry this head (``yolov5``, ``yolov7``, ...).
+    ``upstream``: the project whose checkpoints carry this head (``yolov5``, ``yolov7``, ...);
+    ``end_to_end``: the head can give final detections without NMS (YOLOv10's one-to-one branch, YOLO26): with
+    ``nms_free`` its eval output is ``(b, max_det, 6)`` rows (x1, y1, x2, y2, score, class) best first per image,
+    and the engine keeps those above its confidence threshold instead of running NMS.
     """
 
     default_loss: str
@@ -36,6 +41,7 @@ class HeadContract:
     anchor_based: bool = True
     objectness: bool = True
     upstream: str = "yolov5"
+    end_to_end: bool = False
 
     def __post_init__(self) -> None:
         if self.default_loss not in self.losses:
@@ -58,3 +64,16 @@ def has_objectness(model: nn.Module) -> bool:
     without a declared head, as YOLOv5's layout)."""
     contract = getattr(type(getattr(model, "head", None)), "contract", None)
     return contract.objectness if isinstance(contract, HeadContract) else True
+
+
+def configure_end_to_end(model: nn.Module, max_det: int, agnostic: bool = False, nms_free: bool = False) -> bool:
+    """Whether ``model``'s eval output is final detections that take no NMS: its head is end-to-end (its contract)
+    and ``nms_free`` asks for the one-to-one branch (Ultralytics' ``nms=False``; by default Ultralytics 8.4 runs
+    NMS on the one-to-many branch, and so do we). The head is told to select ``max_det`` detections per image,
+    across classes with ``agnostic``."""
+    head = getattr(model, "head", None)
+    contract = getattr(type(head), "contract", None)
+    if not isinstance(contract, HeadContract) or not contract.end_to_end:
+        return False
+    head.max_det, head.agnostic, head.nms_free = int(max_det), bool(agnostic), bool(nms_free)
+    return bool(nms_free)
