@@ -5,6 +5,9 @@ see ``yolo_attn.nn.catalog.build_example``) and measured on a (1, c, h, w) input
 GFLOPs (``yolo_attn.nn.summary.count_gflops``) and eval-mode CPU latency (fastest of ``--repeats``).
 
     python scripts/bench_blocks.py --out bench_blocks.md [--repeats 20] [--threads 2] [NAME ...]
+
+The single-size (P4) costs in docs/blocks.md come from ``yolo-attn blocks --write-docs`` instead; the speed
+figures and their commands are collected in docs/benchmarks.md.
 """
 
 from __future__ import annotations

@@ -1,12 +1,24 @@
 """``yolo-attn blocks``: the registry listing, costs of attention blocks built from ``yaml_example``,
-the markdown table and the README section."""
+the markdown table and the generated page docs/blocks.md."""
 
 import json
 
 import pytest
 
 from yolo_attn.cli import main
-from yolo_attn.nn.catalog import README_END, README_START, build_example, paper_line, update_readme
+from yolo_attn.nn.catalog import (
+    DOCS_PAGE,
+    README_END,
+    README_START,
+    REGENERATE_DOCS,
+    block_row,
+    build_example,
+    docs_drift,
+    markdown_table,
+    paper_line,
+    table_cells,
+    update_readme,
+)
 from yolo_attn.errors import UserError
 from yolo_attn.nn.attention.cbam import CBAM
 from yolo_attn.nn.registry import all_blocks, lookup
@@ -73,8 +85,46 @@ def test_markdown_table_into_readme(tmp_path, capsys):
         update_readme(plain, table)
 
 
-def test_project_readme_has_the_blocks_section():
-    text = (ROOT / "README.md").read_text()
-    section = text[text.index(README_START):text.index(README_END)]
+def test_docs_blocks_page_is_in_sync_with_the_registry():
+    """docs/blocks.md's names, aliases, YAML args and papers are the registry's; the measured columns are not
+    compared (CPU times differ run to run)."""
+    page = (ROOT / DOCS_PAGE).read_text(encoding="utf-8")
+    drift = docs_drift(page, all_blocks())
+    assert not drift, (f"{DOCS_PAGE} is out of date with the block registry for {', '.join(drift)}; "
+                       f"regenerate it from the repository root with: {REGENERATE_DOCS}")
+    assert REGENERATE_DOCS in page.split(README_START)[0]  # the page says how to regenerate it
+    rows = table_cells(page)
     for name in ("GAMAttention", "CBAM", "BAM", "DoubleAttentionLayer", "CloAttention"):
-        assert f"| `{name}` |" in section
+        assert rows[name][4], f"{name} has no parameter count in {DOCS_PAGE}; regenerate with: {REGENERATE_DOCS}"
+
+
+def test_docs_drift_names_what_changed():
+    specs = [lookup("CBAM"), lookup("Conv")]
+    page = f"{README_START}\n{markdown_table([block_row(s, cost=False) for s in specs])}\n{README_END}\n"
+    assert docs_drift(page, specs) == []
+    assert docs_drift(page.replace("ECCV 2018", "ECCV 2019"), specs) == ["CBAM"]
+    assert docs_drift(page, [lookup("CBAM")]) == ["Conv (not registered)"]
+    assert docs_drift(page, [lookup("CBAM"), lookup("SE"), lookup("Conv")]) == ["SE"]
+    assert docs_drift(page, specs[::-1]) == ["(rows out of order)"]
+
+
+def test_write_docs_keeps_the_times_of_unchanged_blocks(tmp_path, capsys):
+    page = tmp_path / "blocks.md"
+    assert main(["blocks", "CBAM", "Conv", "--repeats", "1", "--write-docs", str(page)]) == 0
+    assert f"wrote {page}: 2 blocks" in capsys.readouterr().out
+    text = page.read_text()
+    assert text.startswith("# Blocks\n") and f"```bash\n{REGENERATE_DOCS}\n```" in text
+    cbam = table_cells(text)["CBAM"]
+    assert cbam[4] == "8,290" and float(cbam[6]) > 0 and table_cells(text)["Conv"][4:] == ["", "", ""]
+    page.write_text(text.replace(f"| {cbam[6]} |", "| 123.45 |"))  # a time from an earlier run: kept
+    assert main(["blocks", "CBAM", "Conv", "--repeats", "1", "--write-docs", str(page)]) == 0
+    assert table_cells(page.read_text())["CBAM"][6] == "123.45"
+    page.write_text(page.read_text().replace("| 8,290 |", "| 8,291 |"))  # the block changed: timed again
+    assert main(["blocks", "CBAM", "Conv", "--repeats", "1", "--write-docs", str(page)]) == 0
+    assert table_cells(page.read_text())["CBAM"][4:6] == ["8,290", cbam[5]]
+    assert table_cells(page.read_text())["CBAM"][6] != "123.45"
+
+
+def test_write_docs_of_some_blocks_needs_a_path(capsys):
+    assert main(["blocks", "CBAM", "--write-docs"]) == 2
+    assert "needs a PATH" in capsys.readouterr().err

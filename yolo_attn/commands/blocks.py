@@ -1,4 +1,5 @@
-"""``yolo-attn blocks``: the registered blocks with their YAML signatures, papers and costs."""
+"""``yolo-attn blocks``: the registered blocks with their YAML signatures, papers and costs; ``--write-docs``
+regenerates ``docs/blocks.md``."""
 
 from __future__ import annotations
 
@@ -6,25 +7,67 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
+import torch
+
 from yolo_attn.commands.common import add_json_argument, print_json
-from yolo_attn.nn.catalog import block_row, markdown_table, selected_specs, update_readme
+from yolo_attn.errors import UserError
+from yolo_attn.nn.catalog import (
+    BlockRow,
+    block_row,
+    default_docs_path,
+    docs_rows,
+    markdown_table,
+    selected_specs,
+    update_readme,
+    write_docs,
+)
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", metavar="NAME", help="only these blocks (names or aliases)")
     add_json_argument(p, '{"blocks": [one object per block]} instead of the table')
     p.add_argument("--no-cost", action="store_true", help="skip building and timing the attention blocks")
-    p.add_argument("--repeats", type=int, default=10, help="timed forward passes per block (fastest counts; 0: no timing)")
+    p.add_argument("--repeats", type=int, default=10,
+                   help="timed forward passes per block (fastest counts; 0: no timing)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch CPU threads for the timing (default: torch's choice; 1 with --write-docs)")
+    p.add_argument("--write-docs", nargs="?", const="", default=None, metavar="PATH",
+                   help="regenerate the blocks page, docs/blocks.md of this checkout (or PATH): costs recomputed, "
+                   "CPU times kept for blocks whose parameters and GFLOPs are unchanged")
+    p.add_argument("--remeasure", action="store_true", help="with --write-docs: time every attention block again")
     p.add_argument("--readme", metavar="PATH", help="also write the table into PATH between the blocks markers")
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = [block_row(spec, cost=not args.no_cost, repeats=args.repeats) for spec in selected_specs(args.names)]
+    threads = args.threads or (1 if args.write_docs is not None else None)
+    previous_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        rows = _rows(args)
+    finally:
+        torch.set_num_threads(previous_threads)  # a caller in the same process (tests) keeps its threads
     table = markdown_table(rows)
     if args.readme:
         update_readme(Path(args.readme), table)
     if args.json:
         print_json({"blocks": [asdict(r) for r in rows]})
-    else:
+    elif args.write_docs is None:
         print(table)
     return 0
+
+
+def _rows(args: argparse.Namespace) -> list[BlockRow]:
+    specs = selected_specs(args.names)
+    if args.write_docs is None:
+        return [block_row(spec, cost=not args.no_cost, repeats=args.repeats) for spec in specs]
+    if args.names and not args.write_docs:
+        raise UserError("--write-docs with block names needs a PATH: docs/blocks.md lists every block")
+    if args.no_cost:
+        raise UserError("--write-docs measures the attention blocks; drop --no-cost (--repeats 0: no timing)")
+    path = Path(args.write_docs) if args.write_docs else default_docs_path()
+    previous = path.read_text(encoding="utf-8") if path.is_file() else None
+    rows = docs_rows(specs, previous, args.repeats, args.remeasure)
+    write_docs(path, rows, args.repeats, torch.get_num_threads())
+    print(f"wrote {path}: {len(rows)} blocks")
+    return rows

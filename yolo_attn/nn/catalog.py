@@ -3,11 +3,17 @@ attention blocks their parameters, GFLOPs and CPU latency on a reference feature
 
 Attention blocks are built from their ``yaml_example`` line through the real builder, so the costs
 are those of the block a user gets from that YAML line.
+
+``docs/blocks.md`` is this table as a page (:func:`docs_page`), regenerated with :data:`REGENERATE_DOCS`.
+Its names, aliases, YAML args and papers are a function of the registry (a test keeps them in sync,
+:func:`docs_drift`); the measured columns are not, so regenerating keeps the CPU time of every block whose
+parameters and GFLOPs are unchanged and times only the others (:func:`docs_rows`).
 """
 
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +31,9 @@ from yolo_attn.utils.torch_utils import forward_latency_ms
 REFERENCE_SHAPE = (256, 40, 40)  # (channels, height, width): yolov5s P4 at 640
 EXAMPLE_CHANNELS = 256  # every ``yaml_example`` is valid right after a layer with this many channels
 README_START, README_END = "<!-- blocks:start -->", "<!-- blocks:end -->"
+DOCS_PAGE = Path("docs") / "blocks.md"  # relative to the repository root
+REGENERATE_DOCS = "yolo-attn blocks --write-docs"  # also: python -m yolo_attn blocks --write-docs
+TEXT_COLUMNS = 4  # Block, Aliases, YAML args, Paper: what the registry alone determines
 
 
 @dataclass(frozen=True)
@@ -115,6 +124,12 @@ def _cell(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
+def _markdown_roles(text: str) -> str:
+    """Docstring cross-references (``:class:`~a.b.C` ``) as plain code spans (`` `C` ``) for markdown."""
+    return re.sub(r":(?:class|func|meth|mod|data|attr):`~?([^`]+)`",
+                  lambda m: f"`{m.group(1).rsplit('.', 1)[-1] if m.group(0).count('~') else m.group(1)}`", text)
+
+
 def markdown_table(rows: list[BlockRow]) -> str:
     """The blocks table in GitHub markdown."""
     c, h, w = REFERENCE_SHAPE
@@ -127,7 +142,7 @@ def markdown_table(rows: list[BlockRow]) -> str:
         gflops = f"{r.gflops:.4g}" if r.gflops is not None else ""
         cpu_ms = f"{r.cpu_ms:.2f}" if r.cpu_ms is not None else ("error" if r.error else "")
         aliases = ", ".join(f"`{a}`" for a in r.aliases)
-        cells = [f"`{r.name}`", aliases, f"`{r.signature}`", r.paper, params, gflops, cpu_ms]
+        cells = [f"`{r.name}`", aliases, f"`{r.signature}`", _markdown_roles(r.paper), params, gflops, cpu_ms]
         lines.append("| " + " | ".join(_cell(x) for x in cells) + " |")
     return "\n".join(lines)
 
@@ -140,3 +155,95 @@ def update_readme(path: Path, table: str) -> None:
         raise UserError(f"{path}: no '{README_START}' ... '{README_END}' markers to write the table between")
     head = text[: start + len(README_START)]
     path.write_text(f"{head}\n{table}\n{text[end:]}", encoding="utf-8")
+
+
+def default_docs_path() -> Path:
+    """``docs/blocks.md`` of the source checkout this package runs from."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / "pyproject.toml").is_file():
+        raise UserError(f"{root} is not a yolo-attn source checkout: give --write-docs the page's path")
+    return root / DOCS_PAGE
+
+
+def table_cells(text: str) -> dict[str, list[str]]:
+    """The rows of the blocks table between the markers of ``text``: block name -> its cells as written."""
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise UserError(f"no '{README_START}' ... '{README_END}' markers around a blocks table")
+    rows = {}
+    for line in text[start + len(README_START) : end].strip().splitlines()[2:]:  # after the header and the rule
+        cells = [c.strip() for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+        rows[cells[0].strip("`")] = cells
+    return rows
+
+
+def docs_drift(text: str, specs: list[BlockSpec]) -> list[str]:
+    """The blocks whose name, aliases, YAML args or paper differ between the page ``text`` and ``specs``
+    (missing, extra, reordered or changed rows); empty when the page is in sync. Costs are not compared."""
+    written = table_cells(text)
+    expected = table_cells(f"{README_START}\n{markdown_table([block_row(s, cost=False) for s in specs])}\n{README_END}")
+    drift = [name for name, cells in expected.items() if written.get(name, [])[:TEXT_COLUMNS] != cells[:TEXT_COLUMNS]]
+    drift += [f"{name} (not registered)" for name in written if name not in expected]
+    if not drift and list(written) != list(expected):
+        drift.append("(rows out of order)")
+    return drift
+
+
+def docs_rows(specs: list[BlockSpec], previous: str | None = None, repeats: int = 10,
+              remeasure: bool = False) -> list[BlockRow]:
+    """The rows of the docs page. Parameters and GFLOPs are computed; the CPU time of an attention block is
+    taken from the ``previous`` page when its parameters and GFLOPs there are the same (so regenerating does not
+    re-time, and churn, every block), and measured otherwise or with ``remeasure``."""
+    old = table_cells(previous) if previous and README_START in previous else {}
+    rows = []
+    for spec in specs:
+        row = block_row(spec, cost=True, repeats=0)
+        if row.attention and row.error is None:
+            cells = old.get(row.name)
+            kept = (not remeasure and cells is not None and len(cells) == 7
+                    and cells[4:6] == [f"{row.params:,}", f"{row.gflops:.4g}"])
+            if kept and re.fullmatch(r"\d+(\.\d+)?", cells[6]):
+                row = BlockRow(**{**asdict(row), "cpu_ms": float(cells[6])})
+            elif repeats > 0:
+                row = block_row(spec, cost=True, repeats=repeats)
+        rows.append(row)
+    return rows
+
+
+def docs_page(table: str, repeats: int = 10, threads: int = 1) -> str:
+    """``docs/blocks.md``: a fixed header saying how it was made and how to regenerate it, then ``table``."""
+    c, h, w = REFERENCE_SHAPE
+    thread_s = "one thread" if threads == 1 else f"{threads} threads"
+    runs = f"the fastest of {repeats} runs" if repeats > 0 else "the fastest of several runs"
+    return f"""# Blocks
+
+<!-- Generated by `{REGENERATE_DOCS}` from the block registry; edit the blocks' docstrings, not this page. -->
+
+Every registered block, with its aliases, its YAML arguments and the paper or source its docstring names.
+Attention blocks (`yolo_attn/nn/attention/`) also get their parameters, GFLOPs and CPU latency on a
+{c}x{h}x{w} feature map (yolov5s's P4 at 640 px), built from their `yaml_example` line through the real
+builder: batch 1, {thread_s}, {runs} on a CPU (the published figures: the 2-core development
+machine, shared with other work), so read the times as relative. Other blocks have no cost columns.
+
+Regenerate this page after adding or changing a block (from the repository root):
+
+```bash
+{REGENERATE_DOCS}
+```
+
+It recomputes parameters and GFLOPs and times only the attention blocks that are new or whose parameters or
+GFLOPs changed; `--remeasure` times them all again. `tests/commands/test_blocks.py` fails when the names,
+aliases, YAML args or papers below differ from the registry (the measured columns are not checked).
+Per-level costs (P3, P4 and P5 of yolov5s at 640): `python scripts/bench_blocks.py`. Writing a new block:
+[adding-a-block.md](adding-a-block.md). Names Ultralytics uses that yolo-attn refuses on purpose (task heads,
+RT-DETR, YOLO-World/YOLOE) are not blocks and are not listed: [models.md](models.md#refused-on-purpose).
+
+{README_START}
+{table}
+{README_END}
+"""
+
+
+def write_docs(path: Path, rows: list[BlockRow], repeats: int = 10, threads: int = 1) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(docs_page(markdown_table(rows), repeats, threads), encoding="utf-8")
