@@ -35,7 +35,9 @@ def is_builtin_model(model_yaml: dict[str, Any]) -> bool:
 
 
 def _layout_key(model_yaml: dict[str, Any]) -> str:
-    return json.dumps({k: v for k, v in model_yaml.items() if k not in ("nc", "ch")}, sort_keys=True, default=str)
+    # nc and ch may be overridden, and yaml_file is the name the YAML was read under (added by load_model_yaml)
+    ignored = ("nc", "ch", "yaml_file")
+    return json.dumps({k: v for k, v in model_yaml.items() if k not in ignored}, sort_keys=True, default=str)
 
 
 @functools.cache
