@@ -95,3 +95,17 @@ def test_transfer_report_flag_reaches_the_train_config():
     train_command.configure_parser(parser)
     config = train_command.config_from_args(parser.parse_args(["--weights", "w.pt", "--transfer-report"]))
     assert config.transfer_report is True
+
+
+def test_yolo26n_checkpoint_follows_an_inserted_cbam(tmp_path, after=10):
+    """YOLO26 (end-to-end head, both branches): every pretrained tensor lands in the layer it came from."""
+    text = (CONFIGS / "models" / "yolo26.yaml").read_text()
+    source_yaml = yaml.safe_load(text) | {"scale": "n"}
+    source_model = build_model(source_yaml)
+    save_checkpoint(tmp_path / "yolo26n.pt", make_checkpoint(source_model, names=[str(i) for i in range(80)]))
+    checkpoint = load_checkpoint(tmp_path / "yolo26n.pt")
+    target = inserted(text, after) | {"scale": "n"}
+    model = build_model(target)
+    report = transfer_pretrained(model, checkpoint["state_dict"], checkpoint["model_yaml"])
+    assert_follows_insertion(report, checkpoint["state_dict"], model, after, "CBAM")
+    assert any(".one2one_cv2." in new for new in report.keys.values())  # the one-to-one branch came along
