@@ -1,11 +1,20 @@
 """``yolo-attn`` command line: the command table. Each command is a module of :mod:`yolo_attn.commands` with
-``configure_parser(parser)`` and ``run(args) -> int``; the work happens in the library it calls."""
+``configure_parser(parser)`` and ``run(args) -> int``; the work happens in the library it calls.
+
+The library logs through the ``yolo_attn.*`` loggers and installs no handler; the command line gives them one for
+the command's duration (:func:`cli_logging`): to stderr, info and up (``--quiet``: warnings and errors;
+``--verbose``: debug too), so that stdout carries only the commands' results.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import logging
+import os
 import sys
+from collections.abc import Iterator
 
 from yolo_attn import __version__
 from yolo_attn.errors import UserError
@@ -24,26 +33,67 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class LevelFormatter(logging.Formatter):
+    """Info as the bare message; any other level names itself first (``warning: ...``, ``debug: ...``)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = super().format(record)
+        return message if record.levelno == logging.INFO else f"{record.levelname.lower()}: {message}"
+
+
+def add_verbosity_arguments(parser: argparse.ArgumentParser, default: object) -> None:
+    """``--quiet`` / ``--verbose``; accepted before the command and after it (there with ``argparse.SUPPRESS``
+    defaults, so that an unset one keeps the value given before the command)."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-q", "--quiet", action="store_true", default=default, help="log warnings and errors only")
+    group.add_argument("-v", "--verbose", action="store_true", default=default, help="log debug messages too")
+
+
+def log_level(args: argparse.Namespace) -> int:
+    """The level the flags ask for; the processes of a torchrun job other than rank 0 log warnings and errors only."""
+    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
+    return max(level, logging.WARNING) if os.environ.get("RANK", "0") != "0" else level
+
+
+@contextlib.contextmanager
+def cli_logging(level: int) -> Iterator[None]:
+    """The ``yolo_attn`` loggers at ``level`` into stderr while the command runs; then as they were."""
+    logger = logging.getLogger("yolo_attn")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LevelFormatter("%(message)s"))
+    previous = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="yolo-attn", description="YAML-driven YOLO builder and trainer with attention blocks")
     parser.add_argument("--version", action="version", version=f"yolo-attn {__version__}")
+    add_verbosity_arguments(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
+        add_verbosity_arguments(p, default=argparse.SUPPRESS)
         if name == chosen:
             module = importlib.import_module(module_name)
             module.configure_parser(p)
             p.set_defaults(run=module.run)
     args = parser.parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except UserError as e:
-        print(f"yolo-attn {args.command}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        return 130
+    with cli_logging(log_level(args)):
+        try:
+            return int(args.run(args) or 0)
+        except UserError as e:
+            print(f"yolo-attn {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            return 130
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ import yaml
 from tests.conftest import CONFIGS
 from yolo_attn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, transfer_pretrained, transfer_weights
 from yolo_attn.commands import train as train_command
+from yolo_attn.engine.trainer import TrainConfig
 from yolo_attn.nn.builder import build_model
 from yolo_attn.nn.yaml_edit import default_block_args, insert_block, replace_block
 
@@ -93,7 +94,7 @@ def test_same_yaml_is_key_matching_with_anchor_and_nc_rules():
 def test_transfer_report_flag_reaches_the_train_config():
     parser = argparse.ArgumentParser()
     train_command.configure_parser(parser)
-    config = train_command.config_from_args(parser.parse_args(["--weights", "w.pt", "--transfer-report"]))
+    config = train_command.config_from_args(parser.parse_args(["--weights", "w.pt", "--transfer-report"]), TrainConfig)
     assert config.transfer_report is True
 
 

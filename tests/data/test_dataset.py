@@ -109,7 +109,7 @@ def test_label_cache_is_reused_until_a_file_changes(tiny_yolo, tmp_path, monkeyp
 def test_cache_dir_defaults_to_the_env_folder(tiny_yolo, tmp_path, monkeypatch):
     monkeypatch.setenv("YOLO_ATTN_CACHE", str(tmp_path / "envcache"))
     DetectionDataset(tiny_yolo, img_size=64)
-    assert len(list((tmp_path / "envcache").glob("*.cache"))) == 1
+    assert len(list((tmp_path / "envcache" / "labels").glob("*.cache"))) == 1
     assert not list(tiny_yolo.sources[0].parent.parent.rglob("*.cache"))
 
 

@@ -6,7 +6,10 @@ import cv2
 import numpy as np
 
 from yolo_attn.data.config import load_dataset_config
-from yolo_attn.data.synthetic import DEMO_COLORS, DEMO_NAMES, cache_root, draw_shape, generate_demo_dataset
+from yolo_attn.data import synthetic
+from yolo_attn.data.dataset import default_cache_dir
+from yolo_attn.data.synthetic import DEMO_COLORS, DEMO_NAMES, draw_shape, generate_demo_dataset
+from yolo_attn.utils.paths import cache_root
 
 
 def test_demo_set_layout_and_yaml(tmp_path):
@@ -24,6 +27,17 @@ def test_demo_set_layout_and_yaml(tmp_path):
 def test_cache_root_follows_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("YOLO_ATTN_CACHE", str(tmp_path))
     assert cache_root() == tmp_path
+    monkeypatch.delenv("YOLO_ATTN_CACHE")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert cache_root() == tmp_path / "home" / ".cache" / "yolo-attn"
+
+
+def test_label_cache_and_demo_set_share_the_cache_root(monkeypatch, tmp_path):
+    monkeypatch.setenv("YOLO_ATTN_CACHE", str(tmp_path))
+    monkeypatch.setattr(synthetic, "synthetic_image", lambda rng, size: (np.zeros((size, size, 3), np.uint8),
+                                                                         np.zeros((0, 5))))
+    assert default_cache_dir() == tmp_path / "labels"
+    assert generate_demo_dataset(n_train=1, n_val=1, img_size=32) == tmp_path / "demo" / "demo.yaml"
 
 
 def test_labels_match_painted_pixels_exactly():

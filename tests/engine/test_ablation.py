@@ -131,9 +131,9 @@ def test_ablate_two_seeds_writes_statistics_and_resumes(tiny_data, tmp_path, cap
     wall_before_stop = load_checkpoint(last)["training"]["wall_s"]
 
     assert main([*argv, "--resume"]) == 0
-    out = capsys.readouterr().out
-    assert "base seed 0 already trained, skipping" in out and "SE-after9 seed 0 already trained, skipping" in out
-    assert "resuming SE-after9 seed 1" in out
+    log = capsys.readouterr().err
+    assert "base seed 0 already trained, skipping" in log and "SE-after9 seed 0 already trained, skipping" in log
+    assert "resuming SE-after9 seed 1" in log
     rows = read_csv(save_dir / "ablation.csv")
     assert [(r["row"], r["variant"], r["seed"]) for r in rows] == [
         ("run", "base", "0"), ("run", "base", "1"), ("summary", "base", ""),

@@ -1,4 +1,4 @@
-"""``yolo-attn cam``'s library: the gate protocol, detection targets through the head contract, letterbox
+"""``yolo-attn cam``'s library: gates read by hook, detection targets through the head contract, letterbox
 undone, the CAM on the official YOLOv5n weights concentrated in the detected boxes, and the figure."""
 
 from __future__ import annotations
@@ -17,12 +17,11 @@ from tests.conftest import CONFIGS
 from yolo_attn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, transfer_weights
 from yolo_attn.data.letterbox import letterbox
 from yolo_attn.engine.cam import (
-    CamSettings, DetectionTarget, ablation_cam_figure, box_means, draw_cam_figure, explain_all, head_inputs,
-    load_models, read_image, undo_letterbox,
+    CamSettings, DetectionTarget, ablation_cam_figure, box_means, capture_gates, draw_cam_figure, explain_all,
+    gate_layers, head_inputs, load_models, read_image, undo_letterbox,
 )
 from yolo_attn.errors import UserError
 from yolo_attn.nn.attention import _gates
-from yolo_attn.nn.attention._gates import GateRecorder, capture_attention, gate_layers
 from yolo_attn.nn.attention.cbam import CBAM
 from yolo_attn.nn.builder import build_model
 from yolo_attn.nn.registry import all_blocks
@@ -77,11 +76,14 @@ def test_capture_collects_gates_and_leaves_the_block_as_it_was():
     block = CBAM(64).eval()
     x = torch.randn(2, 64, 9, 11)
     before = block(x)
-    with capture_attention(block) as gates:
+    with capture_gates(block) as gates:
         during = block(x)
     assert torch.equal(before, during)
     assert [(g.kind, tuple(g.gate.shape)) for g in gates] == [("channel", (2, 64, 1, 1)), ("spatial", (2, 1, 9, 11))]
-    assert "_gate_sink" not in vars(block) and not block.gates_wanted
+    assert [(g.path, g.block, g.layer) for g in gates] == [("channel_attention.gate", "CBAM", None),
+                                                          ("spatial_attention.gate", "CBAM", None)]
+    assert torch.equal(gates[0].gate, block.channel_attention(x))
+    assert not any(m._forward_hooks for m in block.modules())  # the hooks are gone on exit
     block(x)
     assert len(gates) == 2  # off again: nothing more recorded
 
@@ -170,9 +172,15 @@ def test_unreadable_image_is_a_user_error(tmp_path):
         read_image(broken)
 
 
-def test_every_opted_in_block_is_a_gate_recorder():
-    opted = {s.name for s in all_blocks() if issubclass(s.cls, GateRecorder)}
-    assert {"CBAM", "BAM", "GAMAttention", "CA", "SimAM", "TripletAttention", "SE", "ECA"} <= opted
+def test_gates_inside_other_blocks_are_named_after_their_attention_block():
+    """The SE inside YOLOAir's MobileNetV3 bottleneck hands out its gate like the zoo's SE."""
+    backbone = [[-1, 1, "Conv", [16, 3, 2]], [-1, 1, "mobilev3_bneck", [16, 32, 3, 1, 1, 1]]]
+    model = build_model({"nc": 1, "anchors": [[10, 13, 16, 30, 33, 23]], "backbone": backbone,
+                         "head": [[[-1], 1, "Detect", ["nc", "anchors"]]]})
+    assert gate_layers(model) == {1: "SE"}
+    with capture_gates(model) as gates:
+        model(torch.zeros(1, 3, 64, 64))
+    assert [(g.layer, g.block, g.kind, tuple(g.gate.shape)) for g in gates] == [(1, "SE", "channel", (1, 32, 1, 1))]
 
 
 def test_ablation_figure_is_linked_from_the_table(official, variant, shared, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import logging
 import math
 import os
 import signal
@@ -23,7 +24,7 @@ from yolo_attn.engine.optim import (
     EarlyStopping, ModelEMA, accumulation_steps, build_optimizer, lr_lambda, parameter_groups,
 )
 from yolo_attn.checkpoint import transfer_weights
-from yolo_attn.engine.trainer import DEMO_DEFAULTS, TrainConfig, Trainer, train
+from yolo_attn.engine.trainer import KIND_DEFAULTS, TrainConfig, Trainer, train
 
 TINY = {"img": 64, "batch": 4, "workers": 0, "seed": 0}
 
@@ -45,7 +46,8 @@ def results_epochs(save_dir):
 
 
 def test_train_writes_results_and_checkpoints(tiny_data, tmp_path):
-    summary = train(cfg=str(CONFIGS / "models" / "yolov5n.yaml"), data=tiny_data, epochs=2, project=str(tmp_path), **TINY)
+    summary = train(cfg=str(CONFIGS / "models" / "yolov5n.yaml"), data=tiny_data, epochs=2, save_period=2,
+                    project=str(tmp_path), **TINY)
     assert set(summary) >= {"map50", "map50_95", "precision", "recall", "epochs", "wall_s", "best", "last"}
     assert summary["epochs"] == 2
     save_dir = summary["save_dir"]
@@ -54,8 +56,14 @@ def test_train_writes_results_and_checkpoints(tiny_data, tmp_path):
         assert os.path.isfile(os.path.join(save_dir, name)), name
     checkpoint = load_checkpoint(summary["last"])
     assert checkpoint["epoch"] == 1 and checkpoint["training"]["optimizer"] is not None and checkpoint["ema"] is not None
+    assert checkpoint["training"]["augment_rng"]["bit_generator"] == "PCG64"
+    # --save-period 2: a copy after every second epoch, here only the one of index 1
+    weights = os.path.join(save_dir, "weights")
+    assert sorted(f for f in os.listdir(weights) if f.startswith("epoch")) == ["epoch1.pt"]
+    assert load_checkpoint(os.path.join(weights, "epoch1.pt"))["epoch"] == 1
     loaded = load_model(summary["best"])
     assert loaded.names == ["rectangle", "ellipse", "triangle"] and loaded.model.nc == 3
+    assert not logging.getLogger("yolo_attn").handlers  # the library leaves logging to its caller
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
@@ -104,7 +112,7 @@ def test_sigkill_then_resume_continues_results(tiny_data, tmp_path):
     assert summary["epochs"] == 6 and results_epochs(tmp_path / "exp") == list(range(6))
 
 
-def test_fine_tune_transfers_matching_weights(tiny_data, tmp_path, capsys):
+def test_fine_tune_transfers_matching_weights(tiny_data, tmp_path, caplog):
     source = build_model(CONFIGS / "models" / "yolov5n.yaml", nc=80)
     target = build_model(CONFIGS / "models" / "yolov5n.yaml", nc=3)
     count = transfer_weights(target, source.state_dict())
@@ -113,10 +121,10 @@ def test_fine_tune_transfers_matching_weights(tiny_data, tmp_path, capsys):
     torch.testing.assert_close(target.model[0].conv.weight, source.model[0].conv.weight)
 
     summary = train(cfg=str(CONFIGS / "models" / "yolov5n.yaml"), data=tiny_data, epochs=1, project=str(tmp_path), **TINY)
-    capsys.readouterr()
-    tuned = train(weights=summary["last"], data=tiny_data, epochs=1, project=str(tmp_path), noplots=True, **TINY)
+    with caplog.at_level(logging.INFO, logger="yolo_attn"):
+        tuned = train(weights=summary["last"], data=tiny_data, epochs=1, project=str(tmp_path), noplots=True, **TINY)
     total = len(load_checkpoint(tuned["last"])["state_dict"])
-    assert f"transferred {total}/{total} pretrained tensors from" in capsys.readouterr().out
+    assert f"transferred {total}/{total} pretrained tensors from" in caplog.text
 
 
 def test_parameter_groups_and_weight_decay():
@@ -179,7 +187,7 @@ def test_demo_defaults(monkeypatch, tmp_path):
     monkeypatch.setattr(synthetic, "generate_demo_dataset", lambda: generate_demo_dataset(tmp_path / "demo", 4, 2, 64))
     trainer = Trainer(TrainConfig(project=str(tmp_path / "runs"), workers=0))
     trainer.setup()
-    assert trainer.config.img == 320 and trainer.config.epochs == DEMO_DEFAULTS["epochs"]
+    assert trainer.config.img == 320 and trainer.config.epochs == KIND_DEFAULTS["epochs"].demo
     assert trainer.config.optimizer == "AdamW" and trainer.hyp["nbs"] == 16
     assert trainer.config.cfg.endswith("yolov5n.yaml") and trainer.data.names == ["rectangle", "ellipse", "triangle"]
 

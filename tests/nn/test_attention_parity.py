@@ -1,7 +1,8 @@
 """Output-level parity with YOLOAir (github.com/iscyy/yoloair): each fixture in
 ``tests/fixtures/yoloair_attention`` holds a state_dict saved from YOLOAir's own module (YOLOAir's keys),
-a seeded input and YOLOAir's eval-mode output (see that folder's README). Our block, built with the
-fixture's constructor args, must load the state_dict by key (strict) and reproduce the output."""
+a seeded input and YOLOAir's eval-mode output (see that folder's README). Our block, built from the
+fixture's args through the block's rule (``Keywords.bind``: the values in the YAML's order, named and converted
+to the constructor's contract), must load the state_dict by key (strict) and reproduce the output."""
 
 from pathlib import Path
 
@@ -32,7 +33,9 @@ def test_fixtures_cover_the_shared_blocks():
 @pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
 def test_output_matches_yoloair(path):
     fixture = load(path)
-    block = lookup(fixture["name"]).cls(*fixture["args"])
+    spec = lookup(fixture["name"])
+    args, kwargs = spec.rule.bind(fixture["args"])
+    block = spec.cls(*args, **kwargs)
     block.load_state_dict(fixture["state_dict"], strict=True)
     with torch.no_grad():
         out = block.eval()(fixture["input"].clone())

@@ -32,7 +32,7 @@ def test_cbam_with_zero_weights_halves_twice():
 
 
 def test_cbam_matches_formula():
-    m = seeded(CBAM, 32, 32, 8, 3)
+    m = seeded(CBAM, 32, rd_ratio=1 / 8, kernel_size=3)
     x = torch.randn(2, 32, 6, 5)
     f1, f2 = m.channel_attention.f1.weight[:, :, 0, 0], m.channel_attention.f2.weight[:, :, 0, 0]
     mlp = lambda v: F.relu(v @ f1.T) @ f2.T  # noqa: E731
@@ -44,7 +44,7 @@ def test_cbam_matches_formula():
 
 
 def test_gam_matches_seed_formula_with_channel_shuffle():
-    m = seeded(GAMAttention, 32, 32, True, 4)
+    m = seeded(GAMAttention, 32)
     for bn in (m.spatial_attention[1], m.spatial_attention[4]):  # non-trivial eval statistics
         bn.running_mean.uniform_(-0.5, 0.5)
         bn.running_var.uniform_(0.5, 2.0)
@@ -59,7 +59,7 @@ def test_gam_matches_seed_formula_with_channel_shuffle():
 
 
 def test_gam_ungrouped_has_dense_convs():
-    grouped, dense = GAMAttention(32), GAMAttention(32, group=False)
+    grouped, dense = GAMAttention(32), GAMAttention(32, groups=1)
     assert count_params(dense) - count_params(grouped) == 2 * (32 * 8 * 49 - 32 * 8 * 49 // 4)
 
 
@@ -77,13 +77,13 @@ def test_bam_output_is_x_times_one_plus_sigmoid_of_branch_sum():
 def test_bam_spatial_branch_is_dilated():
     dilated = [c for c in BAM(64).spatial_gate if isinstance(c, torch.nn.Conv2d) and c.kernel_size == (3, 3)]
     assert [c.dilation for c in dilated] == [(4, 4), (4, 4)]
-    assert BAM(64, reduction=8).spatial_gate[0].out_channels == 8
+    assert BAM(64, rd_ratio=1 / 8).spatial_gate[0].out_channels == 8
 
 
 def test_double_attention_softmax_axes():
     # With A constant per channel, gathering (softmax over positions, sums to 1) and distributing (softmax
     # over the c_n descriptors, sums to 1) must both return that constant at every position.
-    m = seeded(DoubleAttentionLayer, 16, 4, 3)
+    m = seeded(DoubleAttentionLayer, 16, c_m=4, c_n=3)
     torch.nn.init.zeros_(m.convA.weight)
     a = torch.randn(4)
     m.convA.bias.data.copy_(a)
@@ -92,7 +92,7 @@ def test_double_attention_softmax_axes():
 
 
 def test_double_attention_matches_einsum():
-    m = seeded(DoubleAttentionLayer, 16, 6, 5, True)
+    m = seeded(DoubleAttentionLayer, 16, c_m=6, c_n=5, reconstruct=True)
     x = torch.randn(2, 16, 4, 3)
     a, b, v = (conv(x).flatten(2) for conv in (m.convA, m.convB, m.convV))
     g = torch.einsum("bmp,bnp->bmn", a, b.softmax(-1))
@@ -103,7 +103,7 @@ def test_double_attention_matches_einsum():
 
 @pytest.mark.parametrize("window", [1, 2])
 def test_clo_global_branch_is_softmax_attention_over_pooled_kv(window):
-    m = seeded(CloAttention, 32, 4, [0, 4], [3], window)
+    m = seeded(CloAttention, 32, num_heads=4, group_split=[0, 4], kernel_sizes=[3], window_size=window)
     x = torch.randn(2, 32, 6, 4)
     heads = lambda t: t.view(2, 4, 8, -1).transpose(-1, -2)  # noqa: E731  (b, m, n, d)
     q = heads(m.global_q(x))
@@ -113,7 +113,7 @@ def test_clo_global_branch_is_softmax_attention_over_pooled_kv(window):
 
 
 def test_clo_local_branch_is_attnconv():
-    m = seeded(CloAttention, 16, 2, [2, 0], [3], 4)
+    m = seeded(CloAttention, 16, num_heads=2, group_split=[2, 0], kernel_sizes=[3], window_size=4)
     x = torch.randn(1, 16, 5, 7)
     q, k, v = m.convs[0](m.qkvs[0](x)).chunk(3, 1)
     local = torch.tanh(m.act_blocks[0](q * k) / 8**0.5) * v  # dim_head = 8
@@ -122,9 +122,9 @@ def test_clo_local_branch_is_attnconv():
 
 def test_clo_rejects_inconsistent_split():
     with pytest.raises(ValueError, match="group_split"):
-        CloAttention(64, 8, [4, 2], [5], 4)
+        CloAttention(64, num_heads=8, group_split=[4, 2], kernel_sizes=[5], window_size=4)
     with pytest.raises(ValueError, match="divisible by num_heads"):
-        CloAttention(60, 8)
+        CloAttention(60, num_heads=8)
 
 
 def layer_model(entry, channels=256, width=1.0):
@@ -147,7 +147,8 @@ def test_same_channels_rule_scales_c2_and_rejects_mismatch():
 
 def test_double_attention_rule_output_channels():
     model = build_model(layer_model([-1, 1, "DoubleAttention", [128, 3]], width=0.5))
-    assert model.layer_records[1].args == [128, 64, 3]  # c_m width-scaled, c_n as written
+    block = model.model[1]
+    assert (block.in_channels, block.c_m, block.c_n) == (128, 64, 3)  # c_m width-scaled, c_n as written
     assert model.head.m[0].in_channels == 64
     model = build_model(layer_model([-1, 1, "DoubleAttentionLayer", [64, 8, True]]))
     assert model.head.m[0].in_channels == 256  # reconstruct -> input channels

@@ -1,18 +1,27 @@
 """Every attention block (yolo_attn.nn.attention) built from its ``yaml_example`` through the builder:
 shape, gradients, batch 1, eval mode, a non-square odd size, constant input, a pinned parameter count,
-docs, and ONNX export with dynamic batch/height/width matching torch."""
+docs, the constructor contract and the gates ``yolo-attn cam`` reads, and ONNX export with dynamic
+batch/height/width matching torch."""
 
+import importlib
+import inspect
+import pkgutil
 import re
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from torch import nn
 
+import yolo_attn.nn
+from yolo_attn.engine.cam import capture_gates
 from yolo_attn.engine.exporter import export_onnx
+from yolo_attn.nn.attention._common import hidden_channels
+from yolo_attn.nn.attention._gates import Gate
 from yolo_attn.nn.builder import ModelConfigError, build_model, parse_layers
 from yolo_attn.nn.registry import all_blocks, lookup
-from yolo_attn.nn.rules import LayerContext
+from yolo_attn.nn.rules import Keywords, LayerContext
 
 CHANNELS = 256
 HEIGHT, WIDTH = 13, 17  # non-square, odd
@@ -70,11 +79,14 @@ def build(spec) -> torch.nn.Module:
     return layers[1]
 
 
-def declared_out_channels(spec) -> int:
-    ctx = LayerContext(
+def example_context() -> LayerContext:
+    return LayerContext(
         index=1, c_in=(CHANNELS,), number=1, width_multiple=1.0, channel_multiple=8, nc=1, num_outputs=18
     )
-    return spec.rule.resolve(example_entry(spec)[3], ctx).c_out
+
+
+def declared_out_channels(spec) -> int:
+    return spec.rule.resolve(example_entry(spec)[3], example_context()).c_out
 
 
 def test_zoo_is_complete():
@@ -203,6 +215,8 @@ def test_onnx_export_with_dynamic_shapes_matches_torch(spec, tmp_path):
         ("[-1, 1, MHSA, [256, 14, 14, 3]]", "divisible by heads"),
         ("[-1, 1, GatherExcite, [0, True]]", "fixed input size"),
         ("[-1, 1, AxialAttention, [256, 1, True]]", "reversible"),
+        ("[-1, 1, SE, [256, 16, 3]]", "too many args for its YAML signature"),
+        ("[-1, 1, CBAM, [256, 0]]", "reduction must be a positive number"),
     ],
 )
 def test_bad_arguments_fail_at_build_naming_the_layer(line, message):
@@ -308,3 +322,119 @@ def test_soca_matrix_square_root():
     torch.testing.assert_close(converged @ converged, a, rtol=0, atol=1e-10)
     five_steps = newton_schulz_sqrtm(a, iterations=5)  # SOCA's setting: an approximation, as in iSQRT-COV
     torch.testing.assert_close(five_steps @ five_steps, a, rtol=0, atol=1e-3)
+
+
+# The constructor contract (timm's ``layers/``): these names, in this order, positional; everything else keyword-only.
+CONTRACT = ("channels", "rd_ratio", "rd_channels", "rd_divisor", "kernel_size", "act_layer", "gate_layer")
+REDUCTION = ("rd_ratio", "rd_channels", "rd_divisor")
+OLD_NAMES = {"c1", "c2", "dim", "in_channels", "reduction", "ratio", "rate", "k_size"}
+
+# Gates ``yolo-attn cam`` reads from each block's example, in forward order (no entry: the block has no gate);
+# GlobalContext's gate exists only with the 'channel_mul' fusion.
+GATES = {
+    "BAM": ["spatial"], "CA": ["spatial", "spatial"], "CBAM": ["channel", "spatial"], "CloAttention": ["spatial"],
+    "ECA": ["channel"], "EffectiveSE": ["channel"], "EMA": ["spatial"] * 3, "GAMAttention": ["channel", "spatial"],
+    "GatherExcite": ["channel"], "GlobalContext": ["channel"], "LSKBlock": ["spatial"], "NAMAttention": ["channel"],
+    "ParNetAttention": ["channel"], "PolarizedSelfAttention": ["channel", "spatial"],
+    "SequentialPolarized": ["channel", "spatial"], "SE": ["channel"], "ShuffleAttention": ["channel", "spatial"],
+    "SimAM": ["spatial"], "SOCA": ["channel"], "SpatialGroupEnhance": ["spatial"], "TripletAttention": ["spatial"] * 3,
+}
+GATE_EXAMPLES = {"GlobalContext": "[-1, 1, GlobalContext, [256, 0.25, att, [channel_add, channel_mul]]]"}
+
+
+def gated_build(spec) -> torch.nn.Module:
+    """The block from its example, or from the example that has its gates."""
+    line = yaml.safe_load(GATE_EXAMPLES.get(spec.name, spec.cls.yaml_example))
+    torch.manual_seed(0)
+    layers, _, _ = parse_layers({"nc": 1, "backbone": [[-1, 1, "Conv", [CHANNELS, 1, 1]], line], "head": []}, ch=3)
+    return layers[1]
+
+
+def parameters(spec) -> list[inspect.Parameter]:
+    return list(inspect.signature(spec.cls.__init__).parameters.values())[1:]
+
+
+@pytest.mark.parametrize("spec", ATTENTION, ids=IDS)
+def test_constructor_contract(spec):
+    params = parameters(spec)
+    names = [p.name for p in params]
+    assert names[0] == "channels"
+    positional = [p.name for p in params if p.kind is p.POSITIONAL_OR_KEYWORD]
+    assert positional == [n for n in CONTRACT if n in positional], "contract arguments, in the contract's order"
+    paper = [p for p in params if p.name not in CONTRACT]
+    assert all(p.kind is p.KEYWORD_ONLY for p in paper), "paper-specific arguments are keyword-only"
+    assert {n for n in REDUCTION if n in names} in (set(), set(REDUCTION)), "rd_ratio, rd_channels, rd_divisor together"
+    assert not OLD_NAMES & set(names)
+    assert isinstance(spec.rule, Keywords) and spec.rule.names[0] == "channels", "the YAML order lives in the rule"
+
+
+def _activations_outside_gates(block: nn.Module) -> list[nn.Module]:
+    in_gates = {id(m) for gate in block.modules() if isinstance(gate, Gate) for m in gate.modules()}
+    return [m for m in block.modules() if type(m).__module__ == "torch.nn.modules.activation" and id(m) not in in_gates]
+
+
+@pytest.mark.parametrize("spec", ATTENTION, ids=IDS)
+def test_act_and_gate_layers_where_the_block_has_them(spec):
+    block = gated_build(spec)
+    names = {p.name for p in parameters(spec)}
+    gate_layers = [m.layer for m in block.modules() if isinstance(m, Gate) and not isinstance(m.layer, nn.Identity)]
+    assert ("act_layer" in names) == bool(_activations_outside_gates(block))
+    assert ("gate_layer" in names) == bool(gate_layers)
+    resolved = spec.rule.resolve(yaml.safe_load(GATE_EXAMPLES.get(spec.name, spec.cls.yaml_example))[3],
+                                 example_context())
+    swapped = {"act_layer": nn.Mish, "gate_layer": nn.Softsign}
+    other = spec.cls(*resolved.args, **resolved.kwargs, **{k: v for k, v in swapped.items() if k in names})
+    if "act_layer" in names:
+        assert any(isinstance(m, nn.Mish) for m in _activations_outside_gates(other))
+    kept = [m.layer for m in other.modules() if isinstance(m, Gate) and not isinstance(m.layer, nn.Identity)]
+    assert all(isinstance(layer, nn.Softsign) for layer in kept) and len(kept) == len(gate_layers)
+    assert sum(p.numel() for p in other.parameters()) == sum(p.numel() for p in block.parameters())
+
+
+@pytest.mark.parametrize("spec", ATTENTION, ids=IDS)
+def test_cam_finds_the_gates(spec):
+    block = gated_build(spec).eval()
+    x = torch.randn(2, CHANNELS, HEIGHT, WIDTH)
+    with torch.no_grad(), capture_gates(block) as gates:
+        out = block(x)
+    assert [g.kind for g in gates] == GATES.get(spec.name, [])
+    assert all(g.block == spec.cls.__name__ for g in gates)
+    for g in gates:  # a (b, c', h', w') gate over the block's positions: full size or 1 along each spatial axis
+        b, _, h, w = g.gate.shape
+        assert b == 2 and h in (1, HEIGHT) and w in (1, WIDTH)
+    with torch.no_grad():
+        assert torch.equal(block(x), out)  # the gates are the computation itself, not a second pass
+
+
+def test_gates_add_no_parameters_or_keys():
+    for spec in ATTENTION:
+        for gate in (m for m in gated_build(spec).modules() if isinstance(m, Gate)):
+            assert not gate.state_dict() and not list(gate.parameters()), spec.name
+
+
+@pytest.mark.parametrize(("channels", "rd_ratio", "rd_channels", "rd_divisor", "min_channels", "hidden"), [
+    (256, 1 / 16, None, 1, 1, 16),  # SE, CBAM: channels // 16
+    (24, 1 / 16, None, 1, 1, 1),  # rounded down, as the papers' //
+    (8, 1 / 16, None, 1, 1, 1),  # never below min_channels
+    (49, 1 / 49, None, 1, 1, 1),  # 49 * (1 / 49) < 1 in floating point
+    (64, 1 / 32, None, 1, 8, 8),  # CA: at least 8
+    (256, 1 / 16, None, 1, 32, 32),  # SK: at least L
+    (100, 1 / 4, None, 8, 1, 32),  # rd_divisor: up to a multiple (YOLOv5's make_divisible)
+    (256, 1 / 16, 40, 8, 1, 40),  # rd_channels wins
+])
+def test_hidden_channels(channels, rd_ratio, rd_channels, rd_divisor, min_channels, hidden):
+    assert hidden_channels(channels, rd_ratio, rd_channels, rd_divisor, min_channels) == hidden
+
+
+def test_no_registered_name_is_the_name_of_another_class():
+    """A YAML name or alias that is also the name of a different class (YOLOAir's ``SELayer`` was, beside SE's
+    alias) reads as that class but builds another."""
+    classes: dict[str, set[type]] = {}
+    for info in pkgutil.walk_packages(yolo_attn.nn.__path__, "yolo_attn.nn."):
+        module = importlib.import_module(info.name)
+        for name, obj in vars(module).items():
+            if inspect.isclass(obj) and issubclass(obj, nn.Module) and obj.__module__ == module.__name__:
+                classes.setdefault(name, set()).add(obj)
+    clashes = {key: spec.name for spec in all_blocks() for key in (spec.name, *spec.aliases)
+               if classes.get(key, {spec.cls}) - {spec.cls}}
+    assert not clashes

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 from dataclasses import asdict
 
-from yolo_attn.commands.common import add_device_argument, add_json_argument, add_run_dir_arguments, print_json
-from yolo_attn.engine.ablation import AblationConfig, parse_seeds, run_ablation
+from yolo_attn.commands.common import (
+    add_config_arguments, add_json_argument, add_run_dir_arguments, config_from_args, print_json,
+)
+from yolo_attn.engine.ablation import PER_RUN_OPTIONS, AblationConfig, parse_seeds, run_ablation
 from yolo_attn.engine.ablation_report import VariantSummary, markdown_report
+from yolo_attn.engine.trainer import TrainConfig
 
 DEFAULTS = AblationConfig(blocks=())
 
@@ -21,16 +24,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     where.add_argument("--replace", type=int, metavar="IDX", help="replace layer IDX by each block instead")
     p.add_argument("--args", default=None,
                    help="YAML args for every block (default: each block's example args fitted to the layer's channels)")
-    p.add_argument("--weights", help="pretrained weights, transferred layer by layer into every variant")
-    p.add_argument("--transfer-report", action="store_true",
-                   help="print which pretrained layer went into which layer of each variant")
-    p.add_argument("--data", help="dataset YAML (default: the built-in synthetic demo set)")
-    p.add_argument("--hyp", help="hyperparameter YAML (default as yolo-attn train)")
-    p.add_argument("--epochs", type=int, default=None, help="epochs per variant (default as yolo-attn train)")
-    p.add_argument("--img", "--img-size", dest="img", type=int, default=None, help="image size (default as train)")
-    p.add_argument("--batch", "--batch-size", dest="batch", type=int, default=DEFAULTS.batch)
-    add_device_argument(p)
-    p.add_argument("--workers", type=int, default=DEFAULTS.workers)
+    training = p.add_argument_group("training", "the options of yolo-attn train, for every (variant, seed) run "
+                                    "(--weights go layer by layer into every variant)")
+    add_config_arguments(training, TrainConfig, exclude=PER_RUN_OPTIONS)
     p.add_argument("--seeds", default="1", metavar="N|S,S,...",
                    help="train every variant once per seed: 3 means 0,1,2; 0,5,7 lists them (default 1: seed 0). "
                    "Two or more give mean ± std and a paired confidence interval for Δ")
@@ -44,9 +40,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     config = AblationConfig(
         blocks=tuple(args.blocks.split(",")), base=args.base, after=tuple(args.after) if args.after else None,
-        replace=args.replace, args=args.args, weights=args.weights, data=args.data, hyp=args.hyp, epochs=args.epochs,
-        img=args.img, batch=args.batch, device=args.device, workers=args.workers, seeds=parse_seeds(args.seeds),
-        transfer_report=args.transfer_report, project=args.project, name=args.name, exist_ok=args.exist_ok,
+        replace=args.replace, args=args.args, train=config_from_args(args, TrainConfig, exclude=PER_RUN_OPTIONS),
+        seeds=parse_seeds(args.seeds), project=args.project, name=args.name, exist_ok=args.exist_ok,
         resume=args.resume, cam=args.cam,
     )
     summaries, save_dir = run_ablation(config)

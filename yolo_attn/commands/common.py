@@ -1,12 +1,17 @@
-"""Flags and output conventions every command shares: ``--device``, ``--project/--name/--exist-ok``, ``--json``."""
+"""Flags and output conventions every command shares: ``--device``, ``--project/--name/--exist-ok``, ``--json``,
+and the flags a library config declares on its fields (:mod:`yolo_attn.engine.options`)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import typing
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+from yolo_attn.engine.options import OPTION
 from yolo_attn.utils.device import DEFAULT_DEVICE, DEVICE_HELP
 from yolo_attn.utils.paths import increment_path
 
@@ -34,3 +39,35 @@ def add_json_argument(parser: argparse.ArgumentParser, what: str) -> None:
 def print_json(value: Any) -> None:
     """The machine-readable result: one JSON object on one line, always the command's last line."""
     print(json.dumps(value), flush=True)
+
+
+def _argument_kind(annotation: Any) -> dict[str, Any]:
+    """argparse keywords for a field of this type: ``bool`` a switch, ``bool | str`` a flag with an optional value,
+    ``int``/``float`` converted, ``str`` as given (``None`` in a union is the unset default)."""
+    types = set(typing.get_args(annotation)) - {type(None)} or {annotation}
+    if types == {bool}:
+        return {"action": "store_true"}
+    if types == {bool, str}:
+        return {"nargs": "?", "const": True}
+    (kind,) = types
+    return {} if kind is str else {"type": kind}
+
+
+def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, config_type: type,
+                         exclude: Collection[str] = ()) -> None:
+    """One flag per field of the dataclass ``config_type`` declared with an ``Option``, except ``exclude``: its
+    spellings, default, help, choices and metavar as declared, its type from the annotation."""
+    hints = typing.get_type_hints(config_type)
+    for field in dataclasses.fields(config_type):
+        declared = field.metadata.get(OPTION)
+        if declared is None or field.name in exclude:
+            continue
+        extras = {"choices": declared.choices, "metavar": declared.metavar}
+        parser.add_argument(*declared.spellings(field.name), dest=field.name, default=field.default, help=declared.help,
+                            **_argument_kind(hints[field.name]), **{k: v for k, v in extras.items() if v is not None})
+
+
+def config_from_args(args: argparse.Namespace, config_type: type, exclude: Collection[str] = ()) -> Any:
+    """``config_type`` from the parsed flags that share a field's name (``exclude`` left at their defaults)."""
+    names = [f.name for f in dataclasses.fields(config_type) if f.name not in exclude and hasattr(args, f.name)]
+    return config_type(**{name: getattr(args, name) for name in names})

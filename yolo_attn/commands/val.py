@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 
 from yolo_attn.checkpoint import load_model
 from yolo_attn.commands.common import add_device_argument, add_json_argument, add_run_dir_arguments, print_json, run_dir
@@ -36,8 +35,6 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
     source = resolve_split(args.data, args.split)  # a missing dataset fails before the weights load
     loaded = load_model(args.weights, device=args.device, fuse=True)
     save_dir = run_dir(args)

@@ -2,13 +2,13 @@
 
 The recipe and its hyperparameter names are YOLOv5's (ultralytics/yolov5 ``utils/augmentations.py``,
 ``utils/dataloaders.py``); mosaic follows YOLOv4 (Bochkovskiy et al. 2020), mixup Zhang et al. (ICLR 2018).
-Labels inside this module are ``(n, 5)`` arrays of (class, x1, y1, x2, y2) in pixels.
+Labels inside this module are ``(n, 5)`` arrays of (class, x1, y1, x2, y2) in pixels. Every random draw comes
+from the ``rng`` passed in (:class:`TrainDataset`: its own generator), never from process-wide state.
 """
 
 from __future__ import annotations
 
 import math
-import random
 from typing import Any
 
 import cv2
@@ -22,11 +22,12 @@ from yolo_attn.utils.boxes import xywh2xyxy
 cv2.setNumThreads(0)
 
 
-def augment_hsv(image: np.ndarray, hgain: float = 0.5, sgain: float = 0.5, vgain: float = 0.5) -> None:
+def augment_hsv(image: np.ndarray, rng: np.random.Generator, hgain: float = 0.5, sgain: float = 0.5,
+                vgain: float = 0.5) -> None:
     """Jitter hue, saturation and value of a BGR uint8 image in place by random gains in [1 - g, 1 + g]."""
     if not (hgain or sgain or vgain):
         return
-    gains = np.random.uniform(-1, 1, 3) * [hgain, sgain, vgain] + 1
+    gains = rng.uniform(-1, 1, 3) * [hgain, sgain, vgain] + 1
     hue, sat, val = cv2.split(cv2.cvtColor(image, cv2.COLOR_BGR2HSV))
     x = np.arange(0, 256, dtype=gains.dtype)
     lut_hue = ((x * gains[0]) % 180).astype(image.dtype)
@@ -49,6 +50,7 @@ def box_candidates(
 def random_perspective(
     image: np.ndarray,
     labels: np.ndarray,
+    rng: np.random.Generator,
     degrees: float = 10,
     translate: float = 0.1,
     scale: float = 0.1,
@@ -64,16 +66,16 @@ def random_perspective(
     centre = np.eye(3)
     centre[0, 2], centre[1, 2] = -image.shape[1] / 2, -image.shape[0] / 2
     persp = np.eye(3)
-    persp[2, 0], persp[2, 1] = random.uniform(-perspective, perspective), random.uniform(-perspective, perspective)
+    persp[2, 0], persp[2, 1] = rng.uniform(-perspective, perspective), rng.uniform(-perspective, perspective)
     rotation = np.eye(3)
-    scale_gain = random.uniform(1 - scale, 1 + scale)
-    rotation[:2] = cv2.getRotationMatrix2D(angle=random.uniform(-degrees, degrees), center=(0, 0), scale=scale_gain)
+    scale_gain = rng.uniform(1 - scale, 1 + scale)
+    rotation[:2] = cv2.getRotationMatrix2D(angle=rng.uniform(-degrees, degrees), center=(0, 0), scale=scale_gain)
     shearing = np.eye(3)
-    shearing[0, 1] = math.tan(random.uniform(-shear, shear) * math.pi / 180)
-    shearing[1, 0] = math.tan(random.uniform(-shear, shear) * math.pi / 180)
+    shearing[0, 1] = math.tan(rng.uniform(-shear, shear) * math.pi / 180)
+    shearing[1, 0] = math.tan(rng.uniform(-shear, shear) * math.pi / 180)
     translation = np.eye(3)
-    translation[0, 2] = random.uniform(0.5 - translate, 0.5 + translate) * width
-    translation[1, 2] = random.uniform(0.5 - translate, 0.5 + translate) * height
+    translation[0, 2] = rng.uniform(0.5 - translate, 0.5 + translate) * width
+    translation[1, 2] = rng.uniform(0.5 - translate, 0.5 + translate) * height
     matrix = translation @ shearing @ rotation @ persp @ centre
     if border[0] or border[1] or (matrix != np.eye(3)).any():
         if perspective:
@@ -96,20 +98,20 @@ def random_perspective(
     return image, labels
 
 
-def mixup(image: np.ndarray, labels: np.ndarray, image2: np.ndarray, labels2: np.ndarray):
+def mixup(image: np.ndarray, labels: np.ndarray, image2: np.ndarray, labels2: np.ndarray, rng: np.random.Generator):
     """Blend two images with a Beta(32, 32) ratio and keep both label sets (Zhang et al., ICLR 2018)."""
-    ratio = np.random.beta(32.0, 32.0)
+    ratio = rng.beta(32.0, 32.0)
     blended = (image * ratio + image2 * (1 - ratio)).astype(np.uint8)
     return blended, np.concatenate((labels, labels2), 0)
 
 
-def flip(image: np.ndarray, labels: np.ndarray, hyp: dict[str, Any]) -> np.ndarray:
+def flip(image: np.ndarray, labels: np.ndarray, rng: np.random.Generator, hyp: dict[str, Any]) -> np.ndarray:
     """Random up-down / left-right flips of an image and its (cls, x1, y1, x2, y2) pixel labels (in place)."""
     h, w = image.shape[:2]
-    if random.random() < hyp.get("flipud", 0.0):
+    if rng.random() < hyp.get("flipud", 0.0):
         image = np.flipud(image)
         labels[:, [2, 4]] = h - labels[:, [4, 2]]
-    if random.random() < hyp.get("fliplr", 0.0):
+    if rng.random() < hyp.get("fliplr", 0.0):
         image = np.fliplr(image)
         labels[:, [1, 3]] = w - labels[:, [3, 1]]
     return image
@@ -153,7 +155,8 @@ class TrainDataset(DetectionDataset):
 
     Hyp keys used: mosaic, mosaic9 (share of mosaics that use 9 images, ours, default 0), mixup,
     degrees, translate, scale, shear, perspective, hsv_h/s/v, flipud, fliplr. Set :attr:`mosaic` to
-    False to close mosaic (last epochs).
+    False to close mosaic (last epochs). Every draw comes from :attr:`rng` (``seed=``, see
+    :class:`~yolo_attn.data.dataset.DetectionDataset`).
     """
 
     def __init__(self, *args: Any, hyp: dict[str, Any] | None = None, augment: bool = True, **kwargs: Any):
@@ -166,16 +169,16 @@ class TrainDataset(DetectionDataset):
     def __getitem__(self, index: int):
         if not self.augment:
             return super().__getitem__(index)
-        hyp = self.hyp
-        if self.mosaic and random.random() < hyp["mosaic"]:
+        hyp, rng = self.hyp, self.rng
+        if self.mosaic and rng.random() < hyp["mosaic"]:
             image, labels = self.load_mosaic(index)
-            if random.random() < hyp.get("mixup", 0.0):
-                image, labels = mixup(image, labels, *self.load_mosaic(random.randint(0, len(self.labels) - 1)))
+            if rng.random() < hyp.get("mixup", 0.0):
+                image, labels = mixup(image, labels, *self.load_mosaic(int(rng.integers(len(self.labels)))), rng)
         else:
             image, labels, _ = self.load_letterboxed(index)
             image, labels = self.warp(image, labels)
-        augment_hsv(image, hyp.get("hsv_h", 0.0), hyp.get("hsv_s", 0.0), hyp.get("hsv_v", 0.0))
-        image = flip(image, labels, hyp)
+        augment_hsv(image, rng, hyp.get("hsv_h", 0.0), hyp.get("hsv_s", 0.0), hyp.get("hsv_v", 0.0))
+        image = flip(image, labels, rng, hyp)
         return self.format_item(image, labels, index, None)
 
     def warp(self, image: np.ndarray, labels: np.ndarray, border: tuple[int, int] = (0, 0)):
@@ -183,6 +186,7 @@ class TrainDataset(DetectionDataset):
         return random_perspective(
             image,
             labels,
+            self.rng,
             degrees=hyp.get("degrees", 0.0),
             translate=hyp.get("translate", 0.0),
             scale=hyp.get("scale", 0.0),
@@ -198,14 +202,19 @@ class TrainDataset(DetectionDataset):
             labels[:, 1:] = xywh2xyxy(labels[:, 1:]) * np.array([w, h, w, h], np.float32) + np.array([padw, padh] * 2, np.float32)
         return labels
 
+    def mosaic_indices(self, index: int, others: int) -> list[int]:
+        """``index`` and ``others`` random images (with replacement), in random order: a mosaic's tiles."""
+        indices = [index, *self.rng.integers(len(self.labels), size=others).tolist()]
+        self.rng.shuffle(indices)
+        return indices
+
     def load_mosaic(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """A 4-image (or, with probability ``hyp['mosaic9']``, 9-image) mosaic, warped and cropped to 2s -> s."""
-        if random.random() < self.hyp.get("mosaic9", 0.0):
+        if self.rng.random() < self.hyp.get("mosaic9", 0.0):
             return self.load_mosaic9(index)
         s = self.img_size
-        yc, xc = (int(random.uniform(-x, 2 * s + x)) for x in self.mosaic_border)
-        indices = [index] + random.choices(range(len(self.labels)), k=3)
-        random.shuffle(indices)
+        yc, xc = (int(self.rng.uniform(-x, 2 * s + x)) for x in self.mosaic_border)
+        indices = self.mosaic_indices(index, 3)
         canvas_image = None
         all_labels = []
         for i, idx in enumerate(indices):
@@ -222,8 +231,7 @@ class TrainDataset(DetectionDataset):
     def load_mosaic9(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """A 3x3 mosaic around image ``index``, randomly cropped to 2s then warped to s."""
         s = self.img_size
-        indices = [index] + random.choices(range(len(self.labels)), k=8)
-        random.shuffle(indices)
+        indices = self.mosaic_indices(index, 8)
         canvas_image = None
         all_labels = []
         first = previous = (-1, -1)
@@ -238,7 +246,7 @@ class TrainDataset(DetectionDataset):
             canvas_image[y1:y2, x1:x2] = image[y1 - pady :, x1 - padx :][: y2 - y1, : x2 - x1]
             all_labels.append(self.pixel_labels(idx, w, h, padx, pady))
             previous = (h, w)
-        yc, xc = (int(random.uniform(0, s)) for _ in self.mosaic_border)
+        yc, xc = (int(self.rng.uniform(0, s)) for _ in self.mosaic_border)
         canvas_image = canvas_image[yc : yc + 2 * s, xc : xc + 2 * s]
         labels = np.concatenate(all_labels, 0)
         labels[:, [1, 3]] -= xc

@@ -12,7 +12,6 @@ import hashlib
 import logging
 import math
 import os
-import random
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -23,19 +22,19 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
 
 from yolo_attn.data.coco_json import CocoImage, image_ids_from_names, read_coco_labels
 from yolo_attn.data.config import SplitSource
 from yolo_attn.data.letterbox import letterbox
 from yolo_attn.errors import UserError
 from yolo_attn.utils.boxes import clip_boxes, xywh2xyxy, xyxy2xywh
+from yolo_attn.utils.paths import CACHE_ENV, cache_root
 
-LOGGER = logging.getLogger("yolo_attn.data")
+LOGGER = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = frozenset({".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm"})
 CACHE_VERSION = 1
-CACHE_ENV = "YOLO_ATTN_CACHE"
 MIN_IMAGE_SIDE = 10  # pixels; smaller images are reported corrupt (YOLOv5's check)
 LABEL_CLIP_EPS = 1e-3  # boxes are clipped this far inside the image before normalising (YOLOv5)
 EXIF_ORIENTATION = 274
@@ -46,8 +45,9 @@ Shapes = tuple[tuple[int, int], tuple[tuple[float, float], tuple[float, float]]]
 
 
 def default_cache_dir() -> Path:
-    """``$YOLO_ATTN_CACHE`` or ``~/.cache/yolo-attn/labels``: outside the dataset, which may be read-only."""
-    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "yolo-attn" / "labels")
+    """``labels`` in the cache root (:func:`~yolo_attn.utils.paths.cache_root`): outside the dataset, which may be
+    read-only."""
+    return cache_root() / "labels"
 
 
 def label_path_for(image_path: str) -> str:
@@ -302,7 +302,7 @@ def scan_split(split: SplitSource, cache_dir: Path | str | None = None, prefix: 
         scan = _scan(split, yolo_images)
         _write_cache(cache, key, scan)
     for message in scan.summary.messages:
-        LOGGER.warning(f"{prefix}WARNING {message}")
+        LOGGER.warning(f"{prefix}{message}")
     LOGGER.info(scan.summary.line(prefix))
     if not scan.im_files:
         raise UserError(f"{split.origin}: no usable images ({scan.summary.line()})")
@@ -339,6 +339,8 @@ class DetectionDataset(Dataset):
     ``shapes``: (N, 2) original (w, h); ``image_ids``: COCO image ids (the json's, or from file names).
     Items are not augmented: :class:`~yolo_attn.data.augment.TrainDataset` adds that in ``__getitem__``
     (building the sample with :meth:`load_letterboxed` and :meth:`format_item`) and sets ``augment``.
+    ``rng``: the generator every random draw of the items comes from (``seed``: an int, or a generator to share);
+    a loader worker reseeds its copy (:meth:`reseed`).
     """
 
     augment = False  # resize with INTER_LINEAR and let the letterbox scale up, as YOLOv5 does when augmenting
@@ -353,9 +355,11 @@ class DetectionDataset(Dataset):
         pad: float = 0.0,
         prefix: str = "",
         cache_dir: Path | str | None = None,
+        seed: int | np.random.Generator = 0,
     ):
         split.check_exists()
         self.split = split
+        self.rng = np.random.default_rng(seed)
         self.img_size = img_size
         self.rect = rect
         self.stride = stride
@@ -378,6 +382,10 @@ class DetectionDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.im_files)
+
+    def reseed(self, seed: int) -> None:
+        """Draw from a new generator seeded with ``seed`` (a loader worker's own stream)."""
+        self.rng = np.random.default_rng(seed)
 
     def load_image(self, i: int) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
         """BGR image ``i`` resized so its long side is ``img_size``: (image, (h0, w0), (h, w))."""
@@ -430,11 +438,11 @@ class DetectionDataset(Dataset):
 
 
 def _init_worker(worker_id: int) -> None:
-    """Seed numpy and random from torch's per-worker seed; keep OpenCV single-threaded inside workers."""
+    """Reseed the worker's copy of the dataset from torch's per-worker seed (drawn from the loader's generator:
+    the run's seed, epoch and rank, plus the worker id); keep OpenCV single-threaded inside workers."""
     cv2.setNumThreads(0)
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)
+    info = get_worker_info()
+    info.dataset.reseed(info.seed)
 
 
 def create_dataloader(

@@ -1,28 +1,24 @@
 """The built-in demo dataset: solid shapes of a few classes on textured backgrounds, with exact labels.
 
-Written once into ``$YOLO_ATTN_CACHE/demo`` (default ``~/.cache/yolo-attn/demo``) in the YOLO layout
+Written once into ``demo`` in the cache root (:func:`~yolo_attn.utils.paths.cache_root`) in the YOLO layout
 (``images/{train,val}``, ``labels/{train,val}``) with a dataset YAML, so ``yolo-attn train`` runs with
 no data of the user's own.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
 import yaml
 
+from yolo_attn.utils.paths import cache_root
+
 DEMO_NAMES = ["rectangle", "ellipse", "triangle"]
 # BGR colours far apart in hue so that colour alone separates the classes.
 DEMO_COLORS = [(40, 40, 220), (40, 200, 40), (220, 90, 30)]
 DEMO_YAML_NAME = "demo.yaml"
-
-
-def cache_root() -> Path:
-    """``$YOLO_ATTN_CACHE`` or ``~/.cache/yolo-attn``."""
-    return Path(os.environ.get("YOLO_ATTN_CACHE") or Path.home() / ".cache" / "yolo-attn")
 
 
 def textured_background(rng: np.random.Generator, size: int) -> np.ndarray:

@@ -11,8 +11,10 @@ resumes a half-trained one from its ``last.pt``. Results (:mod:`~yolo_attn.engin
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,10 @@ from yolo_attn.utils.torch_utils import forward_latency_ms
 DEFAULT_BASE = "yolov5n.yaml"
 BASE = "base"
 RESULT_FILE = "ablation-result.json"
+# TrainConfig fields the ablation sets for each (variant, seed) run itself; the others come from ``train``
+PER_RUN_OPTIONS = frozenset({"cfg", "seed", "resume", "project", "name", "exist_ok", "save_dir"})
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,24 +46,16 @@ class AblationConfig:
     """What to compare and how to train each variant. ``after`` (layer indices) or ``replace`` (one
     index) place every block; neither: after the last backbone layer. ``args``: YAML args for every
     block (default: each block's example args fitted to the layer). Every variant trains once per seed of
-    ``seeds``. The training options are those of
-    :class:`~yolo_attn.engine.trainer.TrainConfig`; ``None`` keeps its defaults."""
+    ``seeds`` with the options of ``train`` (its :data:`PER_RUN_OPTIONS` are set per run); ``project``,
+    ``name``, ``exist_ok`` and ``resume`` are the ablation's own folder and resumption."""
 
     blocks: tuple[str, ...]
     base: str = DEFAULT_BASE
     after: tuple[int, ...] | None = None
     replace: int | None = None
     args: str | None = None
-    weights: str | None = None
-    data: str | None = None
-    hyp: str | None = None
-    epochs: int | None = None
-    img: int | None = None
-    batch: int = 16
-    device: str = ""
-    workers: int = 8
+    train: TrainConfig = field(default_factory=TrainConfig)
     seeds: tuple[int, ...] = (0,)
-    transfer_report: bool = False
     project: str = "runs/ablate"
     name: str = "exp"
     exist_ok: bool = False
@@ -112,7 +110,7 @@ def train_pair(variant: Variant, seed: int, save_dir: Path, config: AblationConf
     folder = save_dir / variant.name / f"seed{seed}"
     result_file = folder / RESULT_FILE
     if result_file.is_file():
-        print(f"ablate: {variant.name} seed {seed} already trained, skipping")
+        LOGGER.info(f"ablate: {variant.name} seed {seed} already trained, skipping")
         return run_result(variant, seed, json.loads(result_file.read_text()))
     last = folder / "weights" / "last.pt"
     checkpoint = load_checkpoint(last) if last.is_file() else None
@@ -120,18 +118,15 @@ def train_pair(variant: Variant, seed: int, save_dir: Path, config: AblationConf
         # stopped after its final save, before the result was recorded
         summary = finished_run_summary(folder, float((checkpoint["training"] or {}).get("wall_s", float("nan"))))
     elif checkpoint is not None:
-        print(f"ablate: resuming {variant.name} seed {seed} from {last}")
+        LOGGER.info(f"ablate: resuming {variant.name} seed {seed} from {last}")
         summary = train(resume=str(last))
     else:
         cfg = save_dir / "models" / f"{variant.name}.yaml"
         cfg.parent.mkdir(parents=True, exist_ok=True)
         cfg.write_text(variant.yaml_text, encoding="utf-8")
-        print(f"ablate: training {variant.name} ({variant.position}), seed {seed}")
-        summary = train(TrainConfig(
-            cfg=str(cfg), weights=config.weights, data=config.data, hyp=config.hyp, epochs=config.epochs,
-            img=config.img, batch=config.batch, device=config.device, workers=config.workers, seed=seed,
-            transfer_report=config.transfer_report, project=str(folder.parent), name=folder.name, exist_ok=True,
-        ))
+        LOGGER.info(f"ablate: training {variant.name} ({variant.position}), seed {seed}")
+        summary = train(dataclasses.replace(config.train, cfg=str(cfg), seed=seed, resume=False, save_dir=None,
+                                            project=str(folder.parent), name=folder.name, exist_ok=True))
     result_file.write_text(json.dumps(summary))
     return run_result(variant, seed, summary)
 
@@ -210,6 +205,6 @@ def run_ablation(config: AblationConfig) -> tuple[list[VariantSummary], Path]:
         from yolo_attn.engine.cam import ablation_cam_figure  # the figure of issue 14, linked from ablation.md
 
         weights = [trained_weights(save_dir / v.name / first) for v in variants]
-        ablation_cam_figure(save_dir, [v.name for v in variants], weights, config.cam, config.device,
+        ablation_cam_figure(save_dir, [v.name for v in variants], weights, config.cam, config.train.device,
                             first_run=save_dir / BASE / first)
     return summaries, save_dir

@@ -29,11 +29,13 @@ class AnchorReport:
     replaced: bool = False
 
 
-def label_sizes(shapes: np.ndarray, labels: list[np.ndarray], img_size: int, jitter: bool = False) -> np.ndarray:
-    """Box (w, h) in pixels after resizing each image's long side to ``img_size`` (optionally scale-jittered 0.9-1.1)."""
+def label_sizes(shapes: np.ndarray, labels: list[np.ndarray], img_size: int,
+                jitter: np.random.Generator | None = None) -> np.ndarray:
+    """Box (w, h) in pixels after resizing each image's long side to ``img_size`` (with a generator ``jitter``:
+    scale-jittered 0.9-1.1 per image)."""
     shapes = img_size * np.asarray(shapes, dtype=np.float64) / np.asarray(shapes).max(1, keepdims=True)
-    if jitter:
-        shapes = shapes * np.random.uniform(0.9, 1.1, size=(shapes.shape[0], 1))
+    if jitter is not None:
+        shapes = shapes * jitter.uniform(0.9, 1.1, size=(shapes.shape[0], 1))
     sizes = [np.asarray(lb).reshape(-1, 5)[:, 3:5] * s for s, lb in zip(shapes, labels)]
     return np.concatenate(sizes, 0) if sizes else np.zeros((0, 2))
 
@@ -98,16 +100,19 @@ def evolve_anchors(
 
 
 @torch.no_grad()
-def check_anchors(dataset: Any, head: nn.Module, anchor_t: float = 4.0, img_size: int = 640, generations: int = 1000) -> AnchorReport:
+def check_anchors(dataset: Any, head: nn.Module, anchor_t: float = 4.0, img_size: int = 640, generations: int = 1000,
+                  seed: int = 0) -> AnchorReport:
     """Check ``head.anchors`` (stride units) against ``dataset.shapes``/``dataset.labels``; evolve and replace if BPR < 0.98."""
-    wh = torch.tensor(label_sizes(dataset.shapes, dataset.labels, img_size, jitter=True), dtype=torch.float32)
+    jitter = np.random.default_rng(seed)
+    wh = torch.tensor(label_sizes(dataset.shapes, dataset.labels, img_size, jitter), dtype=torch.float32)
     stride = head.stride.view(-1, 1, 1).to(head.anchors.device)
     anchors_px = (head.anchors * stride).view(-1, 2).cpu()
     bpr, aat = recall_stats(anchors_px, wh, anchor_t)
     if bpr > BPR_THRESHOLD or len(wh) == 0:
         return AnchorReport(bpr, aat)
     try:
-        evolved = evolve_anchors(label_sizes(dataset.shapes, dataset.labels, img_size), head.anchors[0].numel() // 2 * head.nl, anchor_t, generations)
+        evolved = evolve_anchors(label_sizes(dataset.shapes, dataset.labels, img_size),
+                                 head.anchors[0].numel() // 2 * head.nl, anchor_t, generations, seed)
     except ValueError:
         return AnchorReport(bpr, aat)
     evolved_t = torch.tensor(evolved, dtype=torch.float32)

@@ -17,7 +17,8 @@ model's ``(decoded, raw)`` output, and rescales every layer's map to the letterb
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
+from torch import nn
 from torchvision.ops import batched_nms
 
 from yolo_attn.checkpoint import LoadedModel, load_model
@@ -34,9 +36,10 @@ from yolo_attn.data.dataset import IMAGE_SUFFIXES, list_yolo_images
 from yolo_attn.engine.cam_figure import render_figure
 from yolo_attn.engine.predictor import END_TO_END_MIN_CANDIDATES, image_paths, preprocess
 from yolo_attn.errors import UserError
-from yolo_attn.nn.attention._gates import CapturedGate, capture_attention, gate_layers
+from yolo_attn.nn.attention._gates import Gate
 from yolo_attn.nn.heads import configure_end_to_end, head_contract
 from yolo_attn.nn.model import DetectionModel, max_stride, model_device
+from yolo_attn.nn.registry import all_blocks
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
 from yolo_attn.utils.paths import increment_path
 
@@ -211,6 +214,76 @@ def normalised(heatmap: np.ndarray) -> np.ndarray:
     return heatmap / peak if peak > 0 else heatmap
 
 
+@dataclass(frozen=True)
+class CapturedGate:
+    """One gate applied in one forward pass: where (``layer``: index of the model's top-level layer, ``path`` of the
+    :class:`~yolo_attn.nn.attention._gates.Gate` module, ``block``: class name of the attention block holding it),
+    its ``kind`` and the detached gate, in the layout of the features it multiplies."""
+
+    layer: int | None
+    path: str
+    block: str
+    kind: str
+    gate: torch.Tensor
+
+    def spatial_map(self) -> torch.Tensor:
+        """The gate averaged over channels: ``(b, h, w)`` (a row or column profile for a ``(b, c, h, 1)`` gate)."""
+        return self.gate.mean(1)
+
+    def channel_weights(self) -> torch.Tensor:
+        """``(b, c)``: the gate averaged over positions."""
+        return self.gate.mean((2, 3))
+
+
+def _layer_index(model: nn.Module, path: str) -> int | None:
+    parts = path.split(".")
+    if len(parts) >= 2 and parts[0] == "model" and parts[1].isdigit() and hasattr(model, "model"):
+        return int(parts[1])
+    return None
+
+
+def _holder(modules: dict[str, nn.Module], path: str, blocks: set[type]) -> str:
+    """Class name of the nearest module above ``path`` that is a registered block (else of the gate's parent)."""
+    parts = path.split(".")
+    above = [type(modules[".".join(parts[:end])]) for end in range(len(parts) - 1, -1, -1)]
+    return next((cls for cls in above if cls in blocks), above[0]).__name__
+
+
+def gate_modules(model: nn.Module) -> list[tuple[int | None, str, str, Gate]]:
+    """Every gate submodule of ``model``: (top-level layer index, path, holding block's class name, the Gate)."""
+    blocks = {spec.cls for spec in all_blocks()}
+    modules = dict(model.named_modules())
+    return [(_layer_index(model, path), path, _holder(modules, path, blocks), module)
+            for path, module in modules.items() if isinstance(module, Gate)]
+
+
+def gate_layers(model: nn.Module) -> dict[int, str]:
+    """Top-level layer index -> class name of the first gated block in it, for every layer of ``model`` with gates."""
+    found: dict[int, str] = {}
+    for layer, _, block, _ in gate_modules(model):
+        if layer is not None:
+            found.setdefault(layer, block)
+    return found
+
+
+@contextmanager
+def capture_gates(model: nn.Module) -> Iterator[list[CapturedGate]]:
+    """Record the output of every gate submodule of ``model`` (forward hooks) while inside, in forward order;
+    several forwards append in turn. The hooks are removed on exit."""
+    gates: list[CapturedGate] = []
+
+    def recorder(layer: int | None, path: str, block: str, kind: str) -> Callable:
+        return lambda module, inputs, output: gates.append(CapturedGate(layer, path, block, kind, output.detach()))
+
+    handles = [gate.register_forward_hook(recorder(layer, path, block, gate.kind))
+               for layer, path, block, gate in gate_modules(model)]
+    try:
+        yield gates
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def forward_with_hooks(model: DetectionModel, x: torch.Tensor, layers: Sequence[int]):
     """One forward with gradients on, recording the ``layers``' outputs and the attention gates."""
     activations: dict[int, torch.Tensor] = {}
@@ -220,7 +293,7 @@ def forward_with_hooks(model: DetectionModel, x: torch.Tensor, layers: Sequence[
 
     hooks = [model.model[i].register_forward_hook(keeper(i)) for i in layers]
     try:
-        with torch.enable_grad(), capture_attention(model) as gates:
+        with torch.enable_grad(), capture_gates(model) as gates:
             output = model(x.requires_grad_(True))
     finally:
         for hook in hooks:

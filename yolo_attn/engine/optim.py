@@ -20,6 +20,7 @@ from torch import nn
 from yolo_attn.utils.torch_utils import unwrap_model
 
 NOMINAL_BATCH_SIZE = 64
+OPTIMIZERS = ("SGD", "Adam", "AdamW")  # the names build_optimizer knows
 BIAS_GROUP, DECAYED_GROUP, NORM_GROUP = 0, 1, 2
 
 
@@ -50,7 +51,7 @@ def build_optimizer(
     elif name == "Adam":
         optimizer = torch.optim.Adam(biases, lr=lr, betas=(momentum, 0.999))
     else:
-        raise ValueError(f"unknown optimizer {name!r} (use SGD, Adam or AdamW)")
+        raise ValueError(f"unknown optimizer {name!r} (use one of {', '.join(OPTIMIZERS)})")
     optimizer.add_param_group({"params": decayed, "weight_decay": weight_decay})
     optimizer.add_param_group({"params": norm_weights, "weight_decay": 0.0})
     return optimizer

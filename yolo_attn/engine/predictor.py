@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import glob
+import logging
 import math
-import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -21,6 +21,8 @@ from yolo_attn.nn.heads import configure_end_to_end, has_objectness
 from yolo_attn.nn.model import DetectionModel, max_stride, model_device
 from yolo_attn.utils.boxes import scale_boxes, xyxy2xywh
 from yolo_attn.utils.nms import end_to_end_detections, non_max_suppression
+
+LOGGER = logging.getLogger(__name__)
 
 END_TO_END_MIN_CANDIDATES = 300  # Ultralytics' predictor: an end-to-end head keeps at least this many
 
@@ -111,6 +113,6 @@ def read_images(paths: Iterable[Path]) -> Iterator[tuple[Path, np.ndarray]]:
     for path in paths:
         image = cv2.imread(str(path))
         if image is None:
-            print(f"warning: skipping {path}: not a readable image", file=sys.stderr)
+            LOGGER.warning(f"skipping {path}: not a readable image")
             continue
         yield path, image

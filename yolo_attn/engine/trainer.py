@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import yaml
 from torch import nn
@@ -32,58 +34,86 @@ from yolo_attn.engine.autoanchor import check_anchors
 from yolo_attn.engine.bn_calibration import calibrate_behind, image_batches
 from yolo_attn.engine.distributed import broadcast_object, cleanup, init_distributed, wrap_model
 from yolo_attn.engine.optim import (
-    NOMINAL_BATCH_SIZE, EarlyStopping, ModelEMA, accumulation_steps, apply_warmup, build_optimizer, fitness, lr_lambda,
-    warmup_iterations,
+    NOMINAL_BATCH_SIZE, OPTIMIZERS, EarlyStopping, ModelEMA, accumulation_steps, apply_warmup, build_optimizer, fitness,
+    lr_lambda, warmup_iterations,
 )
+from yolo_attn.engine.options import option
 from yolo_attn.engine.training_state import TrainingState, seed_everything
 from yolo_attn.engine.validator import RECT_PAD, EvalConfig, evaluate
 from yolo_attn.errors import UserError
-from yolo_attn.losses import build_loss
+from yolo_attn.losses import build_loss, loss_names
 from yolo_attn.losses.yolov5 import scale_loss_gains
 from yolo_attn.nn.builder import build_model
 from yolo_attn.nn.heads import head_contract
 from yolo_attn.nn.model import DetectionModel, max_stride, try_channels_last
 from yolo_attn.utils.builtin import builtin_config
+from yolo_attn.utils.device import DEFAULT_DEVICE, DEVICE_HELP
 from yolo_attn.utils.paths import increment_path
 from yolo_attn.utils.runtime import reusing_freed_memory
 from yolo_attn.utils.yaml_io import read_yaml_mapping
 
+LOGGER = logging.getLogger(__name__)
+
+
+DEMO_MODEL = "yolov5n.yaml"  # the demo's model when neither --cfg nor --weights is given
+KIND_DEFAULT = "kind_default"  # the metadata key of a field's KindDefault
+
+
+@dataclass(frozen=True)
+class KindDefault:
+    """The default of an option left ``None`` until the run's kind is known: a regular run or the demo."""
+
+    regular: Any
+    demo: Any
+
+
+def kind_option(regular: Any, demo: Any, help: str = "", **kwargs: Any) -> Any:
+    """An option whose ``None`` :func:`with_defaults` replaces by ``regular`` (or ``demo``); its help names both."""
+    note = f"default {regular}; demo {demo}"
+    return option(None, f"{help} ({note})" if help else note, **kwargs, **{KIND_DEFAULT: KindDefault(regular, demo)})
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """A training run's options, named as the ``yolo-attn train`` flags. ``None`` means the default of the
-    run's kind: 100 epochs, 640 px, SGD, ``hyp.scratch-low.yaml``; the demo (no ``data``): yolov5n,
-    12 epochs, 320 px, AdamW, ``hyp.demo.yaml``. ``resume``: True (latest ``last.pt`` under ``project``)
-    or a checkpoint path."""
+    """A training run's options. A field made with :func:`~yolo_attn.engine.options.option` is a ``yolo-attn train``
+    flag (and an ``ablate`` one) with that default and help; ``None`` in a :func:`kind_option` means the default of
+    the run's kind: a regular run or the demo (no ``data``: the synthetic set, :data:`DEMO_MODEL`). ``resume``: True
+    (latest ``last.pt`` under ``project``) or a checkpoint path. ``project``, ``name``, ``exist_ok``: the run-folder
+    flags every command shares (``yolo_attn/commands/common.py``)."""
 
-    cfg: str | None = None
-    weights: str | None = None
-    data: str | None = None
-    hyp: str | None = None
-    epochs: int | None = None
-    batch: int = 16
-    img: int | None = None
-    device: str = ""
-    workers: int = 8
-    optimizer: str | None = None
-    cos_lr: bool = False
-    label_smoothing: float = 0.0
-    patience: int = 100
-    close_mosaic: int = 0
-    loss: str = "auto"
-    rect: bool = False
-    sync_bn: bool = False
-    noval: bool = False
-    nosave: bool = False
-    noautoanchor: bool = False
-    noplots: bool = False
-    resume: bool | str = False
+    cfg: str | None = option(None, "model YAML, or a built-in name such as yolov5s.yaml (with --weights: build this "
+                             "and transfer the pretrained layers into their counterparts)")
+    weights: str | None = option(None, "initial weights: our checkpoint or an upstream YOLOv5/YOLOv7 .pt")
+    transfer_report: bool = option(False, "print which pretrained layer went into which model layer "
+                                   "(--weights with --cfg)")
+    bn_calibration: int = option(128, "with --weights: re-estimate the BatchNorm statistics behind new layers on N "
+                                 "training images (0: off)", metavar="N")
+    data: str | None = option(None, "dataset YAML (default: the built-in synthetic demo set)")
+    hyp: str | None = kind_option("hyp.scratch-low.yaml", "hyp.demo.yaml", "hyperparameter YAML or built-in name")
+    epochs: int | None = kind_option(100, 12)
+    batch: int = option(16, "total batch size over all processes", flags=("--batch", "--batch-size"))
+    img: int | None = kind_option(640, 320, "train/val image size", flags=("--img", "--img-size"))
+    device: str = option(DEFAULT_DEVICE, DEVICE_HELP)
+    workers: int = option(8, "max dataloader workers per process")
+    optimizer: str | None = kind_option("SGD", "AdamW", choices=OPTIMIZERS)
+    cos_lr: bool = option(False, "cosine LR schedule (default linear)")
+    label_smoothing: float = option(0.0, "label smoothing epsilon of the class targets (0: off)")
+    patience: int = option(100, "early stopping: epochs without improvement")
+    close_mosaic: int = option(0, "train the last N epochs without mosaic")
+    loss: str = option("auto", "auto: the loss the model's head declares", choices=("auto", *loss_names()))
+    rect: bool = option(False, "rectangular training batches (no mosaic)")
+    sync_bn: bool = option(False, "SyncBatchNorm in DDP")
+    noval: bool = option(False, "validate only after the final epoch")
+    nosave: bool = option(False, "save only the final checkpoint")
+    noautoanchor: bool = option(False, "skip the AutoAnchor check")
+    noplots: bool = option(False, "no label/batch/results plots")
+    resume: bool | str = option(False, "resume the latest (or the given) last.pt")
     project: str = "runs/train"
     name: str = "exp"
     exist_ok: bool = False
-    seed: int = 0
-    transfer_report: bool = False  # print the per-layer mapping of --weights into the model
-    bn_calibration: int = 128  # training images that re-estimate BatchNorm statistics behind new layers (0: off)
+    seed: int = option(0, "seed of the initialisation, the data order and the augmentation")
+    save_period: int = option(-1, "also save weights/epoch<E>.pt every N epochs (E counts from 0, as in results.csv; "
+                              "< 1: off)", metavar="N")
     save_dir: str | None = None  # the folder of a resumed run
 
     @classmethod
@@ -93,17 +123,19 @@ class TrainConfig:
         return cls(**{k: v for k, v in options.items() if k in names})
 
 
-REGULAR_DEFAULTS = {"epochs": 100, "img": 640, "optimizer": "SGD", "hyp": "hyp.scratch-low.yaml"}
-DEMO_DEFAULTS = {"cfg": "yolov5n.yaml", "epochs": 12, "img": 320, "optimizer": "AdamW", "hyp": "hyp.demo.yaml"}
+# field name -> its KindDefault, for every kind_option of TrainConfig
+KIND_DEFAULTS: dict[str, KindDefault] = {
+    f.name: f.metadata[KIND_DEFAULT] for f in dataclasses.fields(TrainConfig) if KIND_DEFAULT in f.metadata
+}
 
 
 def with_defaults(config: TrainConfig, demo_data: str | None = None) -> TrainConfig:
     """``config`` with every ``None`` option given its default (the demo's when ``demo_data`` is the demo set)."""
-    defaults = dict(REGULAR_DEFAULTS)
     if demo_data is not None:
-        defaults = {**DEMO_DEFAULTS, "cfg": None if config.weights else DEMO_DEFAULTS["cfg"]}
-        config = dataclasses.replace(config, data=demo_data)
-    filled = {k: v for k, v in defaults.items() if getattr(config, k) is None}
+        cfg = config.cfg or (None if config.weights else DEMO_MODEL)
+        config = dataclasses.replace(config, data=demo_data, cfg=cfg)
+    filled = {name: default.demo if demo_data is not None else default.regular
+              for name, default in KIND_DEFAULTS.items() if getattr(config, name) is None}
     config = dataclasses.replace(config, **filled)
     cfg = config.cfg and str(builtin_config(config.cfg, "model"))
     return dataclasses.replace(config, cfg=cfg, hyp=str(builtin_config(config.hyp, "hyp")))
@@ -143,6 +175,9 @@ class Trainer:
         self.amp = self.device.type == "cuda"
         self.world_batch = config.batch
         self.batch_size = config.batch // self.context.world_size
+        self.process_seed = config.seed + 1 + max(self.context.rank, 0)
+        # The augmentation stream of this process: every train dataset draws from it, checkpoints keep its state.
+        self.augment_rng = np.random.default_rng(self.process_seed)
         # Set by setup():
         self.data: DatasetConfig | None = None
         self.hyp: dict[str, Any] = {}
@@ -157,9 +192,10 @@ class Trainer:
         self.lr_factor = lr_lambda(1, 1.0)
         self.channels_last = False
 
-    def log(self, message: str) -> None:
+    def log(self, message: str, level: int = logging.INFO) -> None:
+        """Log from the main process only (the others repeat it)."""
         if self.is_main:
-            print(message, flush=True)
+            LOGGER.log(level, message)
 
     # -- set-up -------------------------------------------------------------------------------
 
@@ -180,17 +216,18 @@ class Trainer:
         self.data = load_dataset_config(config.data)
         self.hyp = self.load_hyp()
         self.make_run_dir()
-        seed_everything(config.seed + 1 + max(self.context.rank, 0))
+        seed_everything(self.process_seed)
         self.model, new_layers = self.build_model()
         self.stride = max_stride(self.model)
         if config.img % self.stride:
             new = math.ceil(config.img / self.stride) * self.stride
-            self.log(f"--img {config.img} is not a multiple of the max stride {self.stride}; using {new}")
+            self.log(f"--img {config.img} is not a multiple of the max stride {self.stride}; using {new}",
+                     logging.WARNING)
             self.config = dataclasses.replace(config, img=new)
         self.calibrate_behind(new_layers)
         # Again: the draws of the model's initialisation (an ablation variant's extra layer) must not shift
         # the random streams the data pipeline and training use after it.
-        seed_everything(config.seed + 1 + max(self.context.rank, 0))
+        seed_everything(self.process_seed)
 
     def load_hyp(self) -> dict[str, Any]:
         if self.resume_checkpoint is not None and self.resume_checkpoint.get("hyp"):
@@ -243,14 +280,17 @@ class Trainer:
                      f"{min(self.config.bn_calibration, len(loader.dataset))} training images")
 
     def make_loader(self, split: str, augment: bool, mosaic: bool = True):
-        """(loader, dataset) of ``split``: the augmented train loader or the rectangular val loader."""
-        config, source = self.config, self.data.split(split)
+        """(loader, dataset) of ``split``: the augmented train loader (drawing from :attr:`augment_rng`) or the
+        rectangular val loader."""
+        config, source, prefix = self.config, self.data.split(split), f"{split}: "
         if augment:
             hyp = self.hyp if mosaic else {**self.hyp, "mosaic": 0.0}
-            dataset = TrainDataset(source, config.img, self.batch_size, rect=config.rect, stride=self.stride, hyp=hyp)
+            dataset = TrainDataset(source, config.img, self.batch_size, rect=config.rect, stride=self.stride, hyp=hyp,
+                                   prefix=prefix, seed=self.augment_rng)
             return create_dataloader(dataset, self.batch_size, config.workers, shuffle=not config.rect,
                                      seed=config.seed, rank=self.context.rank), dataset
-        dataset = DetectionDataset(source, config.img, self.batch_size * 2, rect=True, stride=self.stride, pad=RECT_PAD)
+        dataset = DetectionDataset(source, config.img, self.batch_size * 2, rect=True, stride=self.stride, pad=RECT_PAD,
+                                   prefix=prefix)
         return create_dataloader(dataset, self.batch_size * 2, config.workers * 2, seed=config.seed), dataset
 
     def check_dataset(self, train_dataset: TrainDataset) -> None:
@@ -261,7 +301,8 @@ class Trainer:
             if not self.config.noplots:
                 results.plot_labels(train_dataset.labels, self.data.names, self.save_dir / "labels.jpg")
             if not self.config.noautoanchor and anchor_based:
-                report = check_anchors(train_dataset, head, self.hyp["anchor_t"], self.config.img)
+                report = check_anchors(train_dataset, head, self.hyp["anchor_t"], self.config.img,
+                                       seed=self.config.seed)
                 self.log(
                     f"AutoAnchor: {report.anchors_above_threshold:.2f} anchors/target, best possible recall "
                     f"{report.bpr:.4f}" + (f" -> {report.new_bpr:.4f}, anchors replaced" if report.replaced else "")
@@ -287,6 +328,7 @@ class Trainer:
             scaler=torch.amp.GradScaler("cuda", enabled=self.amp),
             ema=ModelEMA(self.model) if self.is_main else None,
             stopper=EarlyStopping(config.patience),
+            augment_rng=self.augment_rng,
         )
         if self.resume_checkpoint is not None:
             checkpoint = self.resume_checkpoint
@@ -444,6 +486,8 @@ class Trainer:
         save_checkpoint(self.weights_dir / "last.pt", checkpoint)
         if is_best:
             save_checkpoint(self.weights_dir / "best.pt", checkpoint)
+        if self.config.save_period > 0 and (state.epoch + 1) % self.config.save_period == 0:
+            save_checkpoint(self.weights_dir / f"epoch{state.epoch}.pt", checkpoint)
 
     def summary(self, metrics: dict[str, Any]) -> dict[str, Any]:
         wall = self.state.wall_s()

@@ -1,7 +1,7 @@
 """Everything a training run changes besides the model weights, in one object: optimizer, LR scheduler,
-AMP scaler, EMA, early stopping, counters and RNG states. :meth:`TrainingState.state_dict` is what a
-checkpoint's ``training`` field holds, and :meth:`TrainingState.load_state_dict` makes a resumed run
-continue exactly where the saved one stopped."""
+AMP scaler, EMA, early stopping, counters and RNG states (the process-wide ones and the augmentation
+generator's). :meth:`TrainingState.state_dict` is what a checkpoint's ``training`` field holds, and
+:meth:`TrainingState.load_state_dict` makes a resumed run continue exactly where the saved one stopped."""
 
 from __future__ import annotations
 
@@ -49,13 +49,15 @@ def restore_rng_state(states: dict[str, Any]) -> None:
 @dataclass
 class TrainingState:
     """The optimiser side of a run. ``epoch`` is the last finished epoch (-1 before the first);
-    ``earlier_wall_s`` the wall time of the sessions before a resume."""
+    ``earlier_wall_s`` the wall time of the sessions before a resume; ``augment_rng`` the generator the train
+    datasets of this process draw their augmentation from (in the main process: with no loader workers)."""
 
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
     ema: ModelEMA | None
     stopper: EarlyStopping
+    augment_rng: np.random.Generator | None = None
     epoch: int = -1
     best_fitness: float = 0.0
     last_opt_step: int = -1
@@ -79,6 +81,7 @@ class TrainingState:
             "last_opt_step": self.last_opt_step,
             "wall_s": self.wall_s(),
             "rng": rng_state(),
+            "augment_rng": self.augment_rng.bit_generator.state if self.augment_rng is not None else None,
         }
 
     def load_state_dict(self, state: dict[str, Any], ema_weights: dict[str, torch.Tensor] | None = None,
@@ -101,3 +104,5 @@ class TrainingState:
         self.earlier_wall_s = float(state.get("wall_s", 0.0))
         if restore_rng and state.get("rng"):
             restore_rng_state(state["rng"])
+        if restore_rng and self.augment_rng is not None and state.get("augment_rng"):
+            self.augment_rng.bit_generator.state = state["augment_rng"]

@@ -36,7 +36,7 @@ from yolo_attn.utils.device import select_device
 from yolo_attn.utils.nms import end_to_end_detections, non_max_suppression
 from yolo_attn.utils.runtime import start_in_children
 
-LOGGER = logging.getLogger("yolo_attn.val")
+LOGGER = logging.getLogger(__name__)
 
 RECT_PAD = 0.5  # strides added to each rectangular batch shape (YOLOv5 val)
 JSON_KEYS = ("precision", "recall", "map50", "map50_95", "coco", "speed_ms", "images", "instances")

@@ -186,9 +186,10 @@ def _check_sources(index: int, source: Any) -> list[int]:
 
 
 def _construct(cls: type[nn.Module], resolved: Resolved) -> nn.Module:
+    kwargs = getattr(resolved, "kwargs", None) or {}
     if resolved.number > 1:
-        return nn.Sequential(*(cls(*resolved.args) for _ in range(resolved.number)))
-    return cls(*resolved.args)
+        return nn.Sequential(*(cls(*resolved.args, **kwargs) for _ in range(resolved.number)))
+    return cls(*resolved.args, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ subclasses :class:`YamlRule` next to its own class.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
@@ -55,12 +55,14 @@ class LayerContext:
 @dataclass(frozen=True)
 class Resolved:
     """Constructor arguments, output channels and stacked copies for one layer; ``block``: the class to
-    build when the rule picks one other than the registered class (one YAML name, two layouts)."""
+    build when the rule picks one other than the registered class (one YAML name, two layouts);
+    ``kwargs``: constructor arguments passed by keyword (see :class:`Keywords`)."""
 
     args: list[Any]
     c_out: int
     number: int
     block: type | None = None
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 class YamlRule:
@@ -259,6 +261,42 @@ class DetectionHead(YamlRule):
             )
         built.append(list(ctx.c_in))
         return Resolved(built, ctx.c_in[0], ctx.number)
+
+
+@dataclass(frozen=True)
+class Keywords(YamlRule):
+    """A block whose constructor differs from the order its YAML args are written in (the attention blocks:
+    ``Block(channels, rd_ratio=..., ..., *, paper_arg=...)`` against ``[c2, reduction, ...]`` in the posts and
+    YOLOAir configs). ``rule`` resolves the line into values in the YAML's order, ``names`` names each value
+    (``None``: a value ``rule`` has checked and the constructor does not take, such as a repeated ``c2``) and
+    ``convert`` maps the named values onto the constructor's parameters (``reduction`` 16 -> ``rd_ratio``
+    1/16). The first name is passed positionally, the others by keyword; the YAML signature is ``rule``'s."""
+
+    rule: YamlRule
+    names: tuple[str | None, ...]
+    convert: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+
+    @property
+    def signature(self) -> str:  # type: ignore[override]  # the YAML args are the inner rule's
+        return self.rule.signature
+
+    def bind(self, values: Sequence[Any]) -> tuple[list[Any], dict[str, Any]]:
+        """Values in the YAML's order -> (positional, keyword) constructor arguments."""
+        if len(values) > len(self.names):
+            raise ValueError(f"has too many args for its YAML signature {self.signature}")
+        named = {name: value for name, value in zip(self.names, values) if name is not None}
+        if self.convert is not None:
+            named = self.convert(named)
+        first = self.names[0]
+        return ([named.pop(first)] if first in named else []), named
+
+    def resolve(self, args: list[Any], ctx: LayerContext) -> Resolved:
+        resolved = self.rule.resolve(args, ctx)
+        positional, keywords = self.bind(resolved.args)
+        return Resolved(positional, resolved.c_out, resolved.number, resolved.block, keywords)
+
+    def args_for_channels(self, args: list[Any], channels: int, width_multiple: float = 1.0) -> list[Any]:
+        return self.rule.args_for_channels(args, channels, width_multiple)
 
 
 PASS_THROUGH = PassThrough()

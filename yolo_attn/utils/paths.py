@@ -1,8 +1,17 @@
-"""Run folders as YOLOv5 names them."""
+"""Run folders as YOLOv5 names them, and the cache folder."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+CACHE_ENV = "YOLO_ATTN_CACHE"
+
+
+def cache_root() -> Path:
+    """The one folder everything cached goes under (label caches in ``labels``, the demo set in ``demo``):
+    ``$YOLO_ATTN_CACHE``, or ``~/.cache/yolo-attn``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "yolo-attn")
 
 
 def increment_path(path: str | Path, exist_ok: bool = False) -> Path:

@@ -1,42 +1,65 @@
-"""Pieces shared by several attention papers: YOLOAir's attention YAML rule, channel checks,
-channel shuffle and the channel-wise mean/max pooling that spatial gates start from."""
+"""Pieces shared by several attention papers: the constructor contract (hidden widths, layer factories),
+YOLOAir's attention YAML rule, channel checks and the channel-wise mean/max pooling that spatial gates start from.
+
+The contract, after timm's ``layers/``: ``Block(channels, rd_ratio, rd_channels, rd_divisor, kernel_size,
+act_layer, gate_layer, *, paper-specific arguments)``, each of the middle ones only where the block has it. The
+YAML order users write (``[c2, reduction, ...]``) is mapped onto it by each block's rule (``rules.Keywords``).
+"""
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from typing import Any
+
 import torch
+from torch import nn
 
-from yolo_attn.nn.rules import SameWidth
+from yolo_attn.nn.rules import SameWidth, make_divisible
 
+LayerFactory = Callable[[], nn.Module]  # ``act_layer`` / ``gate_layer``: a module class or a partial of one
 
 # YOLOAir's attention branch (SEAttention, SKAttention, S2Attention, SOCA, ...): ``[c2, *rest]`` ->
 # ``Block(c1, *rest)``; ``c2`` only declares the (unchanged) width.
 WIDTH_THEN_ARGS = SameWidth(pass_width=False, signature="[c2 (= input channels after width gain), *args]")
 
 
-def check_same_width(c1: int, c2: int | None) -> None:
-    """Attention keeps its input channels: ``c2`` (when given) must equal ``c1``."""
-    if c2 is not None and c2 != c1:
-        raise ValueError(f"keeps its input channels, but the output width is {c2} for {c1} input channels")
+def hidden_channels(
+    channels: int, rd_ratio: float, rd_channels: int | None = None, rd_divisor: int = 1, min_channels: int = 1
+) -> int:
+    """The hidden width of a reduction (squeeze MLP, query/key projection, bottleneck branch) from timm's arguments.
+
+    ``rd_channels`` when given. Otherwise ``channels * rd_ratio`` rounded down, as the papers' ``channels // r``
+    (the product is rounded to 1e-6 first: ``1 / r`` is inexact in binary, ``49 * (1 / 49) < 1``), raised to
+    ``min_channels`` (CA's 8, SK's L, CoT's 32), then up to a multiple of ``rd_divisor`` with YOLOv5's
+    :func:`~yolo_attn.nn.rules.make_divisible` (1: unchanged). Rounding down rather than timm's rounding to the
+    nearest multiple keeps every published hidden width, hence every block's parameter count.
+    """
+    if rd_channels is None:
+        if not rd_ratio > 0 or rd_divisor < 1:
+            raise ValueError(f"rd_ratio must be > 0 and rd_divisor >= 1, got {rd_ratio!r} and {rd_divisor!r}")
+        rd_channels = make_divisible(max(math.floor(round(channels * rd_ratio, 6)), min_channels), rd_divisor)
+    if rd_channels < 1:
+        raise ValueError(f"rd_channels must be >= 1, got {rd_channels!r}")
+    return rd_channels
 
 
-def reduced_channels(channels: int, reduction: int) -> int:
-    """Hidden width ``channels // reduction`` of a squeeze MLP; build-time error when it would be zero."""
-    hidden = channels // reduction
-    if hidden < 1:
-        raise ValueError(f"reduction {reduction} leaves no hidden units for {channels} channels")
-    return hidden
+def reduction_as_ratio(named: dict[str, Any]) -> dict[str, Any]:
+    """A rule's ``convert``: the YAML's ``reduction`` r (an int, as the posts and YOLOAir write it) -> ``rd_ratio``
+    1/r."""
+    named = dict(named)
+    if "reduction" in named:
+        reduction = named.pop("reduction")
+        if isinstance(reduction, bool) or not isinstance(reduction, (int, float)) or not reduction > 0:
+            raise ValueError(f"reduction must be a positive number, got {reduction!r}")
+        named["rd_ratio"] = 1 / reduction
+    return named
 
 
 def require_divisible(channels: int, divisor: int, what: str) -> None:
     """Build-time check that ``channels`` splits evenly into ``divisor`` (``what`` names it)."""
     if divisor < 1 or channels % divisor:
         raise ValueError(f"needs channels divisible by {what} ({divisor}), got {channels} channels")
-
-
-def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
-    """ShuffleNet channel shuffle: (b, g*n, h, w) -> interleave the ``groups`` channel groups."""
-    b, c, h, w = x.shape
-    return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
 
 
 def channel_mean_max(x: torch.Tensor, max_first: bool = False) -> torch.Tensor:

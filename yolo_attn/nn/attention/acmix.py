@@ -10,6 +10,7 @@ from torch import nn
 
 from yolo_attn.nn.attention._common import WIDTH_THEN_ARGS, require_divisible
 from yolo_attn.nn.registry import register
+from yolo_attn.nn.rules import Keywords
 
 
 def _even_steps(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -25,7 +26,10 @@ def _grid_position(h: int, w: int, like: torch.Tensor) -> torch.Tensor:
     return torch.stack((loc_w, loc_h))[None]
 
 
-@register("ACMix", rule=WIDTH_THEN_ARGS)
+ACMIX_RULE = Keywords(WIDTH_THEN_ARGS, ("channels", "kernel_att", "head", "kernel_conv", "stride", "dilation"))
+
+
+@register("ACMix", rule=ACMIX_RULE)
 class ACmix(nn.Module):
     """ACmix (Pan, Ge, Lu, Song, Chen, Huang, Huang, "On the Integration of Self-Attention and Convolution",
     CVPR 2022, arXiv:2111.14556; official code LeapLabTHU/ACmix).
@@ -38,34 +42,42 @@ class ACmix(nn.Module):
     than ``(kernel_att - 1) * dilation / 2`` on each side (reflection padding). Parameters, keys and
     outputs (stride 1) equal YOLOAir's ``ACmix``, whose ``dep_conv`` bias its initialisation removes.
 
-    YAML ``[c2, kernel_att=7, head=4, kernel_conv=3, stride=1, dilation=1]`` -> ``ACmix(c1, ...)``
+    YAML ``[c2, kernel_att=7, head=4, kernel_conv=3, stride=1, dilation=1]`` -> ``ACmix(c1, kernel_att=..., ...)``
     (``c2`` = input channels after width gain), e.g. ``[-1, 1, ACmix, [1024]]``.
     """
 
     yaml_example: ClassVar[str] = "[-1, 1, ACmix, [256]]"
 
     def __init__(
-        self, c1: int, kernel_att: int = 7, head: int = 4, kernel_conv: int = 3, stride: int = 1, dilation: int = 1
+        self,
+        channels: int,
+        *,
+        kernel_att: int = 7,
+        head: int = 4,
+        kernel_conv: int = 3,
+        stride: int = 1,
+        dilation: int = 1,
     ):
         super().__init__()
-        require_divisible(c1, head, "head")
-        self.head, self.head_dim = head, c1 // head
+        require_divisible(channels, head, "head")
+        self.head, self.head_dim = head, channels // head
         self.kernel_att, self.kernel_conv, self.stride, self.dilation = kernel_att, kernel_conv, stride, dilation
         self.padding_att = (dilation * (kernel_att - 1) + 1) // 2
-        self.conv1 = nn.Conv2d(c1, c1, 1)
-        self.conv2 = nn.Conv2d(c1, c1, 1)
-        self.conv3 = nn.Conv2d(c1, c1, 1)
+        self.conv1 = nn.Conv2d(channels, channels, 1)
+        self.conv2 = nn.Conv2d(channels, channels, 1)
+        self.conv3 = nn.Conv2d(channels, channels, 1)
         self.conv_p = nn.Conv2d(2, self.head_dim, 1)
         self.fc = nn.Conv2d(3 * head, kernel_conv**2, 1, bias=False)
         self.dep_conv = nn.Conv2d(
-            kernel_conv**2 * self.head_dim, c1, kernel_conv, stride, kernel_conv // 2, groups=self.head_dim, bias=False
+            kernel_conv**2 * self.head_dim, channels, kernel_conv, stride, kernel_conv // 2,
+            groups=self.head_dim, bias=False,
         )
         self.rate1 = nn.Parameter(torch.full((1,), 0.5))
         self.rate2 = nn.Parameter(torch.full((1,), 0.5))
         with torch.no_grad():  # the official "shift" initialisation: output j of each group copies tap j
             shifts = torch.zeros(kernel_conv**2, kernel_conv, kernel_conv)
             shifts.view(kernel_conv**2, -1).fill_diagonal_(1.0)
-            self.dep_conv.weight.copy_(shifts.repeat(c1, 1, 1, 1))
+            self.dep_conv.weight.copy_(shifts.repeat(channels, 1, 1, 1))
 
     def _unfold(self, x: torch.Tensor) -> torch.Tensor:
         """(n, d, h, w) -> (n, d, kernel_att**2, h_out, w_out) windows with reflection padding."""

@@ -7,9 +7,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from yolo_attn.nn.attention._common import require_divisible
+from yolo_attn.nn.attention._common import LayerFactory, require_divisible
 from yolo_attn.nn.registry import register
-from yolo_attn.nn.rules import LiteralChannels
+from yolo_attn.nn.rules import Keywords, LiteralChannels
 
 
 class AxisSelfAttention(nn.Module):
@@ -50,37 +50,54 @@ class ChanLayerNorm(nn.Module):
         return (x - mean) / (var.sqrt() + self.eps) * self.g + self.b
 
 
-def _feed_forward(c: int) -> nn.Sequential:
-    """The image transformer's feed-forward: channel LayerNorm, 3x3 conv to 4c, LeakyReLU, 3x3 conv back."""
+def _feed_forward(c: int, act_layer: LayerFactory) -> nn.Sequential:
+    """The image transformer's feed-forward: channel LayerNorm, 3x3 conv to 4c, ``act_layer``, 3x3 conv back."""
     return nn.Sequential(
-        ChanLayerNorm(c), nn.Conv2d(c, 4 * c, 3, padding=1), nn.LeakyReLU(), nn.Conv2d(4 * c, c, 3, padding=1)
+        ChanLayerNorm(c), nn.Conv2d(c, 4 * c, 3, padding=1), act_layer(), nn.Conv2d(4 * c, c, 3, padding=1)
     )
 
 
-@register("AxialImageTransformer", rule=LiteralChannels((0,)))
+AXIAL_RULE = Keywords(LiteralChannels((0,)), ("channels", "depth", "reversible", "heads"))
+
+
+@register("AxialImageTransformer", rule=AXIAL_RULE)
 class AxialAttention(nn.Module):
     """Axial-attention image transformer (Ho, Kalchbrenner, Weissenborn, Salimans, "Axial Attention in
     Multidimensional Transformers", arXiv:1912.12180, 2019; layout of lucidrains/axial-attention's
     ``AxialImageTransformer``, which YOLOAir uses).
 
     Each of ``depth`` layers adds, as residuals: attention along H, attention along W (pre-LayerNorm,
-    ``heads`` heads, scaled dot product), then two convolutional feed-forwards. Works at any size.
+    ``heads`` heads, scaled dot product), then two convolutional feed-forwards (``act_layer``: LeakyReLU).
+    Works at any size.
 
-    YAML ``[c1, depth=1, reversible=False, heads=8]`` -> ``AxialAttention(c1, depth, reversible, heads)``
+    YAML ``[c1, depth=1, reversible=False, heads=8]`` -> ``AxialAttention(c1, depth=..., reversible=..., heads=...)``
     (args as written, as in YOLOAir), e.g. ``[-1, 1, AxialImageTransformer, [512, 2, False]]``.
     Reversible residuals are not implemented and are rejected at build time.
     """
 
     yaml_example: ClassVar[str] = "[-1, 1, AxialAttention, [256, 1]]"
 
-    def __init__(self, c1: int, depth: int = 1, reversible: bool = False, heads: int = 8):
+    def __init__(
+        self,
+        channels: int,
+        act_layer: LayerFactory = nn.LeakyReLU,
+        *,
+        depth: int = 1,
+        reversible: bool = False,
+        heads: int = 8,
+    ):
         super().__init__()
         if reversible:
             raise ValueError("reversible residual layers are not implemented; use reversible=False")
-        require_divisible(c1, heads, "heads")
+        require_divisible(channels, heads, "heads")
         self.layers = nn.ModuleList(
             nn.ModuleList(
-                (AxisSelfAttention(c1, heads, 2), AxisSelfAttention(c1, heads, 3), _feed_forward(c1), _feed_forward(c1))
+                (
+                    AxisSelfAttention(channels, heads, 2),
+                    AxisSelfAttention(channels, heads, 3),
+                    _feed_forward(channels, act_layer),
+                    _feed_forward(channels, act_layer),
+                )
             )
             for _ in range(depth)
         )

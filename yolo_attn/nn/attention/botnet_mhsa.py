@@ -10,7 +10,7 @@ from torch import nn
 
 from yolo_attn.nn.attention._common import require_divisible
 from yolo_attn.nn.registry import register
-from yolo_attn.nn.rules import LiteralChannels
+from yolo_attn.nn.rules import Keywords, LiteralChannels
 
 
 def relative_embeddings(table: torch.Tensor, length: int) -> torch.Tensor:
@@ -32,7 +32,10 @@ def relative_logits_1d(q: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     return rel.gather(-1, index)
 
 
-@register("BoTMHSA", "BottleneckMHSA", rule=LiteralChannels((0,)))
+MHSA_RULE = Keywords(LiteralChannels((0,)), ("channels", "width", "height", "heads", "pos_emb"))
+
+
+@register("BoTMHSA", "BottleneckMHSA", rule=MHSA_RULE)
 class MHSA(nn.Module):
     """Multi-head self-attention of BoTNet (Srinivas, Lin, Parmar, Shlens, Abbeel, Vaswani, "Bottleneck
     Transformers for Visual Recognition", CVPR 2021, arXiv:2101.11605; official TF code by the authors).
@@ -42,20 +45,20 @@ class MHSA(nn.Module):
     official code). The tables are sized for a ``height`` x ``width`` map and resized to the actual
     map (central slice or linear interpolation), so any input size works.
 
-    YAML ``[c1, width=14, height=14, heads=4, pos_emb=False]`` -> ``MHSA(...)`` (args as written, as in
+    YAML ``[c1, width=14, height=14, heads=4, pos_emb=False]`` -> ``MHSA(c1, width=..., ...)`` (args as written, as in
     YOLOAir: ``c1`` is the real input channel count), e.g. ``[-1, 1, MHSA, [512, 20, 20, 4, True]]``.
     """
 
     yaml_example: ClassVar[str] = "[-1, 1, MHSA, [256, 14, 14, 4, True]]"
 
-    def __init__(self, c1: int, width: int = 14, height: int = 14, heads: int = 4, pos_emb: bool = False):
+    def __init__(self, channels: int, *, width: int = 14, height: int = 14, heads: int = 4, pos_emb: bool = False):
         super().__init__()
-        require_divisible(c1, heads, "heads")
+        require_divisible(channels, heads, "heads")
         self.heads = heads
-        self.query = nn.Conv2d(c1, c1, 1)
-        self.key = nn.Conv2d(c1, c1, 1)
-        self.value = nn.Conv2d(c1, c1, 1)
-        d_head = c1 // heads
+        self.query = nn.Conv2d(channels, channels, 1)
+        self.key = nn.Conv2d(channels, channels, 1)
+        self.value = nn.Conv2d(channels, channels, 1)
+        d_head = channels // heads
         if pos_emb:
             self.rel_width = nn.Parameter(torch.randn(2 * width - 1, d_head) * d_head**-0.5)
             self.rel_height = nn.Parameter(torch.randn(2 * height - 1, d_head) * d_head**-0.5)

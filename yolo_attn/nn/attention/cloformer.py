@@ -9,16 +9,18 @@ from typing import ClassVar
 import torch
 from torch import nn
 
+from yolo_attn.nn.attention._common import LayerFactory
+from yolo_attn.nn.attention._gates import Gate
 from yolo_attn.nn.registry import register
-from yolo_attn.nn.rules import PrependInput
+from yolo_attn.nn.rules import Keywords, PrependInput
 
 
 class AttnMap(nn.Module):
     """The gated non-linearity that turns ``q * k`` into context-aware weights: 1x1 conv, Swish, 1x1 conv."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, act_layer: LayerFactory = nn.SiLU):
         super().__init__()
-        self.act_block = nn.Sequential(nn.Conv2d(dim, dim, 1), nn.SiLU(), nn.Conv2d(dim, dim, 1))
+        self.act_block = nn.Sequential(nn.Conv2d(dim, dim, 1), act_layer(), nn.Conv2d(dim, dim, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act_block(x)
@@ -27,14 +29,21 @@ class AttnMap(nn.Module):
 CLO_SIGNATURE = "[num_heads=8, group_split=[4, 4], kernel_sizes=[5], window_size=4, qkv_bias=True]"
 
 
-@register(rule=PrependInput(signature=CLO_SIGNATURE))
+CLO_RULE = Keywords(
+    PrependInput(signature=CLO_SIGNATURE),
+    ("channels", "num_heads", "group_split", "kernel_sizes", "window_size", "qkv_bias"),
+)
+
+
+@register(rule=CLO_RULE)
 class CloAttention(nn.Module):
     """The attention of CloFormer's Clo block (Fan et al., 2023, arXiv 2303.17803).
     YAML: ``[num_heads=8, group_split=[4, 4], kernel_sizes=[5], window_size=4, qkv_bias=True]``.
 
     Heads are split into groups: group ``i < len(kernel_sizes)`` is a local AttnConv branch (1x1
     conv to q, k, v; a shared-weight depth-wise ``kernel_sizes[i]`` conv over them; context-aware
-    weights ``tanh(AttnMap(q * k) / sqrt(d))`` multiply v); the last group is a global branch
+    weights ``gate(AttnMap(q * k) / sqrt(d))`` multiply v, with ``gate_layer`` tanh and ``act_layer`` the
+    AttnMap's Swish); the last group is a global branch
     (multi-head softmax attention whose K/V come from ``window_size`` average-pooled features). The
     branch outputs are concatenated and projected by a 1x1 conv; channels are kept. Names follow the
     official code. Pooling uses ceil mode so that sizes not divisible by ``window_size`` work (the
@@ -46,7 +55,10 @@ class CloAttention(nn.Module):
 
     def __init__(
         self,
-        dim: int,
+        channels: int,
+        act_layer: LayerFactory = nn.SiLU,
+        gate_layer: LayerFactory = nn.Tanh,
+        *,
         num_heads: int = 8,
         group_split: Sequence[int] = (4, 4),
         kernel_sizes: Sequence[int] = (5,),
@@ -59,32 +71,33 @@ class CloAttention(nn.Module):
                 f"group_split {list(group_split)} must sum to num_heads={num_heads} and have one entry per "
                 f"kernel size {list(kernel_sizes)} plus one for the global branch"
             )
-        if dim % num_heads:
-            raise ValueError(f"channels {dim} must be divisible by num_heads={num_heads}")
-        self.dim_head = dim // num_heads
+        if channels % num_heads:
+            raise ValueError(f"channels {channels} must be divisible by num_heads={num_heads}")
+        self.dim_head = channels // num_heads
         self.scale = self.dim_head**-0.5
         self.group_split = list(group_split)
         qkvs, convs, act_blocks = [], [], []
         for kernel_size, heads in zip(kernel_sizes, group_split):
             if heads == 0:
                 continue
-            channels = heads * self.dim_head
-            qkvs.append(nn.Conv2d(dim, 3 * channels, 1, bias=qkv_bias))
-            convs.append(nn.Conv2d(3 * channels, 3 * channels, kernel_size, 1, kernel_size // 2, groups=3 * channels))
-            act_blocks.append(AttnMap(channels))
+            width = heads * self.dim_head
+            qkvs.append(nn.Conv2d(channels, 3 * width, 1, bias=qkv_bias))
+            convs.append(nn.Conv2d(3 * width, 3 * width, kernel_size, 1, kernel_size // 2, groups=3 * width))
+            act_blocks.append(AttnMap(width, act_layer))
         self.qkvs, self.convs, self.act_blocks = nn.ModuleList(qkvs), nn.ModuleList(convs), nn.ModuleList(act_blocks)
         self.global_heads = group_split[-1]
         if self.global_heads:
-            self.global_q = nn.Conv2d(dim, self.global_heads * self.dim_head, 1, bias=qkv_bias)
-            self.global_kv = nn.Conv2d(dim, 2 * self.global_heads * self.dim_head, 1, bias=qkv_bias)
+            self.global_q = nn.Conv2d(channels, self.global_heads * self.dim_head, 1, bias=qkv_bias)
+            self.global_kv = nn.Conv2d(channels, 2 * self.global_heads * self.dim_head, 1, bias=qkv_bias)
             self.avgpool = nn.AvgPool2d(window_size, ceil_mode=True) if window_size != 1 else nn.Identity()
-        self.proj = nn.Conv2d(dim, dim, 1, bias=qkv_bias)
+        self.gate = Gate("spatial", gate_layer)  # shared by the local branches (it holds no parameters)
+        self.proj = nn.Conv2d(channels, channels, 1, bias=qkv_bias)
 
     def local_attention(self, x: torch.Tensor, to_qkv: nn.Module, mixer: nn.Module, attn_map: nn.Module
                         ) -> torch.Tensor:
         """AttnConv: shared depth-wise weights on q, k, v, then context-aware weights on v."""
         q, k, v = mixer(to_qkv(x)).chunk(3, dim=1)
-        return torch.tanh(attn_map(q * k) * self.scale) * v
+        return self.gate(attn_map(q * k) * self.scale) * v
 
     def global_attention(self, x: torch.Tensor) -> torch.Tensor:
         """Multi-head attention of every position over the pooled K/V."""

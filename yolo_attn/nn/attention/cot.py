@@ -8,14 +8,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from yolo_attn.nn.attention._common import require_divisible
+from yolo_attn.nn.attention._common import LayerFactory, hidden_channels, require_divisible
 from yolo_attn.nn.registry import register
-from yolo_attn.nn.rules import PREPEND_INPUT
+from yolo_attn.nn.rules import PREPEND_INPUT, Keywords
 
 SHARE_PLANES = 8  # channels c, c + C/8, c + 2C/8, ... share one local aggregation kernel (official CoTNet)
 EMBED_FACTOR = 2
 RADIX = 2
 SE_REDUCTION = 4
+MIN_ATTENTION_CHANNELS = 32  # the official ``attn_chs = max(out_channels * radix // reduction_factor, 32)``
 
 
 def local_aggregate(v: torch.Tensor, weights: torch.Tensor, kernel_size: int) -> torch.Tensor:
@@ -27,49 +28,58 @@ def local_aggregate(v: torch.Tensor, weights: torch.Tensor, kernel_size: int) ->
     return (taps * weights[:, None]).sum(3).view(b, c, h, w)
 
 
-@register("CoT", "CotLayer", rule=PREPEND_INPUT)
+@register("CoT", "CotLayer", rule=Keywords(PREPEND_INPUT, ("channels", "kernel_size")))
 class CoTAttention(nn.Module):
     """Contextual Transformer block (Li, Yao, Pan, Mei, "Contextual Transformer Networks for Visual Recognition",
     TPAMI 2022, arXiv:2107.12292; official code JDAI-CV/CoTNet ``CotLayer``).
 
-    Static context: keys from a grouped k x k conv (4 groups) + BN + ReLU. Dynamic context: from
-    ``[x, keys]`` two 1x1 convs (BN, ReLU, then GroupNorm) predict a k x k kernel per position, shared by
-    every 8th channel, that aggregates the 1x1-conv values locally; BN + SiLU. The two contexts are
-    fused by split attention (radix 2). Its fusion MLP has BatchNorm on the pooled 1x1 descriptor, as in
-    the official code, so training needs batch >= 2.
+    Static context: keys from a grouped k x k conv (4 groups) + BN + ``act_layer`` (ReLU). Dynamic context:
+    from ``[x, keys]`` two 1x1 convs (BN, ``act_layer``, then GroupNorm) predict a k x k kernel per position,
+    shared by every 8th channel, that aggregates the 1x1-conv values locally; BN + SiLU (the official code's
+    swish). The two contexts are fused by split attention (radix 2) through an MLP of ``channels * rd_ratio``
+    hidden channels (radix / 4 by default, at least 32). Its fusion MLP has BatchNorm on the pooled 1x1
+    descriptor, as in the official code, so training needs batch >= 2.
 
-    YAML ``[kernel_size=3]`` -> ``CoTAttention(c1, kernel_size)`` (input width prepended; ``c1``
+    YAML ``[kernel_size=3]`` -> ``CoTAttention(c1, kernel_size=kernel_size)`` (input width prepended; ``c1``
     divisible by 8), e.g. ``[-1, 1, CoTAttention, [3]]``.
     """
 
     yaml_example: ClassVar[str] = "[-1, 1, CoTAttention, [3]]"
 
-    def __init__(self, c1: int, kernel_size: int = 3):
+    def __init__(
+        self,
+        channels: int,
+        rd_ratio: float = RADIX / SE_REDUCTION,
+        rd_channels: int | None = None,
+        rd_divisor: int = 1,
+        kernel_size: int = 3,
+        act_layer: LayerFactory = nn.ReLU,
+    ):
         super().__init__()
-        require_divisible(c1, SHARE_PLANES, "8 (kernel sharing) and 4 (key groups)")
+        require_divisible(channels, SHARE_PLANES, "8 (kernel sharing) and 4 (key groups)")
         self.kernel_size = kernel_size
         self.key_embed = nn.Sequential(
-            nn.Conv2d(c1, c1, kernel_size, padding=kernel_size // 2, groups=4, bias=False),
-            nn.BatchNorm2d(c1),
-            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2, groups=4, bias=False),
+            nn.BatchNorm2d(channels),
+            act_layer(),
         )
-        weight_channels = kernel_size**2 * c1 // SHARE_PLANES
+        weight_channels = kernel_size**2 * channels // SHARE_PLANES
         self.embed = nn.Sequential(
-            nn.Conv2d(2 * c1, c1 // EMBED_FACTOR, 1, bias=False),
-            nn.BatchNorm2d(c1 // EMBED_FACTOR),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(c1 // EMBED_FACTOR, weight_channels, 1),
-            nn.GroupNorm(c1 // SHARE_PLANES, weight_channels),
+            nn.Conv2d(2 * channels, channels // EMBED_FACTOR, 1, bias=False),
+            nn.BatchNorm2d(channels // EMBED_FACTOR),
+            act_layer(),
+            nn.Conv2d(channels // EMBED_FACTOR, weight_channels, 1),
+            nn.GroupNorm(channels // SHARE_PLANES, weight_channels),
         )
-        self.conv1x1 = nn.Sequential(nn.Conv2d(c1, c1, 1, bias=False), nn.BatchNorm2d(c1))
-        self.bn = nn.BatchNorm2d(c1)
+        self.conv1x1 = nn.Sequential(nn.Conv2d(channels, channels, 1, bias=False), nn.BatchNorm2d(channels))
+        self.bn = nn.BatchNorm2d(channels)
         self.act = nn.SiLU(inplace=True)
-        attn_chs = max(c1 * RADIX // SE_REDUCTION, 32)
+        attn_chs = hidden_channels(channels, rd_ratio, rd_channels, rd_divisor, min_channels=MIN_ATTENTION_CHANNELS)
         self.se = nn.Sequential(
-            nn.Conv2d(c1, attn_chs, 1),
+            nn.Conv2d(channels, attn_chs, 1),
             nn.BatchNorm2d(attn_chs),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(attn_chs, RADIX * c1, 1),
+            act_layer(),
+            nn.Conv2d(attn_chs, RADIX * channels, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -7,17 +7,18 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from yolo_attn.nn.attention._common import WIDTH_THEN_ARGS
+from yolo_attn.nn.attention._common import WIDTH_THEN_ARGS, hidden_channels
 from yolo_attn.nn.registry import register
+from yolo_attn.nn.rules import Keywords
 
 
-@register("CCA", "CrissCross", rule=WIDTH_THEN_ARGS)
+@register("CCA", "CrissCross", rule=Keywords(WIDTH_THEN_ARGS, ("channels",)))
 class CrissCrossAttention(nn.Module):
     """Criss-Cross attention (Huang, Wang, Huang, Huang, Wei, Liu, "CCNet: Criss-Cross Attention for Semantic
     Segmentation", ICCV 2019, arXiv:1811.11721; official code speedinghzl/CCNet).
 
     Each position attends to the positions in its row and column (itself counted once: the column
-    term masks it out, as the official code does). Query/key have ``c1 // 8`` channels;
+    term masks it out, as the official code does). Query/key have ``channels * rd_ratio`` channels (1/8);
     ``y = gamma * attention + x`` with ``gamma`` initialised to 0. One pass; CCNet's RCCA applies it twice.
 
     YAML ``[c2]`` -> ``CrissCrossAttention(c1)`` (``c2`` = input channels after width gain),
@@ -26,13 +27,12 @@ class CrissCrossAttention(nn.Module):
 
     yaml_example: ClassVar[str] = "[-1, 1, CrissCrossAttention, [256]]"
 
-    def __init__(self, c1: int):
+    def __init__(self, channels: int, rd_ratio: float = 1 / 8, rd_channels: int | None = None, rd_divisor: int = 1):
         super().__init__()
-        if c1 < 8:
-            raise ValueError(f"needs at least 8 channels (query/key use c1 // 8), got {c1}")
-        self.query_conv = nn.Conv2d(c1, c1 // 8, 1)
-        self.key_conv = nn.Conv2d(c1, c1 // 8, 1)
-        self.value_conv = nn.Conv2d(c1, c1, 1)
+        hidden = hidden_channels(channels, rd_ratio, rd_channels, rd_divisor)
+        self.query_conv = nn.Conv2d(channels, hidden, 1)
+        self.key_conv = nn.Conv2d(channels, hidden, 1)
+        self.value_conv = nn.Conv2d(channels, channels, 1)
         self.gamma = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

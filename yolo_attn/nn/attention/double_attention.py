@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from yolo_attn.nn.registry import register
-from yolo_attn.nn.rules import CONV, LayerContext, Resolved, YamlRule
+from yolo_attn.nn.rules import CONV, Keywords, LayerContext, Resolved, YamlRule
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class DoubleAttentionRule(YamlRule):
         return list(args) if reconstruct else [round(channels / width_multiple), *args[1:]]
 
 
-@register("DoubleAttention", rule=DoubleAttentionRule())
+@register("DoubleAttention", rule=Keywords(DoubleAttentionRule(), ("channels", "c_m", "c_n", "reconstruct")))
 class DoubleAttentionLayer(nn.Module):
     """Double attention block (Chen et al., A2-Nets, NeurIPS 2018, arXiv 1810.11579).
     YAML: ``[c_m, c_n, reconstruct=False]``.
@@ -40,20 +40,20 @@ class DoubleAttentionLayer(nn.Module):
     ``A = conv_A(x)`` (c_m maps), ``B = conv_B(x)``, ``V = conv_V(x)`` (c_n maps each, 1x1 convs).
     Gather: ``G = A @ softmax(B over positions)^T`` -> (b, c_m, c_n) global descriptors. Distribute:
     ``Z = G @ softmax(V over the c_n descriptors)`` -> (b, c_m, h, w); ``reconstruct`` maps Z back to
-    ``in_channels`` with a 1x1 conv. As in seed 003 there is no residual. Example (seed 003, YOLOv5l):
-    ``[-1, 1, DoubleAttentionLayer, [128, 3]]`` -> ``DoubleAttentionLayer(128, 128, 3)``.
+    ``channels`` with a 1x1 conv. As in seed 003 there is no residual. Example (seed 003, YOLOv5l):
+    ``[-1, 1, DoubleAttentionLayer, [128, 3]]`` -> ``DoubleAttentionLayer(128, c_m=128, c_n=3)``.
     """
 
     yaml_example: ClassVar[str] = "[-1, 1, DoubleAttention, [128, 64, True]]"
 
-    def __init__(self, in_channels: int, c_m: int, c_n: int, reconstruct: bool = False):
+    def __init__(self, channels: int, *, c_m: int, c_n: int, reconstruct: bool = False):
         super().__init__()
-        self.in_channels, self.c_m, self.c_n, self.reconstruct = in_channels, c_m, c_n, reconstruct
-        self.convA = nn.Conv2d(in_channels, c_m, 1)
-        self.convB = nn.Conv2d(in_channels, c_n, 1)
-        self.convV = nn.Conv2d(in_channels, c_n, 1)
+        self.in_channels, self.c_m, self.c_n, self.reconstruct = channels, c_m, c_n, reconstruct
+        self.convA = nn.Conv2d(channels, c_m, 1)
+        self.convB = nn.Conv2d(channels, c_n, 1)
+        self.convV = nn.Conv2d(channels, c_n, 1)
         if reconstruct:
-            self.conv_reconstruct = nn.Conv2d(c_m, in_channels, 1)
+            self.conv_reconstruct = nn.Conv2d(c_m, channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape

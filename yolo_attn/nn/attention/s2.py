@@ -7,8 +7,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from yolo_attn.nn.attention._common import WIDTH_THEN_ARGS
+from yolo_attn.nn.attention._common import WIDTH_THEN_ARGS, LayerFactory
 from yolo_attn.nn.registry import register
+from yolo_attn.nn.rules import Keywords
 
 
 def _shift(x: torch.Tensor, dim: int, forward: bool) -> torch.Tensor:
@@ -44,11 +45,11 @@ class SplitAttention(nn.Module):
     """Split attention over ``k`` branches (ViP / ResNeSt style): branch sum pooled over positions
     -> MLP -> softmax over branches. The pooling is a sum over positions, as YOLOAir's (ViP averages)."""
 
-    def __init__(self, c: int, k: int = 3):
+    def __init__(self, c: int, act_layer: LayerFactory, k: int = 3):
         super().__init__()
         self.k = k
         self.mlp1 = nn.Linear(c, c, bias=False)
-        self.gelu = nn.GELU()
+        self.gelu = act_layer()
         self.mlp2 = nn.Linear(c, c * k, bias=False)
 
     def forward(self, branches: torch.Tensor) -> torch.Tensor:
@@ -59,13 +60,14 @@ class SplitAttention(nn.Module):
         return (weights * branches).sum(1)
 
 
-@register("S2MLPv2", rule=WIDTH_THEN_ARGS)
+@register("S2MLPv2", rule=Keywords(WIDTH_THEN_ARGS, ("channels",)))
 class S2Attention(nn.Module):
     """S2-MLPv2 attention (Yu, Xu, Zhang, Li, Wang, "S2-MLPv2: Improved Spatial-Shift MLP Architecture for
     Vision", arXiv:2108.01072, 2021), with YOLOAir's ``S2Attention`` outputs (same keys and parameters).
 
     A linear layer expands channels 3x; the first third is spatially shifted one way, the second the
-    transposed way, the third kept; split attention mixes the three, a linear layer projects back.
+    transposed way, the third kept; split attention (an MLP with ``act_layer``, GELU) mixes the three, a linear
+    layer projects back.
 
     Two places where YOLOAir's code (which we follow so its checkpoints give the same outputs)
     differs from the paper: (1) its shifts assign a slice of a tensor to an overlapping slice of
@@ -82,11 +84,11 @@ class S2Attention(nn.Module):
 
     yaml_example: ClassVar[str] = "[-1, 1, S2Attention, [256]]"
 
-    def __init__(self, c1: int):
+    def __init__(self, channels: int, act_layer: LayerFactory = nn.GELU):
         super().__init__()
-        self.mlp1 = nn.Linear(c1, c1 * 3)
-        self.mlp2 = nn.Linear(c1, c1)
-        self.split_attention = SplitAttention(c1)
+        self.mlp1 = nn.Linear(channels, channels * 3)
+        self.mlp2 = nn.Linear(channels, channels)
+        self.split_attention = SplitAttention(channels, act_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.mlp1(x.permute(0, 2, 3, 1))  # (b, h, w, 3c)

@@ -7,8 +7,10 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from yolo_attn.nn.attention._common import WIDTH_THEN_ARGS, reduced_channels
+from yolo_attn.nn.attention._common import WIDTH_THEN_ARGS, LayerFactory, hidden_channels, reduction_as_ratio
+from yolo_attn.nn.attention._gates import Gate
 from yolo_attn.nn.registry import register
+from yolo_attn.nn.rules import Keywords
 
 MAX_COVARIANCE_SIZE = 1000  # the official code pools over at most a central 1000 x 1000 window
 
@@ -38,26 +40,34 @@ def newton_schulz_sqrtm(a: torch.Tensor, iterations: int = 5) -> torch.Tensor:
     return 0.5 * y @ (eye3 - z @ y) * trace.sqrt()
 
 
-@register("SecondOrderChannelAttention", rule=WIDTH_THEN_ARGS)
+@register("SecondOrderChannelAttention", rule=Keywords(WIDTH_THEN_ARGS, ("channels", "reduction"), reduction_as_ratio))
 class SOCA(nn.Module):
     """Second-order channel attention (Dai, Cai, Zhang, Xia, Zhang, "Second-order Attention Network for Single
     Image Super-Resolution", CVPR 2019; official code daitao/SAN). No arXiv preprint; CVPR 2019 pp. 11065-11074.
 
     Global covariance pooling, matrix square root by 5 Newton-Schulz iterations, column means as the
-    channel descriptor, then a 1x1-conv MLP (reduction ``reduction``) and a sigmoid gate.
+    channel descriptor, then a 1x1-conv MLP (hidden width ``channels * rd_ratio``, ``act_layer`` between) and a
+    ``gate_layer`` gate (sigmoid).
 
-    YAML ``[c2, reduction=8]`` -> ``SOCA(c1, reduction)`` (``c2`` = input channels after width gain),
+    YAML ``[c2, reduction=8]`` -> ``SOCA(c1, rd_ratio=1/reduction)`` (``c2`` = input channels after width gain),
     e.g. ``[-1, 1, SOCA, [1024]]``.
     """
 
     yaml_example: ClassVar[str] = "[-1, 1, SOCA, [256, 8]]"
 
-    def __init__(self, c1: int, reduction: int = 8):
+    def __init__(
+        self,
+        channels: int,
+        rd_ratio: float = 1 / 8,
+        rd_channels: int | None = None,
+        rd_divisor: int = 1,
+        act_layer: LayerFactory = nn.ReLU,
+        gate_layer: LayerFactory = nn.Sigmoid,
+    ):
         super().__init__()
-        hidden = reduced_channels(c1, reduction)
-        self.conv_du = nn.Sequential(
-            nn.Conv2d(c1, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, c1, 1), nn.Sigmoid()
-        )
+        hidden = hidden_channels(channels, rd_ratio, rd_channels, rd_divisor)
+        self.conv_du = nn.Sequential(nn.Conv2d(channels, hidden, 1), act_layer(), nn.Conv2d(hidden, channels, 1))
+        self.gate = Gate("channel", gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
@@ -65,4 +75,4 @@ class SOCA(nn.Module):
         window = x[..., top : top + MAX_COVARIANCE_SIZE, left : left + MAX_COVARIANCE_SIZE]
         # covariance and square root in float32 even under autocast/half: the iteration is precision-sensitive
         descriptor = newton_schulz_sqrtm(covariance_pool(window.float())).mean(1).to(x.dtype)  # (b, c)
-        return x * self.conv_du(descriptor[..., None, None])
+        return x * self.gate(self.conv_du(descriptor[..., None, None]))

@@ -1,5 +1,6 @@
 """YOLOAir's CSP variants (iscyy/yoloair ``models/common.py`` and ``models/Models/``): C3 with HorNet,
-Contextual-Transformer, BoTNet or GCNet blocks inside, BottleneckCSPF, BottleneckCSP2 and slim-neck's VoVGSCSP.
+Contextual-Transformer, BoTNet or GCNet blocks inside, BottleneckCSPF and BottleneckCSP2 (slim-neck's VoVGSCSP is in
+``yoloair_slimneck.py``).
 
 Module and attribute names follow YOLOAir so that parameter counts and ``state_dict`` keys match.
 CSP: Wang et al., "CSPNet: A New Backbone that can Enhance Learning Capability of CNN", CVPRW 2020.
@@ -16,7 +17,6 @@ from yolo_attn.nn.attention.global_context import GlobalContext
 from yolo_attn.nn.blocks.conv import Conv
 from yolo_attn.nn.blocks.csp import C3, Bottleneck, BottleneckCSP
 from yolo_attn.nn.blocks.yoloair_backbones import HorBlock
-from yolo_attn.nn.blocks.yoloair_conv import GSConv
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import CSP
 
@@ -65,11 +65,12 @@ class BottleneckCSP2(nn.Module):
         return self.cv3(self.act(self.bn(torch.cat((self.m(x1), self.cv2(x1)), 1))))
 
 
-class CoT(nn.Module):
+class SimplifiedCoT(nn.Module):
     """YOLOAir's simplified Contextual Transformer (Li et al., "Contextual Transformer Networks for Visual
     Recognition", TPAMI 2022, arXiv:2107.12292): static keys from a grouped k x k conv; from ``[keys, x]`` an
     embedding predicts k*k weights per channel, averaged and softmaxed over positions to weight the values;
-    output keys + weighted values."""
+    output keys + weighted values. YOLOAir names the class ``CoT``; here that YAML name is the official layer,
+    :class:`~yolo_attn.nn.attention.cot.CoTAttention`, so this one is named for what it is."""
 
     def __init__(self, dim: int, kernel_size: int = 3, factor: int = 4):
         super().__init__()
@@ -94,13 +95,13 @@ class CoT(nn.Module):
 
 
 class CoTBottleneck(nn.Module):
-    """1x1 Conv then :class:`CoT`, residual when shapes allow (YOLOAir's CoT3 inner block)."""
+    """1x1 Conv then :class:`SimplifiedCoT`, residual when shapes allow (YOLOAir's CoT3 inner block)."""
 
     def __init__(self, c1: int, c2: int, shortcut: bool = True, e: float = 1.0):
         super().__init__()
         c_ = int(c2 * e)
         self.cv1 = Conv(c1, c_, 1, 1)
-        self.cv2 = CoT(c_, 3)
+        self.cv2 = SimplifiedCoT(c_, 3)
         self.add = shortcut and c1 == c2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -125,7 +126,7 @@ class BottleneckTransformer(nn.Module):
     def __init__(self, c: int, heads: int = 4, width: int = 20, height: int = 20):
         super().__init__()
         self.cv1 = Conv(c, c, 1, 1)
-        self.cv2 = nn.Sequential(MHSA(c, width, height, heads))
+        self.cv2 = nn.Sequential(MHSA(c, width=width, height=height, heads=heads))
         self.shortcut = True
         self.fc1 = nn.Linear(c, c)
 
@@ -156,42 +157,7 @@ class C3GC(C3):
 
     def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5):
         super().__init__(c1, c2, n, shortcut, g, e)
-        self.gc = GlobalContext(c1, 0.25, "att", ("channel_add", "channel_mul"))
+        self.gc = GlobalContext(c1, 0.25, fusion_types=("channel_add", "channel_mul"))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.cv3(torch.cat((self.m(self.cv1(x)), self.cv2(self.gc(x))), 1))
-
-
-class GSBottleneck(nn.Module):
-    """Slim-neck's GS bottleneck (arXiv:2206.02424): two GSConvs (1x1) plus a 3x3 Conv shortcut. ``conv``, a
-    3x3 GSConv pair, is built but unused, as in the slim-neck code that YOLOAir copies (its checkpoints carry it)."""
-
-    def __init__(self, c1: int, c2: int):
-        super().__init__()
-        c_ = c2 // 2
-        self.conv_lighting = nn.Sequential(GSConv(c1, c_, 1, 1), GSConv(c_, c2, 1, 1, act=False))
-        self.conv = nn.Sequential(GSConv(c1, c_, 3, 1), GSConv(c_, c2, 3, 1, act=False))
-        self.shortcut = Conv(c1, c2, 3, 1, act=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv_lighting(x) + self.shortcut(x)
-
-
-@register(rule=CSP)
-class VoVGSCSP(nn.Module):
-    """Slim-neck's VoV-GSCSP (Li et al., arXiv:2206.02424): one GS bottleneck on a 1x1 branch, concatenated
-    with a 1x1 shortcut branch, fused by 1x1. ``number`` is accepted and unused, as in YOLOAir, and so is
-    ``res``, a 3x3 Conv its checkpoints carry. YAML: ``[c2, shortcut=True, g=1, e=0.5]``.
-    Example: ``[-1, 3, VoVGSCSP, [512, False]]``."""
-
-    def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = True, g: int = 1, e: float = 0.5):
-        super().__init__()
-        c_ = int(c2 * e)
-        self.cv1 = Conv(c1, c_, 1, 1)
-        self.cv2 = Conv(c1, c_, 1, 1)
-        self.gsb = GSBottleneck(c_, c_)
-        self.res = Conv(c_, c_, 3, 1, act=False)
-        self.cv3 = Conv(2 * c_, c2, 1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.cv3(torch.cat((self.cv2(x), self.gsb(self.cv1(x))), 1))
