@@ -19,8 +19,8 @@ from pathlib import Path
 
 import torch
 
-from yolo_attn.nn.catalog import BlockCost, build_example, is_attention, measure, selected_specs
 from yolo_attn.errors import UserError
+from yolo_attn.nn.catalog import BlockCost, build_example, is_attention, measure, selected_specs
 
 LEVELS = {"P3": (128, 80, 80), "P4": (256, 40, 40), "P5": (512, 20, 20)}  # yolov5s at 640
 

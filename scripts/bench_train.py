@@ -18,8 +18,8 @@ from yolo_attn import build_model
 from yolo_attn.data.augment import TrainDataset
 from yolo_attn.data.config import load_dataset_config
 from yolo_attn.data.dataset import create_dataloader
-from yolo_attn.losses.yolov5 import ComputeLoss, scale_loss_gains
 from yolo_attn.engine.optim import build_optimizer
+from yolo_attn.losses.yolov5 import ComputeLoss, scale_loss_gains
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "coco128" / "coco128.yaml"

@@ -20,8 +20,8 @@ import torch
 
 from yolo_attn.checkpoint import load_model
 from yolo_attn.data.dataset import scan_split
-from yolo_attn.metrics import COCO_BACKENDS
 from yolo_attn.engine.validator import evaluate, resolve_split
+from yolo_attn.metrics import COCO_BACKENDS
 
 
 def _timed(fn, *args, **kwargs):

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from yolo_attn.errors import UserError
 from yolo_attn.metrics import (
     ConfusionMatrix,
     DetectionStats,
@@ -17,7 +18,6 @@ from yolo_attn.metrics import (
     match_predictions,
     smooth,
 )
-from yolo_attn.errors import UserError
 
 
 def det(*rows):

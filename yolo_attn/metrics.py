@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+
 from yolo_attn.errors import UserError
 from yolo_attn.utils.boxes import box_iou
 

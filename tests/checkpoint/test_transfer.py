@@ -9,7 +9,13 @@ import torch
 import yaml
 
 from tests.conftest import CONFIGS
-from yolo_attn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, transfer_pretrained, transfer_weights
+from yolo_attn.checkpoint import (
+    load_checkpoint,
+    make_checkpoint,
+    save_checkpoint,
+    transfer_pretrained,
+    transfer_weights,
+)
 from yolo_attn.commands import train as train_command
 from yolo_attn.engine.trainer import TrainConfig
 from yolo_attn.nn.builder import build_model

@@ -5,7 +5,10 @@ import json
 
 import pytest
 
+from tests.conftest import ROOT
 from yolo_attn.cli import main
+from yolo_attn.errors import UserError
+from yolo_attn.nn.attention.cbam import CBAM
 from yolo_attn.nn.catalog import (
     DOCS_PAGE,
     README_END,
@@ -19,11 +22,8 @@ from yolo_attn.nn.catalog import (
     table_cells,
     update_readme,
 )
-from yolo_attn.errors import UserError
-from yolo_attn.nn.attention.cbam import CBAM
 from yolo_attn.nn.registry import all_blocks, lookup
 from yolo_attn.nn.summary import count_params
-from tests.conftest import ROOT
 
 
 def run_json(capsys, *argv: str) -> list[dict]:

@@ -7,12 +7,12 @@ import pytest
 import torch
 import yaml
 
+from tests.conftest import CONFIGS
 from yolo_attn import build_model
 from yolo_attn.cli import main
 from yolo_attn.nn.attention.cbam import CBAM
 from yolo_attn.nn.summary import count_params
 from yolo_attn.nn.yaml_edit import YamlEditError, insert_block, layer_spans, readers_of, replace_block
-from tests.conftest import CONFIGS
 
 YOLOV5S = CONFIGS / "models" / "yolov5s.yaml"
 

@@ -13,8 +13,8 @@ import pytest
 from tests.conftest import CONFIGS, ROOT
 from yolo_attn.checkpoint import make_checkpoint, save_checkpoint
 from yolo_attn.cli import main
-from yolo_attn.nn import build_model
 from yolo_attn.data.synthetic import generate_demo_dataset
+from yolo_attn.nn import build_model
 
 PACKAGE = ROOT / "yolo_attn"
 CLI_MODULES = (PACKAGE / "commands", PACKAGE / "cli.py")  # the commands' results go to stdout from here only

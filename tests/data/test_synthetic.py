@@ -5,8 +5,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from yolo_attn.data.config import load_dataset_config
 from yolo_attn.data import synthetic
+from yolo_attn.data.config import load_dataset_config
 from yolo_attn.data.dataset import default_cache_dir
 from yolo_attn.data.synthetic import DEMO_COLORS, DEMO_NAMES, draw_shape, generate_demo_dataset
 from yolo_attn.utils.paths import cache_root

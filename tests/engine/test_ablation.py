@@ -19,7 +19,7 @@ from yolo_attn.data.synthetic import generate_demo_dataset
 from yolo_attn.engine.ablation import parse_seeds, plan_variants
 from yolo_attn.engine.ablation_report import RunResult, VariantCost, markdown_report, summarize
 from yolo_attn.engine.ablation_stats import PairedDelta, paired_delta, t_central_probability, t_quantile
-from yolo_attn.engine.trainer import Trainer, TrainConfig
+from yolo_attn.engine.trainer import TrainConfig, Trainer
 from yolo_attn.errors import UserError
 from yolo_attn.nn.builder import build_model
 from yolo_attn.nn.summary import count_params

@@ -17,7 +17,7 @@ from yolo_attn.engine.bn_calibration import (
     recalibrate_batchnorm,
     transparent_layers,
 )
-from yolo_attn.engine.trainer import Trainer, TrainConfig
+from yolo_attn.engine.trainer import TrainConfig, Trainer
 from yolo_attn.nn.builder import build_model
 from yolo_attn.nn.yaml_edit import default_block_args, insert_block
 

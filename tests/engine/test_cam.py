@@ -17,8 +17,18 @@ from tests.conftest import CONFIGS
 from yolo_attn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, transfer_weights
 from yolo_attn.data.letterbox import letterbox
 from yolo_attn.engine.cam import (
-    CamSettings, DetectionTarget, ablation_cam_figure, box_means, capture_gates, draw_cam_figure, explain_all,
-    gate_layers, head_inputs, load_models, read_image, undo_letterbox,
+    CamSettings,
+    DetectionTarget,
+    ablation_cam_figure,
+    box_means,
+    capture_gates,
+    draw_cam_figure,
+    explain_all,
+    gate_layers,
+    head_inputs,
+    load_models,
+    read_image,
+    undo_letterbox,
 )
 from yolo_attn.errors import UserError
 from yolo_attn.nn.attention import _gates

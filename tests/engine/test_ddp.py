@@ -30,7 +30,7 @@ def run_rank(rank: int, port: int, data: str, project: str, out_dir: str) -> Non
         YOLO_ATTN_CACHE=os.path.join(out_dir, "cache"), OMP_NUM_THREADS="1",
     )
     torch.set_num_threads(1)
-    from yolo_attn.engine.trainer import Trainer, TrainConfig
+    from yolo_attn.engine.trainer import TrainConfig, Trainer
 
     trainer = Trainer(TrainConfig(
         cfg=str(CONFIGS / "models" / "yolov5n.yaml"), data=data, epochs=1, img=64, batch=8, workers=0, device="cpu",

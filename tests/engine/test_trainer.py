@@ -18,12 +18,16 @@ import torch
 
 from tests.conftest import CONFIGS, ROOT
 from yolo_attn import build_model
-from yolo_attn.checkpoint import load_checkpoint, load_model
+from yolo_attn.checkpoint import load_checkpoint, load_model, transfer_weights
 from yolo_attn.data.synthetic import generate_demo_dataset
 from yolo_attn.engine.optim import (
-    EarlyStopping, ModelEMA, accumulation_steps, build_optimizer, lr_lambda, parameter_groups,
+    EarlyStopping,
+    ModelEMA,
+    accumulation_steps,
+    build_optimizer,
+    lr_lambda,
+    parameter_groups,
 )
-from yolo_attn.checkpoint import transfer_weights
 from yolo_attn.engine.trainer import KIND_DEFAULTS, TrainConfig, Trainer, train
 
 TINY = {"img": 64, "batch": 4, "workers": 0, "seed": 0}

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import CONFIGS
 from yolo_attn import build_model
 from yolo_attn.losses.ota import ComputeLossAuxOTA, ComputeLossOTA
 from yolo_attn.losses.yolov5 import ComputeLoss, scale_loss_gains
-from tests.conftest import CONFIGS
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "yolov7_loss"
 
@@ -32,7 +32,7 @@ def load_fixture(name: str) -> dict:
     return torch.load(FIXTURES / f"{name}.pt", weights_only=True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def built_head(config: str, nc: int) -> torch.nn.Module:
     return build_model(CONFIGS / config, nc=nc).head
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from tests.conftest import CONFIGS
 from yolo_attn import build_model
 from yolo_attn.nn.attention.bam import BAM
 from yolo_attn.nn.attention.cbam import CBAM
@@ -15,7 +16,6 @@ from yolo_attn.nn.attention.gam import GAMAttention
 from yolo_attn.nn.builder import ModelConfigError
 from yolo_attn.nn.registry import lookup
 from yolo_attn.nn.summary import count_params
-from tests.conftest import CONFIGS
 
 
 def seeded(cls, *args, **kwargs):

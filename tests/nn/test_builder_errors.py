@@ -6,10 +6,10 @@ import pytest
 import torch
 import yaml
 
+from tests.conftest import CONFIGS
 from yolo_attn import ModelConfigError, build_model
 from yolo_attn.errors import UserError
 from yolo_attn.nn.resource_guard import ENV_MAX_PARAMS, ResourceGuard, ResourceLimits, resolve_limits
-from tests.conftest import CONFIGS
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
+from tests.conftest import CONFIGS
 from yolo_attn import build_model
 from yolo_attn.nn.summary import count_params, summarize
-from tests.conftest import CONFIGS
 
 YOLOV5 = {
     "yolov5n": (1_872_157, 4.56),

@@ -6,11 +6,11 @@ import math
 import pytest
 import torch
 
-from yolo_attn import build_model
-from yolo_attn.nn.heads.anchor_based import IAuxDetect, IDetect
-from yolo_attn.nn.blocks.yolov7 import RepConv
-from yolo_attn.nn.summary import count_gflops, count_params
 from tests.conftest import CONFIGS
+from yolo_attn import build_model
+from yolo_attn.nn.blocks.yolov7 import RepConv
+from yolo_attn.nn.heads.anchor_based import IAuxDetect, IDetect
+from yolo_attn.nn.summary import count_gflops, count_params
 
 # name: (params, GFLOPs, image size, fused params or None) -- YOLOv7's own counts, nc=80
 YOLOV7 = {

@@ -4,10 +4,10 @@ parity with WongKinYiu/yolov7, state_dict keys and shapes, forward in train and 
 import pytest
 import torch
 
+from tests.conftest import CONFIGS
 from yolo_attn import build_model
 from yolo_attn.nn.heads.anchor_based import Detect, IDetect
 from yolo_attn.nn.summary import count_gflops, count_params
-from tests.conftest import CONFIGS
 
 # name: (params, GFLOPs at 640) -- YOLOv7's own Model(cfg, nc=80) and its thop count at 640x640
 BASELINE = {

@@ -8,9 +8,9 @@ from torch import nn
 
 from yolo_attn import build_model
 from yolo_attn.nn.blocks.conv import Conv
-from yolo_attn.nn.heads.anchor_based import IAuxDetect, IDetect
 from yolo_attn.nn.blocks.implicit import ImplicitA, ImplicitM
 from yolo_attn.nn.blocks.yolov7 import RepConv
+from yolo_attn.nn.heads.anchor_based import IAuxDetect, IDetect
 
 TINY_IDETECT = {
     "nc": 3,

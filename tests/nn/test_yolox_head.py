@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.nn.ultralytics_weights import seeded_input, seeded_state_dict
 from yolo_attn import build_model
 from yolo_attn.nn.builder import ModelConfigError
 from yolo_attn.nn.heads import has_objectness, head_contract
 from yolo_attn.nn.heads.yolox import DetectX
-
-from tests.nn.ultralytics_weights import seeded_input, seeded_state_dict
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 COUNTS: dict[str, int] = json.loads((FIXTURES / "yoloair" / "param_counts.json").read_text())

@@ -3,7 +3,12 @@ official YOLOv5 / YOLOv7 files (``upstream``), loading (``loading``) and weight 
 
 from yolo_attn.checkpoint.loading import LoadedModel, load_checkpoint, load_model
 from yolo_attn.checkpoint.schema import (
-    SCHEMA_VERSION, apply_batchnorm_settings, batchnorm_settings, make_checkpoint, new_checkpoint, save_checkpoint,
+    SCHEMA_VERSION,
+    apply_batchnorm_settings,
+    batchnorm_settings,
+    make_checkpoint,
+    new_checkpoint,
+    save_checkpoint,
 )
 from yolo_attn.checkpoint.transfer import TransferReport, transfer_pretrained, transfer_weights
 from yolo_attn.checkpoint.unpickler import RestrictedUnpickler, UnsafeCheckpointError, UpstreamRecord

@@ -6,7 +6,11 @@ import argparse
 from dataclasses import asdict
 
 from yolo_attn.commands.common import (
-    add_config_arguments, add_json_argument, add_run_dir_arguments, config_from_args, print_json,
+    add_config_arguments,
+    add_json_argument,
+    add_run_dir_arguments,
+    config_from_args,
+    print_json,
 )
 from yolo_attn.engine.ablation import PER_RUN_OPTIONS, AblationConfig, parse_seeds, run_ablation
 from yolo_attn.engine.ablation_report import VariantSummary, markdown_report

@@ -6,7 +6,11 @@ from __future__ import annotations
 import argparse
 
 from yolo_attn.commands.common import (
-    add_config_arguments, add_json_argument, add_run_dir_arguments, config_from_args, print_json,
+    add_config_arguments,
+    add_json_argument,
+    add_run_dir_arguments,
+    config_from_args,
+    print_json,
 )
 from yolo_attn.engine.trainer import TrainConfig, train
 

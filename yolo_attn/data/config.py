@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-
 from yolo_attn.data.coco_json import read_categories
 from yolo_attn.errors import UserError
 from yolo_attn.utils.yaml_io import read_yaml_mapping

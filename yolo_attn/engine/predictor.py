@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from yolo_attn.data.coco_json import detections_to_json
+from yolo_attn.data.dataset import IMAGE_SUFFIXES
 from yolo_attn.data.letterbox import letterbox
 from yolo_attn.errors import UserError
-from yolo_attn.data.dataset import IMAGE_SUFFIXES
 from yolo_attn.nn.heads import configure_end_to_end, has_objectness
 from yolo_attn.nn.model import DetectionModel, max_stride, model_device
 from yolo_attn.utils.boxes import scale_boxes, xyxy2xywh

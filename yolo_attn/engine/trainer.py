@@ -34,8 +34,16 @@ from yolo_attn.engine.autoanchor import check_anchors
 from yolo_attn.engine.bn_calibration import calibrate_behind, image_batches
 from yolo_attn.engine.distributed import broadcast_object, cleanup, init_distributed, wrap_model
 from yolo_attn.engine.optim import (
-    NOMINAL_BATCH_SIZE, OPTIMIZERS, EarlyStopping, ModelEMA, accumulation_steps, apply_warmup, build_optimizer, fitness,
-    lr_lambda, warmup_iterations,
+    NOMINAL_BATCH_SIZE,
+    OPTIMIZERS,
+    EarlyStopping,
+    ModelEMA,
+    accumulation_steps,
+    apply_warmup,
+    build_optimizer,
+    fitness,
+    lr_lambda,
+    warmup_iterations,
 )
 from yolo_attn.engine.options import option
 from yolo_attn.engine.training_state import TrainingState, seed_everything

@@ -3,7 +3,8 @@ that can train it in its :class:`~yolo_attn.nn.heads.HeadContract`, and :func:`b
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from torch import nn
 

@@ -29,7 +29,7 @@ from torch import nn
 from yolo_attn.errors import UserError
 from yolo_attn.nn.blocks.conv import default_activation
 from yolo_attn.nn.model import DetectionModel
-from yolo_attn.nn.registry import BlockSpec, lookup
+from yolo_attn.nn.registry import lookup
 from yolo_attn.nn.resource_guard import ResourceGuard, ResourceLimitError, ResourceLimits, resolve_limits
 from yolo_attn.nn.rules import LayerContext, Resolved
 from yolo_attn.nn.summary import count_params

@@ -17,9 +17,8 @@ Limits (:class:`ResourceLimits`) are far above the largest real configs (yolov7-
 
 from __future__ import annotations
 
-import copy
-
 import contextlib
+import copy
 import math
 import os
 from collections.abc import Callable, Iterator

@@ -10,10 +10,9 @@ subclasses :class:`YamlRule` next to its own class.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
-
+from typing import Any
 
 MAX_ANCHORS_PER_LEVEL = 10_000  # an int ``anchors`` arg expands to a placeholder list of twice this length
 

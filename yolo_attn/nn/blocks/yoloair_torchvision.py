@@ -10,7 +10,6 @@ by the block name. ``state_dict`` keys are ``model.<i>...`` as in YOLOAir.
 from __future__ import annotations
 
 import importlib
-
 from collections.abc import Callable
 
 import torch

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
 
 from yolo_attn.nn.heads.anchor_free import DEFAULT_REG_MAX, AnchorFreeDetect, AnchorFreeHeadRule
 from yolo_attn.nn.heads.contract import HeadContract
