@@ -1,5 +1,6 @@
 """Pieces shared by several attention papers: the constructor contract (hidden widths, layer factories),
-YOLOAir's attention YAML rule, channel checks and the channel-wise mean/max pooling that spatial gates start from.
+the pointwise MLP of squeeze-and-excitation style blocks, YOLOAir's attention YAML rule, channel checks and the
+channel-wise mean/max pooling that spatial gates start from.
 
 The contract, after timm's ``layers/``: ``Block(channels, rd_ratio, rd_channels, rd_divisor, kernel_size,
 act_layer, gate_layer, *, paper-specific arguments)``, each of the middle ones only where the block has it. The
@@ -18,6 +19,7 @@ from torch import nn
 from yolo_attn.nn.rules import SameWidth, make_divisible
 
 LayerFactory = Callable[[], nn.Module]  # ``act_layer`` / ``gate_layer``: a module class or a partial of one
+NormFactory = Callable[[int], nn.Module]  # a normalisation over that many channels (``nn.BatchNorm2d``, ...)
 
 # YOLOAir's attention branch (SEAttention, SKAttention, S2Attention, SOCA, ...): ``[c2, *rest]`` ->
 # ``Block(c1, *rest)``; ``c2`` only declares the (unchanged) width.
@@ -42,6 +44,28 @@ def hidden_channels(
     if rd_channels < 1:
         raise ValueError(f"rd_channels must be >= 1, got {rd_channels!r}")
     return rd_channels
+
+
+def pointwise_mlp(
+    channels: int, hidden: int, act_layer: LayerFactory, out_channels: int | None = None, *,
+    norm_layer: NormFactory | None = None, bias: bool = True, conv: bool = True,
+) -> nn.Sequential:
+    """Two pointwise projections ``channels -> hidden -> out_channels`` (default ``channels``) with ``act_layer``
+    between: the excitation MLP of SE (Hu et al., "Squeeze-and-Excitation Networks") and the blocks built on it.
+
+    1x1 convolutions on ``(b, c, h, w)`` (``conv``) or ``nn.Linear`` layers on channels-last tensors; ``norm_layer``
+    (called with ``hidden``) after the first projection, as GCNet's LayerNorm or CoT's BatchNorm. The layers are
+    created in order and are the ``nn.Sequential``'s items ``0, [1 norm,] act, last``, so a block that stores the
+    result under its paper's name keeps its published ``state_dict`` keys and initialisation.
+    """
+    out_channels = channels if out_channels is None else out_channels
+
+    def project(c_in: int, c_out: int) -> nn.Module:
+        return nn.Conv2d(c_in, c_out, 1, bias=bias) if conv else nn.Linear(c_in, c_out, bias=bias)
+
+    reduce = project(channels, hidden)
+    norm = [norm_layer(hidden)] if norm_layer is not None else []
+    return nn.Sequential(reduce, *norm, act_layer(), project(hidden, out_channels))
 
 
 def reduction_as_ratio(named: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from yolo_attn.nn.attention._common import LayerFactory, hidden_channels, reduction_as_ratio
+from yolo_attn.nn.attention._common import LayerFactory, hidden_channels, pointwise_mlp, reduction_as_ratio
 from yolo_attn.nn.attention._gates import Gate
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import Keywords, SameWidth
@@ -40,21 +40,12 @@ class BAM(nn.Module):
     yaml_example: ClassVar[str] = "[-1, 1, BAM, [256]]"
 
     def __init__(
-        self,
-        channels: int,
-        rd_ratio: float = 1 / 16,
-        rd_channels: int | None = None,
-        rd_divisor: int = 1,
-        act_layer: LayerFactory = nn.ReLU,
-        gate_layer: LayerFactory = nn.Sigmoid,
-        *,
-        dilation: int = 4,
+        self, channels: int, rd_ratio: float = 1 / 16, rd_channels: int | None = None, rd_divisor: int = 1,
+        act_layer: LayerFactory = nn.ReLU, gate_layer: LayerFactory = nn.Sigmoid, *, dilation: int = 4,
     ):
         super().__init__()
         hidden = hidden_channels(channels, rd_ratio, rd_channels, rd_divisor)
-        self.channel_gate = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, hidden, 1), act_layer(), nn.Conv2d(hidden, channels, 1)
-        )
+        self.channel_gate = nn.Sequential(nn.AdaptiveAvgPool2d(1), *pointwise_mlp(channels, hidden, act_layer))
         dilated = []
         for _ in range(2):
             dilated += [

@@ -74,14 +74,8 @@ class CBAM(nn.Module):
     yaml_example: ClassVar[str] = "[-1, 1, CBAM, [256]]"
 
     def __init__(
-        self,
-        channels: int,
-        rd_ratio: float = 1 / 16,
-        rd_channels: int | None = None,
-        rd_divisor: int = 1,
-        kernel_size: int = 7,
-        act_layer: LayerFactory = nn.ReLU,
-        gate_layer: LayerFactory = nn.Sigmoid,
+        self, channels: int, rd_ratio: float = 1 / 16, rd_channels: int | None = None, rd_divisor: int = 1,
+        kernel_size: int = 7, act_layer: LayerFactory = nn.ReLU, gate_layer: LayerFactory = nn.Sigmoid,
     ):
         super().__init__()
         hidden = hidden_channels(channels, rd_ratio, rd_channels, rd_divisor)

@@ -9,7 +9,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from yolo_attn.nn.attention._common import LayerFactory
+from yolo_attn.nn.attention._common import LayerFactory, pointwise_mlp
 from yolo_attn.nn.attention._gates import Gate
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import Keywords, PrependInput
@@ -20,7 +20,7 @@ class AttnMap(nn.Module):
 
     def __init__(self, dim: int, act_layer: LayerFactory = nn.SiLU):
         super().__init__()
-        self.act_block = nn.Sequential(nn.Conv2d(dim, dim, 1), act_layer(), nn.Conv2d(dim, dim, 1))
+        self.act_block = pointwise_mlp(dim, dim, act_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act_block(x)

@@ -33,13 +33,8 @@ class CA(nn.Module):
     yaml_example: ClassVar[str] = "[-1, 1, CA, [256, 32]]"
 
     def __init__(
-        self,
-        channels: int,
-        rd_ratio: float = 1 / 32,
-        rd_channels: int | None = None,
-        rd_divisor: int = 1,
-        act_layer: LayerFactory = nn.Hardswish,
-        gate_layer: LayerFactory = nn.Sigmoid,
+        self, channels: int, rd_ratio: float = 1 / 32, rd_channels: int | None = None, rd_divisor: int = 1,
+        act_layer: LayerFactory = nn.Hardswish, gate_layer: LayerFactory = nn.Sigmoid,
     ):
         super().__init__()
         mip = hidden_channels(channels, rd_ratio, rd_channels, rd_divisor, min_channels=MIN_HIDDEN)

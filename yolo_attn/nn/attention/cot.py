@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from yolo_attn.nn.attention._common import LayerFactory, hidden_channels, require_divisible
+from yolo_attn.nn.attention._common import LayerFactory, hidden_channels, pointwise_mlp, require_divisible
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import PREPEND_INPUT, Keywords
 
@@ -47,13 +47,8 @@ class CoTAttention(nn.Module):
     yaml_example: ClassVar[str] = "[-1, 1, CoTAttention, [3]]"
 
     def __init__(
-        self,
-        channels: int,
-        rd_ratio: float = RADIX / SE_REDUCTION,
-        rd_channels: int | None = None,
-        rd_divisor: int = 1,
-        kernel_size: int = 3,
-        act_layer: LayerFactory = nn.ReLU,
+        self, channels: int, rd_ratio: float = RADIX / SE_REDUCTION, rd_channels: int | None = None,
+        rd_divisor: int = 1, kernel_size: int = 3, act_layer: LayerFactory = nn.ReLU,
     ):
         super().__init__()
         require_divisible(channels, SHARE_PLANES, "8 (kernel sharing) and 4 (key groups)")
@@ -75,12 +70,7 @@ class CoTAttention(nn.Module):
         self.bn = nn.BatchNorm2d(channels)
         self.act = nn.SiLU(inplace=True)
         attn_chs = hidden_channels(channels, rd_ratio, rd_channels, rd_divisor, min_channels=MIN_ATTENTION_CHANNELS)
-        self.se = nn.Sequential(
-            nn.Conv2d(channels, attn_chs, 1),
-            nn.BatchNorm2d(attn_chs),
-            act_layer(),
-            nn.Conv2d(attn_chs, RADIX * channels, 1),
-        )
+        self.se = pointwise_mlp(channels, attn_chs, act_layer, RADIX * channels, norm_layer=nn.BatchNorm2d)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape

@@ -63,11 +63,7 @@ class DANet(nn.Module):
     yaml_example: ClassVar[str] = "[-1, 1, DANet, [256, 256]]"
 
     def __init__(
-        self,
-        channels: int,
-        rd_ratio: float = 1 / 4,
-        rd_channels: int | None = None,
-        rd_divisor: int = 1,
+        self, channels: int, rd_ratio: float = 1 / 4, rd_channels: int | None = None, rd_divisor: int = 1,
         act_layer: LayerFactory = nn.ReLU,
     ):
         super().__init__()

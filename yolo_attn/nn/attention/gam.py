@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from yolo_attn.nn.attention._common import LayerFactory, hidden_channels
+from yolo_attn.nn.attention._common import LayerFactory, hidden_channels, pointwise_mlp
 from yolo_attn.nn.attention._gates import Gate
 from yolo_attn.nn.blocks.yoloair_shuffle import channel_shuffle
 from yolo_attn.nn.registry import register
@@ -50,21 +50,14 @@ class GAMAttention(nn.Module):
     yaml_example: ClassVar[str] = "[-1, 1, GAMAttention, [256]]"
 
     def __init__(
-        self,
-        channels: int,
-        rd_ratio: float = 1 / 4,
-        rd_channels: int | None = None,
-        rd_divisor: int = 1,
-        kernel_size: int = 7,
-        act_layer: LayerFactory = nn.ReLU,
-        gate_layer: LayerFactory = nn.Sigmoid,
-        *,
+        self, channels: int, rd_ratio: float = 1 / 4, rd_channels: int | None = None, rd_divisor: int = 1,
+        kernel_size: int = 7, act_layer: LayerFactory = nn.ReLU, gate_layer: LayerFactory = nn.Sigmoid, *,
         groups: int = 4,
     ):
         super().__init__()
         hidden = hidden_channels(channels, rd_ratio, rd_channels, rd_divisor)
         padding = kernel_size // 2
-        self.channel_attention = nn.Sequential(nn.Linear(channels, hidden), act_layer(), nn.Linear(hidden, channels))
+        self.channel_attention = pointwise_mlp(channels, hidden, act_layer, conv=False)
         self.spatial_attention = nn.Sequential(
             nn.Conv2d(channels, hidden, kernel_size, padding=padding, groups=groups),
             nn.BatchNorm2d(hidden),

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from yolo_attn.nn.attention._common import LayerFactory, hidden_channels
+from yolo_attn.nn.attention._common import LayerFactory, hidden_channels, pointwise_mlp
 from yolo_attn.nn.attention._gates import Gate
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import PREPEND_INPUT, Keywords
@@ -47,17 +47,9 @@ class GatherExcite(nn.Module):
     yaml_example: ClassVar[str] = "[-1, 1, GatherExcite, [2, True]]"
 
     def __init__(
-        self,
-        channels: int,
-        rd_ratio: float = 1 / 16,
-        rd_channels: int | None = None,
-        rd_divisor: int = 1,
-        act_layer: LayerFactory = nn.ReLU,
-        gate_layer: LayerFactory = nn.Sigmoid,
-        *,
-        extent: int = 0,
-        extra_params: bool = False,
-        use_mlp: bool = True,
+        self, channels: int, rd_ratio: float = 1 / 16, rd_channels: int | None = None, rd_divisor: int = 1,
+        act_layer: LayerFactory = nn.ReLU, gate_layer: LayerFactory = nn.Sigmoid, *,
+        extent: int = 0, extra_params: bool = False, use_mlp: bool = True,
     ):
         super().__init__()
         if extent and (extent < 2 or extent & (extent - 1)):
@@ -68,11 +60,7 @@ class GatherExcite(nn.Module):
         self.extent = extent
         self.gather = _gather_convs(channels, extent, act_layer) if extra_params else None
         hidden = hidden_channels(channels, rd_ratio, rd_channels, rd_divisor)
-        self.mlp = (
-            nn.Sequential(nn.Conv2d(channels, hidden, 1), act_layer(), nn.Conv2d(hidden, channels, 1))
-            if use_mlp
-            else nn.Identity()
-        )
+        self.mlp = pointwise_mlp(channels, hidden, act_layer) if use_mlp else nn.Identity()
         self.gate = Gate("channel", gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

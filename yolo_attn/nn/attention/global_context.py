@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from yolo_attn.nn.attention._common import LayerFactory, hidden_channels
+from yolo_attn.nn.attention._common import LayerFactory, hidden_channels, pointwise_mlp
 from yolo_attn.nn.attention._gates import Gate
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import Keywords, LiteralChannels
@@ -19,7 +19,7 @@ _FUSIONS = ("channel_add", "channel_mul")
 
 def _transform(c: int, planes: int, act_layer: LayerFactory) -> nn.Sequential:
     """GCNet's bottleneck transform: 1x1 conv, LayerNorm, ``act_layer``, 1x1 conv (last conv zero-initialised)."""
-    seq = nn.Sequential(nn.Conv2d(c, planes, 1), nn.LayerNorm([planes, 1, 1]), act_layer(), nn.Conv2d(planes, c, 1))
+    seq = pointwise_mlp(c, planes, act_layer, norm_layer=lambda width: nn.LayerNorm([width, 1, 1]))
     nn.init.zeros_(seq[-1].weight)
     nn.init.zeros_(seq[-1].bias)
     return seq
@@ -48,16 +48,9 @@ class GlobalContext(nn.Module):
     yaml_example: ClassVar[str] = "[-1, 1, GlobalContext, [256, 0.25]]"
 
     def __init__(
-        self,
-        channels: int,
-        rd_ratio: float = 1 / 4,
-        rd_channels: int | None = None,
-        rd_divisor: int = 1,
-        act_layer: LayerFactory = nn.ReLU,
-        gate_layer: LayerFactory = nn.Sigmoid,
-        *,
-        pooling_type: str = "att",
-        fusion_types: str | Sequence[str] = "channel_add",
+        self, channels: int, rd_ratio: float = 1 / 4, rd_channels: int | None = None, rd_divisor: int = 1,
+        act_layer: LayerFactory = nn.ReLU, gate_layer: LayerFactory = nn.Sigmoid, *,
+        pooling_type: str = "att", fusion_types: str | Sequence[str] = "channel_add",
     ):
         super().__init__()
         fusions = (fusion_types,) if isinstance(fusion_types, str) else tuple(fusion_types)

@@ -10,7 +10,13 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from yolo_attn.nn.attention._common import WIDTH_THEN_ARGS, LayerFactory, hidden_channels, reduction_as_ratio
+from yolo_attn.nn.attention._common import (
+    WIDTH_THEN_ARGS,
+    LayerFactory,
+    hidden_channels,
+    pointwise_mlp,
+    reduction_as_ratio,
+)
 from yolo_attn.nn.attention._gates import Gate
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import Keywords
@@ -33,10 +39,6 @@ CONV_PAIR = SELayout(None, "conv1", "conv2", conv=True)  # YOLOAir's PP-LCNet / 
 EXCITATION = SELayout("Excitation", "FC1", "FC2", conv=True)  # YOLOAir's SeBlock (MobileNetV3-Small, PP-LCNet)
 
 
-def _projection(c_in: int, c_out: int, conv: bool, bias: bool) -> nn.Module:
-    return nn.Conv2d(c_in, c_out, 1, bias=bias) if conv else nn.Linear(c_in, c_out, bias=bias)
-
-
 @register("SEAttention", "SELayer", rule=Keywords(WIDTH_THEN_ARGS, ("channels", "reduction"), reduction_as_ratio))
 class SE(nn.Module):
     """Squeeze-and-Excitation (Hu, Shen, Sun, "Squeeze-and-Excitation Networks", CVPR 2018, arXiv:1709.01507).
@@ -54,27 +56,15 @@ class SE(nn.Module):
     yaml_example: ClassVar[str] = "[-1, 1, SE, [256, 16]]"
 
     def __init__(
-        self,
-        channels: int,
-        rd_ratio: float = 1 / 16,
-        rd_channels: int | None = None,
-        rd_divisor: int = 1,
-        act_layer: LayerFactory = nn.ReLU,
-        gate_layer: LayerFactory = nn.Sigmoid,
-        *,
-        bias: bool = False,
-        layout: SELayout = LINEAR_FC,
+        self, channels: int, rd_ratio: float = 1 / 16, rd_channels: int | None = None, rd_divisor: int = 1,
+        act_layer: LayerFactory = nn.ReLU, gate_layer: LayerFactory = nn.Sigmoid, *,
+        bias: bool = False, layout: SELayout = LINEAR_FC,
     ):
         super().__init__()
         hidden = hidden_channels(channels, rd_ratio, rd_channels, rd_divisor)
         self.layout = layout
-        steps = OrderedDict(
-            [
-                (layout.reduce, _projection(channels, hidden, layout.conv, bias)),
-                ("act", act_layer()),
-                (layout.expand, _projection(hidden, channels, layout.conv, bias)),
-            ]
-        )
+        mlp = pointwise_mlp(channels, hidden, act_layer, bias=bias, conv=layout.conv)
+        steps = OrderedDict(zip((layout.reduce, "act", layout.expand), mlp, strict=True))
         if layout.container is None:
             for name, module in steps.items():
                 self.add_module(name, module)

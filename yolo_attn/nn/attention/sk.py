@@ -47,16 +47,9 @@ class SKAttention(nn.Module):
     yaml_example: ClassVar[str] = "[-1, 1, SKAttention, [256, [3, 5], 16, 1, 32]]"
 
     def __init__(
-        self,
-        channels: int,
-        rd_ratio: float = 1 / 16,
-        rd_channels: int | None = None,
-        rd_divisor: int = 1,
-        act_layer: LayerFactory = nn.ReLU,
-        *,
-        kernels: Sequence[int] = (1, 3, 5, 7),
-        groups: int = 1,
-        min_rd_channels: int = 32,
+        self, channels: int, rd_ratio: float = 1 / 16, rd_channels: int | None = None, rd_divisor: int = 1,
+        act_layer: LayerFactory = nn.ReLU, *,
+        kernels: Sequence[int] = (1, 3, 5, 7), groups: int = 1, min_rd_channels: int = 32,
     ):
         super().__init__()
         d = hidden_channels(channels, rd_ratio, rd_channels, rd_divisor, min_channels=min_rd_channels)

@@ -7,7 +7,13 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from yolo_attn.nn.attention._common import WIDTH_THEN_ARGS, LayerFactory, hidden_channels, reduction_as_ratio
+from yolo_attn.nn.attention._common import (
+    WIDTH_THEN_ARGS,
+    LayerFactory,
+    hidden_channels,
+    pointwise_mlp,
+    reduction_as_ratio,
+)
 from yolo_attn.nn.attention._gates import Gate
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import Keywords
@@ -56,17 +62,12 @@ class SOCA(nn.Module):
     yaml_example: ClassVar[str] = "[-1, 1, SOCA, [256, 8]]"
 
     def __init__(
-        self,
-        channels: int,
-        rd_ratio: float = 1 / 8,
-        rd_channels: int | None = None,
-        rd_divisor: int = 1,
-        act_layer: LayerFactory = nn.ReLU,
-        gate_layer: LayerFactory = nn.Sigmoid,
+        self, channels: int, rd_ratio: float = 1 / 8, rd_channels: int | None = None, rd_divisor: int = 1,
+        act_layer: LayerFactory = nn.ReLU, gate_layer: LayerFactory = nn.Sigmoid,
     ):
         super().__init__()
         hidden = hidden_channels(channels, rd_ratio, rd_channels, rd_divisor)
-        self.conv_du = nn.Sequential(nn.Conv2d(channels, hidden, 1), act_layer(), nn.Conv2d(hidden, channels, 1))
+        self.conv_du = pointwise_mlp(channels, hidden, act_layer)
         self.gate = Gate("channel", gate_layer)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
