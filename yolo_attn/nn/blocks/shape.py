@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -21,13 +23,26 @@ class Concat(nn.Module):
         return torch.cat(x, self.d)
 
 
-@register(rule=ChannelFunction(lambda c_in, args: c_in[0] * (args[0] if args else 2) ** 2, signature="[gain=2]"))
-class Contract(nn.Module):
-    """Space to depth: (b, c, h, w) -> (b, c*g*g, h/g, w/g). YAML: ``[gain=2]``."""
+DEFAULT_GAIN = 2
 
-    def __init__(self, gain: int = 2):
+
+class GainRearrangement(nn.Module):
+    """Space/depth rearrangement by a spatial factor ``gain`` (YAML ``[gain=2]``): the one setting of
+    :class:`Contract` and :class:`Expand`."""
+
+    def __init__(self, gain: int = DEFAULT_GAIN):
         super().__init__()
         self.gain = gain
+
+
+def _gain(args: list[Any]) -> int:
+    """The ``gain`` a YAML line's args give (for the output-channel rules)."""
+    return args[0] if args else DEFAULT_GAIN
+
+
+@register(rule=ChannelFunction(lambda c_in, args: c_in[0] * _gain(args) ** 2, signature="[gain=2]"))
+class Contract(GainRearrangement):
+    """Space to depth: (b, c, h, w) -> (b, c*g*g, h/g, w/g). YAML: ``[gain=2]``."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
@@ -36,13 +51,9 @@ class Contract(nn.Module):
         return x.view(b, c * s * s, h // s, w // s)
 
 
-@register(rule=ChannelFunction(lambda c_in, args: c_in[0] // (args[0] if args else 2) ** 2, signature="[gain=2]"))
-class Expand(nn.Module):
+@register(rule=ChannelFunction(lambda c_in, args: c_in[0] // _gain(args) ** 2, signature="[gain=2]"))
+class Expand(GainRearrangement):
     """Depth to space: (b, c, h, w) -> (b, c/g/g, h*g, w*g). YAML: ``[gain=2]``."""
-
-    def __init__(self, gain: int = 2):
-        super().__init__()
-        self.gain = gain
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape

@@ -161,23 +161,41 @@ class PSABlock(nn.Module):
         return x + self.ffn(x) if self.add else self.ffn(x)
 
 
+class HalfRefined(nn.Module):
+    """The frame of YOLOv10's PSA and YOLO11's C2PSA: a 1x1 conv ``cv1`` makes two halves of ``c1 * e`` channels,
+    :meth:`refine` transforms the second, and a 1x1 conv ``cv2`` fuses both back to ``c1``. Keeps its input channels
+    (``c2`` must equal ``c1``). Subclasses add their refining modules after calling this constructor, which keeps
+    Ultralytics' key order (``cv1``, ``cv2``, then theirs)."""
+
+    def __init__(self, c1: int, c2: int, e: float):
+        super().__init__()
+        if c1 != c2:
+            raise ValueError(
+                f"{type(self).__name__} keeps its input channels, but the output width is {c2} for {c1} input channels"
+            )
+        self.c = int(c1 * e)
+        self.cv1 = Conv(c1, 2 * self.c, 1, 1)
+        self.cv2 = Conv(2 * self.c, c1, 1)
+
+    def refine(self, half: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = self.cv1(x).split((self.c, self.c), 1)
+        return self.cv2(torch.cat((a, self.refine(b)), 1))
+
+
 @register(rule=CSP)
-class C2PSA(nn.Module):
+class C2PSA(HalfRefined):
     """Split in two halves; ``n`` PSA blocks refine one; a 1x1 conv fuses both (YOLO11). YAML: ``[c2=c1, e=0.5]``;
     number = PSA blocks. Keeps its input channels."""
 
     def __init__(self, c1: int, c2: int, n: int = 1, e: float = 0.5):
-        super().__init__()
-        if c1 != c2:
-            raise ValueError(f"C2PSA keeps its input channels, but the output width is {c2} for {c1} input channels")
-        self.c = int(c1 * e)
-        self.cv1 = Conv(c1, 2 * self.c, 1, 1)
-        self.cv2 = Conv(2 * self.c, c1, 1)
+        super().__init__(c1, c2, e)
         self.m = nn.Sequential(*(PSABlock(self.c, attn_ratio=0.5, num_heads=max(self.c // 64, 1)) for _ in range(n)))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, b = self.cv1(x).split((self.c, self.c), 1)
-        return self.cv2(torch.cat((a, self.m(b)), 1))
+    def refine(self, half: torch.Tensor) -> torch.Tensor:
+        return self.m(half)
 
 
 class AreaAttention(nn.Module):

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from yolo_attn.nn.blocks.conv import Conv
-from yolo_attn.nn.blocks.ultralytics import C2f, PositionSensitiveAttention
+from yolo_attn.nn.blocks.ultralytics import C2f, HalfRefined, PositionSensitiveAttention
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import CONV, CSP, LiteralChannels
 
@@ -97,23 +97,16 @@ class C2fCIB(C2f):
 
 
 @register(rule=CONV)
-class PSA(nn.Module):
+class PSA(HalfRefined):
     """Partial self-attention (Wang et al., YOLOv10, arXiv:2405.14458): a 1x1 conv splits the input in two halves;
     one runs through position-sensitive multi-head self-attention and a 2x point-wise feed-forward (each
     residual); a 1x1 conv fuses both. YAML: ``[c2=c1, e=0.5]``; keeps its input channels."""
 
     def __init__(self, c1: int, c2: int, e: float = 0.5):
-        super().__init__()
-        if c1 != c2:
-            raise ValueError(f"PSA keeps its input channels, but the output width is {c2} for {c1} input channels")
-        self.c = int(c1 * e)
-        self.cv1 = Conv(c1, 2 * self.c, 1, 1)
-        self.cv2 = Conv(2 * self.c, c1, 1)
+        super().__init__(c1, c2, e)
         self.attn = PositionSensitiveAttention(self.c, num_heads=max(self.c // 64, 1), attn_ratio=0.5)
         self.ffn = nn.Sequential(Conv(self.c, 2 * self.c, 1), Conv(2 * self.c, self.c, 1, act=False))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        a, b = self.cv1(x).split((self.c, self.c), 1)
-        b = b + self.attn(b)
-        b = b + self.ffn(b)
-        return self.cv2(torch.cat((a, b), 1))
+    def refine(self, half: torch.Tensor) -> torch.Tensor:
+        half = half + self.attn(half)
+        return half + self.ffn(half)
