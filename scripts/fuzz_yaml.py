@@ -50,7 +50,8 @@ HUGE: tuple[Any, ...] = (10**4, 10**5, 10**6, 10**9, 10**12, 2**63, 1e6, 4096, 6
 
 
 def corpus(root: Path = ROOT) -> list[Path]:
-    """Every model YAML of the project, then the seed configs of ../shared when present."""
+    """Every model YAML of the project, then the configs published with the attention tutorials the project
+    started from (YOLOv7 + GAMAttention, YOLOv5l + DoubleAttention; ``../shared/seed-configs``) when present."""
     folders = (root / "configs" / "models", root / "configs" / "attention", root.parent / "shared" / "seed-configs")
     return [path for folder in folders for path in sorted(folder.glob("*.yaml"))]
 

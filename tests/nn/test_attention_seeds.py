@@ -1,5 +1,9 @@
-"""The seed blocks (GAMAttention, CBAM, BAM, DoubleAttentionLayer, CloAttention): their semantics checked
-against hand-written formulas, their YAML rules, and the two seed configs at the seed code's parameter counts.
+"""The blocks of the four attention tutorials the project started from -- "YOLOv7改进:GAMAttention注意力机制"
+(YOLOv7 improved: GAMAttention), "YOLOv5/v7 添加注意力机制,30多种模块分析②,BAM模块,CBAM模块" (adding attention to
+YOLOv5/v7: BAM and CBAM), "YOLO改进系列之注意力机制(CloAttention模型介绍)" (YOLO improvements, attention: CloAttention)
+and "YOLOv5改进 | 注意力机制 | 添加双重注意力机制 DoubleAttention" (YOLOv5 improved: DoubleAttention) -- their
+semantics checked against hand-written formulas, their YAML rules, and the two model configs the GAMAttention and
+DoubleAttention posts publish at those posts' parameter counts.
 The generic checks (shapes, gradients, batch 1, eval, 13x17, pinned counts) are in test_attention_zoo.py."""
 
 import pytest
@@ -50,7 +54,7 @@ def test_gam_matches_seed_formula_with_channel_shuffle():
         bn.running_var.uniform_(0.5, 2.0)
     x = torch.randn(2, 32, 5, 6)
     lin1, lin2 = m.channel_attention[0], m.channel_attention[2]
-    channel = lin2(F.relu(lin1(x.permute(0, 2, 3, 1)))).permute(0, 3, 1, 2)  # no sigmoid, as in the seed
+    channel = lin2(F.relu(lin1(x.permute(0, 2, 3, 1)))).permute(0, 3, 1, 2)  # no sigmoid, as in the GAMAttention post
     y = x * channel
     spatial = torch.sigmoid(m.spatial_attention(y))
     shuffled = torch.tensor([g * 8 + i for i in range(8) for g in range(4)])  # 4 groups of 8 interleaved
@@ -178,7 +182,7 @@ def test_seed_config_yolov5l_double_attention(shared):
 def test_seed_config_yolov7_c3c2_gam(shared):
     model = build_model(shared / "seed-configs" / "yolov7-C3C2-GAMAttention.yaml")
     assert count_params(model) == 33_428_378
-    assert model.stride.tolist() == [16, 32, 64]  # as the seed's graph gives it
+    assert model.stride.tolist() == [16, 32, 64]  # as the post's graph gives it
     assert [r.module for r in model.layer_records if r.index in (4, 52, 55)] == ["CNeB", "GAMAttention", "C3C2"]
 
 

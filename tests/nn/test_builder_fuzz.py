@@ -1,9 +1,11 @@
 """Seeded fuzz: mutated real model YAMLs either build or raise a UserError naming the file, quickly and in
-bounded memory (issue 10). The mutations are ``scripts/fuzz_yaml.py``'s, which also runs larger campaigns.
+bounded memory (the resource guard, ``yolo_attn/nn/resource_guard.py``). The mutations are
+``scripts/fuzz_yaml.py``'s, which also runs larger campaigns.
 
 Most cases mutate yolov5n / yolov7-tiny (cheap to build); the others every config of ``configs/`` and the
-seed configs. Builds run under tighter limits than the defaults (50 M parameters, 1 GiB and 50 GFLOPs of
-stride probe) so that a mutant that passes the guard still builds in seconds and under ~1.2 GB.
+tutorials' configs in ``../shared/seed-configs``. Builds run under tighter limits than the defaults (50 M
+parameters, 1 GiB and 50 GFLOPs of stride probe) so that a mutant that passes the guard still builds in seconds
+and under ~1.2 GB.
 """
 
 from __future__ import annotations

@@ -202,7 +202,7 @@ def run_ablation(config: AblationConfig) -> tuple[list[VariantSummary], Path]:
     ]
     write_reports(summaries, config.seeds, save_dir)
     if config.cam:
-        from yolo_attn.engine.cam import ablation_cam_figure  # the figure of issue 14, linked from ablation.md
+        from yolo_attn.engine.cam import ablation_cam_figure  # the variants' Grad-CAM grid, linked from ablation.md
 
         weights = [trained_weights(save_dir / v.name / first) for v in variants]
         ablation_cam_figure(save_dir, [v.name for v in variants], weights, config.cam, config.train.device,

@@ -1,6 +1,7 @@
 """Edit a model YAML as text: insert a layer (renumbering every ``from`` index) or replace one.
 
-The seed posts add a block by hand and renumber ``from`` indices themselves (``[-1, 6]`` becomes
+Tutorials such as "YOLOv5改进 | 注意力机制 | 添加双重注意力机制 DoubleAttention" (YOLOv5 improved | attention |
+adding DoubleAttention) add a block by hand and renumber ``from`` indices themselves (``[-1, 6]`` becomes
 ``[-1, 7]`` ...), which is where they go wrong. Here the YAML is composed once to learn where every
 layer and every ``from`` number sits in the text, and only those characters change: comments,
 spacing and the rest of the file stay as written.

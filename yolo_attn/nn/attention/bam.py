@@ -32,9 +32,10 @@ class BAM(nn.Module):
     out: over one pooled vector per image it is undefined at batch size 1, which YOLO's stride probe and
     small-batch training use.
 
-    Note: seed 001 (a YOLOv5/v7 attention tutorial) shows a CBAM-style channel-then-spatial stack
-    under the name "BAM"; that module is :class:`~yolo_attn.nn.attention.cbam.CBAM` here, and ``BAM``
-    is the paper's block. Example: ``[-1, 1, BAM, [256]]``.
+    Note: the post "YOLOv5/v7 添加注意力机制,30多种模块分析②,BAM模块,CBAM模块" (adding attention to
+    YOLOv5/v7, 30+ modules analysed ②: the BAM and CBAM modules) shows a CBAM-style channel-then-spatial stack
+    under the name "BAM"; that module is :class:`~yolo_attn.nn.attention.cbam.CBAM` here, and ``BAM`` is the
+    paper's block. Example: ``[-1, 1, BAM, [256]]``.
     """
 
     yaml_example: ClassVar[str] = "[-1, 1, BAM, [256]]"

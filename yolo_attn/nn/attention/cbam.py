@@ -61,7 +61,9 @@ class CBAM(nn.Module):
     (``gate_layer``, sigmoid) multiply the features. ``state_dict`` keys: ``channel_attention.f1``/``f2``,
     ``spatial_attention.conv``. The hidden width is ``channels * rd_ratio``, at least 1.
 
-    This is the CBAM of seed 001 (the paper's formulation), not the one YOLOAir's YAML builds
+    This is the CBAM of the post "YOLOv5/v7 添加注意力机制,30多种模块分析②,BAM模块,CBAM模块" (adding
+    attention to YOLOv5/v7, 30+ modules analysed ②: the BAM and CBAM modules), the paper's formulation, not the
+    one YOLOAir's YAML builds
     (``models/Models/research.py``): YOLOAir's channel MLP is two ``nn.Linear`` layers with biases
     and a LeakyReLU(0.1) between them, and its 7x7 spatial conv has a bias too. So YOLOAir's CBAM has
     ``c1 // ratio + c1 + 1`` more parameters (8,563 instead of 8,290 at 256 channels, 679 instead of

@@ -16,8 +16,10 @@ from yolo_attn.nn.rules import CONV, Keywords, LayerContext, Resolved, YamlRule
 
 @dataclass(frozen=True)
 class DoubleAttentionRule(YamlRule):
-    """Seed 003 registers the block like ``Conv``: ``[c_m, c_n, reconstruct=False]`` ->
-    ``(c1, width-scaled c_m, c_n, reconstruct)``; output channels are ``c_m``, or ``c1`` with ``reconstruct``."""
+    """The post "YOLOv5改进 | 注意力机制 | 添加双重注意力机制 DoubleAttention【附代码/涨点能手】" (YOLOv5
+    improved | attention | adding the DoubleAttention dual attention mechanism, with code) registers the block
+    like ``Conv``: ``[c_m, c_n, reconstruct=False]`` -> ``(c1, width-scaled c_m, c_n, reconstruct)``; output
+    channels are ``c_m``, or ``c1`` with ``reconstruct``."""
 
     signature: str = "[c_m, c_n, reconstruct=False]"
 
@@ -40,7 +42,8 @@ class DoubleAttentionLayer(nn.Module):
     ``A = conv_A(x)`` (c_m maps), ``B = conv_B(x)``, ``V = conv_V(x)`` (c_n maps each, 1x1 convs).
     Gather: ``G = A @ softmax(B over positions)^T`` -> (b, c_m, c_n) global descriptors. Distribute:
     ``Z = G @ softmax(V over the c_n descriptors)`` -> (b, c_m, h, w); ``reconstruct`` maps Z back to
-    ``channels`` with a 1x1 conv. As in seed 003 there is no residual. Example (seed 003, YOLOv5l):
+    ``channels`` with a 1x1 conv. As in the post "YOLOv5改进 | 注意力机制 | 添加双重注意力机制 DoubleAttention"
+    (YOLOv5 improved | attention | adding DoubleAttention) there is no residual. Example (that post's YOLOv5l):
     ``[-1, 1, DoubleAttentionLayer, [128, 3]]`` -> ``DoubleAttentionLayer(128, c_m=128, c_n=3)``.
     """
 

@@ -14,7 +14,7 @@ from yolo_attn.nn.blocks.yoloair_shuffle import channel_shuffle
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import Keywords, SameWidth
 
-SHUFFLE_GROUPS = 4  # the seed (and YOLOAir) shuffle with 4 groups whatever ``rate`` is
+SHUFFLE_GROUPS = 4  # "YOLOv7改进:GAMAttention注意力机制" and YOLOAir shuffle with 4 groups whatever ``rate`` is
 
 
 def gam_arguments(named: dict[str, Any]) -> dict[str, Any]:
@@ -38,7 +38,8 @@ GAM_RULE = Keywords(
 class GAMAttention(nn.Module):
     """Global Attention Mechanism (Liu, Shao, Hoffmann, 2021, arXiv 2112.05561). YAML: ``[c2=c1, group=True, rate=4]``.
 
-    As seed 000 and YOLOAir implement it: a channel MLP (``c -> c * rd_ratio -> c``, ``act_layer`` between) on the
+    As the post "YOLOv7改进:GAMAttention注意力机制" (YOLOv7 improved: the GAMAttention attention mechanism) and
+    YOLOAir implement it: a channel MLP (``c -> c * rd_ratio -> c``, ``act_layer`` between) on the
     permuted ``(b, h*w, c)`` tensor multiplies the features as it is (no sigmoid on this branch, unlike the
     paper's figure: its gate is an identity); the spatial branch is two ``kernel_size`` convs (``groups``
     groups) with BatchNorm and ``act_layer`` between, BatchNorm, a final channel shuffle (4 groups) and the
