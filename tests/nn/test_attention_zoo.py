@@ -20,13 +20,14 @@ from yolo_attn.engine.exporter import export_onnx
 from yolo_attn.nn.attention._common import hidden_channels
 from yolo_attn.nn.attention._gates import Gate
 from yolo_attn.nn.builder import ModelConfigError, build_model, parse_layers
+from yolo_attn.nn.catalog import is_attention
 from yolo_attn.nn.registry import all_blocks, lookup
 from yolo_attn.nn.rules import Keywords, LayerContext
 
 CHANNELS = 256
 HEIGHT, WIDTH = 13, 17  # non-square, odd
 
-ATTENTION = [s for s in all_blocks() if s.cls.__module__.startswith("yolo_attn.nn.attention")]
+ATTENTION = [s for s in all_blocks() if is_attention(s)]  # the catalogue's definition: every block it calls attention
 IDS = [s.name for s in ATTENTION]
 
 # Parameters of each block's yaml_example after a 256-channel layer; a change here must be deliberate.
@@ -366,6 +367,48 @@ def test_constructor_contract(spec):
     assert {n for n in REDUCTION if n in names} in (set(), set(REDUCTION)), "rd_ratio, rd_channels, rd_divisor together"
     assert not OLD_NAMES & set(names)
     assert isinstance(spec.rule, Keywords) and spec.rule.names[0] == "channels", "the YAML order lives in the rule"
+
+
+# Blocks that narrow the input channels at widths their paper fixes, with no reduction ratio to choose (no rd_*).
+FIXED_WIDTHS = {
+    "CloAttention": "the global branch's width is its share of the heads (num_heads, group_split)",
+    "DoubleAttentionLayer": "c_m and c_n, the paper's own widths, are keyword arguments",
+    "LSKBlock": "two half-width branches",
+    "PolarizedSelfAttention": "half-width channel and spatial branches",
+    "SequentialPolarized": "half-width channel and spatial branches",
+}
+
+
+def narrowing_widths(block: nn.Module, channels: int) -> list[int]:
+    """Output widths of the convolutions and linear layers that take all ``channels`` to fewer (more than one)."""
+    widths = []
+    for m in block.modules():
+        if isinstance(m, (nn.Conv1d, nn.Conv2d)):
+            c_in, c_out = m.in_channels, m.out_channels
+        elif isinstance(m, nn.Linear):
+            c_in, c_out = m.in_features, m.out_features
+        else:
+            continue
+        if c_in == channels and 1 < c_out < channels:
+            widths.append(c_out)
+    return widths
+
+
+@pytest.mark.parametrize("spec", ATTENTION, ids=IDS)
+def test_reduction_arguments_where_the_block_reduces(spec):
+    """A block that narrows its input by a ratio takes rd_ratio/rd_channels/rd_divisor, and they set the width."""
+    narrowing = narrowing_widths(build(spec), CHANNELS)
+    if "rd_ratio" not in {p.name for p in parameters(spec)}:
+        assert (spec.name in FIXED_WIDTHS) == bool(narrowing), f"narrows to {narrowing} without rd_* arguments"
+        return
+    assert narrowing, "takes rd_* arguments but reduces nothing"
+    resolved = spec.rule.resolve(example_entry(spec)[3], example_context())
+
+    def widths(**reduction) -> list[int]:
+        return narrowing_widths(spec.cls(*resolved.args, **{**resolved.kwargs, **reduction}), CHANNELS)
+
+    assert set(widths(rd_channels=40)) == {40}
+    assert all(w % 24 == 0 for w in widths(rd_divisor=24))
 
 
 def _activations_outside_gates(block: nn.Module) -> list[nn.Module]:
