@@ -110,7 +110,7 @@ def parse_metrics(text: str) -> dict[str, float]:
         result = json.loads(lines[-1])
         return {k: float(result[k]) for k in METRICS}
     rows = [line.split() for line in lines if line.split()[:1] == ["all"]]
-    return dict(zip(METRICS, map(float, rows[-1][3:7]))) if rows else {}
+    return dict(zip(METRICS, map(float, rows[-1][3:7]), strict=True)) if rows else {}
 
 
 def run_job(args: argparse.Namespace, job: str, scratch: Path, v5_data: Path, v5_env: dict[str, str]) -> dict:

@@ -157,7 +157,7 @@ def make_case(index: int, seed: int, paths: list[Path], small_bias: float = 0.8)
     path = rng.choice(small if small and rng.random() < small_bias else paths)
     cfg = yaml.safe_load(path.read_text())
     cfg["yaml_file"] = path.name
-    names, weights = zip(*((m[0], m[2]) for m in MUTATIONS))
+    names, weights = zip(*((m[0], m[2]) for m in MUTATIONS), strict=True)
     done = []
     for name in rng.choices(names, weights, k=rng.choice((1, 1, 1, 2, 3))):
         mutate = dict((m[0], m[1]) for m in MUTATIONS)[name]

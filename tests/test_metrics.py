@@ -138,7 +138,7 @@ def test_faster_backend_reproduces_pycocotools():
             "bbox": [float(x) for x in rng.uniform(0, 50, 4)],
             "score": float(s),
         }
-        for i, c, s in zip(rng.integers(1, 3, 40), rng.choice([3, 7], 40), rng.uniform(0, 1, 40))
+        for i, c, s in zip(rng.integers(1, 3, 40), rng.choice([3, 7], 40), rng.uniform(0, 1, 40), strict=True)
     ]
     preds += [{**{k: a[k] for k in ("image_id", "category_id", "bbox")}, "score": 0.5} for a in gt["annotations"]]
     reference, faster = coco_evaluate(gt, preds, backend="pycocotools"), coco_evaluate(gt, preds, backend="faster")

@@ -29,7 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("yolo_attn.commands.predict", "run detection on images"),
     "export": ("yolo_attn.commands.export", "export a model to ONNX"),
     "ablate": ("yolo_attn.commands.ablate", "train and compare attention-block variants side by side"),
-    "cam": ("yolo_attn.commands.cam", "class-activation maps and attention-block gates over images, models side by side"),
+    "cam": ("yolo_attn.commands.cam",
+            "class-activation maps and attention-block gates over images, models side by side"),
 }
 
 
@@ -73,7 +74,8 @@ def cli_logging(level: int) -> Iterator[None]:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = argparse.ArgumentParser(prog="yolo-attn", description="YAML-driven YOLO builder and trainer with attention blocks")
+    parser = argparse.ArgumentParser(prog="yolo-attn",
+                                     description="YAML-driven YOLO builder and trainer with attention blocks")
     parser.add_argument("--version", action="version", version=f"yolo-attn {__version__}")
     add_verbosity_arguments(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")

@@ -273,4 +273,5 @@ def coco_evaluate(
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
-    return {name: float(v) for name, v in zip(COCO_STAT_NAMES, evaluator.stats)}
+    # strict=False: faster-coco-eval appends AR50 and AR75 after the 12 standard COCO stats
+    return {name: float(v) for name, v in zip(COCO_STAT_NAMES, evaluator.stats, strict=False)}

@@ -159,7 +159,7 @@ def test_upstream_style_half_and_fused_checkpoints(tmp_path, upstream_module):
     for fused in (False, True):
         model = build_model(TINY_YAML)
         model.load_state_dict(reference.state_dict())
-        for ours, theirs in zip(model.modules(), reference.modules()):
+        for ours, theirs in zip(model.modules(), reference.modules(), strict=True):
             if isinstance(ours, nn.BatchNorm2d):
                 ours.eps, ours.momentum = theirs.eps, theirs.momentum
         if fused:
@@ -187,7 +187,8 @@ def test_yolov7_training_checkpoint_uses_ema(tmp_path, upstream_module):
     assert loaded.source == "yolov7"
     assert loaded.checkpoint["epoch"] == 3 and loaded.checkpoint["best_fitness"] == pytest.approx(0.42)
     assert torch.equal(loaded.model.head.m[0].bias, torch.full_like(loaded.model.head.m[0].bias, 0.5))
-    assert "model.4.anchor_grid" in loaded.checkpoint["state_dict"] and loaded.checkpoint["training"]["ema_updates"] == 10
+    assert "model.4.anchor_grid" in loaded.checkpoint["state_dict"]
+    assert loaded.checkpoint["training"]["ema_updates"] == 10
     raw_bias, ema_bias = (loaded.checkpoint[k]["model.4.m.0.bias"] for k in ("state_dict", "ema"))
     assert not torch.equal(raw_bias, ema_bias)
 

@@ -93,7 +93,8 @@ def test_label_cache_is_reused_until_a_file_changes(tiny_yolo, tmp_path, monkeyp
 
     monkeypatch.setattr(dataset_module, "_scan", no_rescan)
     again = DetectionDataset(tiny_yolo, img_size=64, cache_dir=cache)
-    assert again.im_files == first.im_files and all(np.array_equal(a, b) for a, b in zip(again.labels, first.labels))
+    assert again.im_files == first.im_files
+    assert all(np.array_equal(a, b) for a, b in zip(again.labels, first.labels, strict=True))
     assert again.summary.messages == first.summary.messages
     monkeypatch.undo()
 
@@ -118,7 +119,7 @@ def test_yolo_and_coco_layouts_give_the_same_dataset(coco128, tmp_path):
     coco = DetectionDataset(coco128["coco"], rect=True, pad=0.5, cache_dir=tmp_path)
     assert len(yolo) == len(coco) == 128 and yolo.im_files == coco.im_files
     assert sum(map(len, yolo.labels)) == sum(map(len, coco.labels)) == 929
-    for a, b in zip(yolo.labels, coco.labels):
+    for a, b in zip(yolo.labels, coco.labels, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert np.array_equal(yolo.shapes, coco.shapes) and np.array_equal(yolo.batch_shapes, coco.batch_shapes)
     assert yolo.image_ids == coco.image_ids and yolo.image_ids[0] == int(os.path.basename(yolo.im_files[0])[:-4])

@@ -26,7 +26,8 @@ def free_port() -> int:
 def run_rank(rank: int, port: int, data: str, project: str, out_dir: str) -> None:
     """What torchrun does for one process: set the rendezvous variables, then train."""
     os.environ.update(
-        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+        RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(WORLD_SIZE),
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
         YOLO_ATTN_CACHE=os.path.join(out_dir, "cache"), OMP_NUM_THREADS="1",
     )
     torch.set_num_threads(1)

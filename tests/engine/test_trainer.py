@@ -59,7 +59,8 @@ def test_train_writes_results_and_checkpoints(tiny_data, tmp_path):
     for name in ("results.png", "labels.jpg", "train_batch0.jpg", "hyp.yaml", "opt.yaml"):
         assert os.path.isfile(os.path.join(save_dir, name)), name
     checkpoint = load_checkpoint(summary["last"])
-    assert checkpoint["epoch"] == 1 and checkpoint["training"]["optimizer"] is not None and checkpoint["ema"] is not None
+    assert checkpoint["epoch"] == 1
+    assert checkpoint["training"]["optimizer"] is not None and checkpoint["ema"] is not None
     assert checkpoint["training"]["augment_rng"]["bit_generator"] == "PCG64"
     # --save-period 2: a copy after every second epoch, here only the one of index 1
     weights = os.path.join(save_dir, "weights")
@@ -124,7 +125,8 @@ def test_fine_tune_transfers_matching_weights(tiny_data, tmp_path, caplog):
     assert count == len(target.state_dict()) - 6
     torch.testing.assert_close(target.model[0].conv.weight, source.model[0].conv.weight)
 
-    summary = train(cfg=str(CONFIGS / "models" / "yolov5n.yaml"), data=tiny_data, epochs=1, project=str(tmp_path), **TINY)
+    summary = train(cfg=str(CONFIGS / "models" / "yolov5n.yaml"), data=tiny_data, epochs=1, project=str(tmp_path),
+                    **TINY)
     with caplog.at_level(logging.INFO, logger="yolo_attn"):
         tuned = train(weights=summary["last"], data=tiny_data, epochs=1, project=str(tmp_path), noplots=True, **TINY)
     total = len(load_checkpoint(tuned["last"])["state_dict"])
@@ -177,7 +179,8 @@ def test_user_errors(tiny_data, tmp_path):
     from yolo_attn.errors import UserError
 
     with pytest.raises(UserError, match="nothing to resume"):
-        summary = train(cfg=str(CONFIGS / "models" / "yolov5n.yaml"), data=tiny_data, epochs=1, project=str(tmp_path), **TINY)
+        summary = train(cfg=str(CONFIGS / "models" / "yolov5n.yaml"), data=tiny_data, epochs=1, project=str(tmp_path),
+                    **TINY)
         train(resume=summary["last"])
     with pytest.raises(UserError, match="not found"):
         train(cfg=str(CONFIGS / "models" / "yolov5n.yaml"), data=str(tmp_path / "missing.yaml"), **TINY)

@@ -68,7 +68,8 @@ def test_labels_returned_as_detections_score_perfectly(shared, tmp_path, yaml_na
     """
     split = load_dataset_config(shared / "data/coco128" / yaml_name).splits["val"]
     loader = RecordingLoader(
-        create_dataloader(DetectionDataset(split, 640, 32, rect=True, stride=32, pad=0.5, cache_dir=tmp_path), 32, workers=0)
+        create_dataloader(DetectionDataset(split, 640, 32, rect=True, stride=32, pad=0.5, cache_dir=tmp_path), 32,
+                          workers=0)
     )
     result = evaluate(
         OracleModel(loader, split.nc), dataloader=loader, iou_thres=1.0, save_dir=tmp_path / "run", save_json=True

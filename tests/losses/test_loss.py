@@ -44,7 +44,7 @@ def test_targets_use_own_cell_and_two_nearest_neighbours():
     targets = torch.tensor([[0, 0, 0.3, 0.6, 0.125, 0.125]])  # grid xy (2.4, 4.8): left and down neighbours
     tcls, tbox, indices, anchors = loss.build_targets(preds, targets)
     b, a, gj, gi = indices[0]
-    assert sorted(zip(gi.tolist(), gj.tolist())) == [(1, 4), (2, 4), (2, 5)]
+    assert sorted(zip(gi.tolist(), gj.tolist(), strict=True)) == [(1, 4), (2, 4), (2, 5)]
     own = (gi == 2) & (gj == 4)
     torch.testing.assert_close(tbox[0][own], torch.tensor([[0.4, 0.8, 1.0, 1.0]]))
     assert b.tolist() == [0, 0, 0] and a.tolist() == [0, 0, 0]
@@ -75,7 +75,8 @@ def test_loss_value_hand_computed():
     lobj = 4.0 * bce_obj * HYP["obj"]
     # Classes: smoothed targets (0.05, 0.95) for logits (1, -1).
     s1, s2 = torch.sigmoid(torch.tensor(1.0)), torch.sigmoid(torch.tensor(-1.0))
-    bce_cls = (-(0.05 * torch.log(s1) + 0.95 * torch.log(1 - s1)) - (0.95 * torch.log(s2) + 0.05 * torch.log(1 - s2))) / 2
+    bce_cls = (-(0.05 * torch.log(s1) + 0.95 * torch.log(1 - s1))
+               - (0.95 * torch.log(s2) + 0.05 * torch.log(1 - s2))) / 2
     lcls = bce_cls * HYP["cls"]
     torch.testing.assert_close(items, torch.stack([torch.tensor(lbox), lobj, lcls]).float(), atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(total, (items.sum() * 2).view(1))
@@ -126,7 +127,8 @@ def test_dynamic_k_keeps_cheapest_and_resolves_contested_candidates():
     candidates = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 5], [0, 0, 5, 5], [20, 20, 30, 30]], dtype=torch.float32)
     objectness, class_logits = torch.zeros(4, 1), torch.zeros(4, 2)
     # One ground truth: IoUs 1, 0.5, 0.25, 0 -> k = int(1.75) = 1, the exact box wins.
-    kept, assigned = loss.dynamic_k_match(torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([1]), candidates, objectness, class_logits)
+    kept, assigned = loss.dynamic_k_match(torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([1]), candidates, objectness,
+                                          class_logits)
     assert kept.tolist() == [True, False, False, False] and assigned.tolist() == [0]
     # Two ground truths both pick candidate 0 (k = 1 each); it goes to the cheaper, the exact one (index 1).
     gts = torch.tensor([[0.0, 0, 10, 12], [0, 0, 10, 10]])
@@ -134,7 +136,8 @@ def test_dynamic_k_keeps_cheapest_and_resolves_contested_candidates():
     assert kept.tolist() == [True, False, False, False] and assigned.tolist() == [1]
     # A larger k: a ground truth overlapping three candidates well keeps the two cheapest.
     near = torch.tensor([[0, 0, 10, 10], [0, 0, 10, 9], [0, 0, 10, 8], [20, 20, 30, 30]], dtype=torch.float32)
-    kept, assigned = loss.dynamic_k_match(torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([0]), near, objectness, class_logits)
+    kept, assigned = loss.dynamic_k_match(torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([0]), near, objectness,
+                                          class_logits)
     assert kept.tolist() == [True, True, False, False]  # k = int(1 + 0.9 + 0.8) = 2
 
 

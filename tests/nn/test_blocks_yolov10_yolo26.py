@@ -116,7 +116,7 @@ def test_block_keys_params_and_outputs_match_ultralytics(case, fixture):
     assert built_args == expected_args
     assert sorted(block.state_dict()) == reference["keys"]
     assert sum(p.numel() for p in block.parameters()) == params == reference["params"]
-    shapes = dict(zip(reference["keys"], map(tuple, reference["shapes"])))
+    shapes = dict(zip(reference["keys"], map(tuple, reference["shapes"]), strict=True))
     block.load_state_dict(seeded_state_dict(shapes), strict=True)
     x = torch.rand(reference["input_shape"], generator=torch.Generator().manual_seed(fixture["input_seed"])) * 2 - 1
     with torch.no_grad():

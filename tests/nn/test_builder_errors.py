@@ -152,6 +152,7 @@ def test_injection_is_an_error_and_never_runs(tmp_path, yolov7_tiny, where):
      ([-1, 1, "Conv", [True, 3, 2]], "expects output channels as its first arg (a positive int)"),
      ([-1, 1, "Conv", [512, 3, 2, None, 1, "nn.PReLU(1000000000)"]], "numbers within +-10,000"),
      ([-1, 1, "Conv", [512, 3, 2, None, 1, "nn.ReLU(1, 2, 3)"]], "not a valid activation"),
+     ([-1, 1, "Conv", [512, 3, 2, None, 1, "nn.SiLU(**1)"]], "** arguments are not allowed in an activation"),
      ([-1, 1, "Expand", [64]], "gives 0 output channels for 64 input channels")],
 )
 def test_junk_values_are_named(yolov5n, entry, expected):

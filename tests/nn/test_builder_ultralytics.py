@@ -118,7 +118,8 @@ def test_outputs_match_ultralytics(name):
     fixture = torch.load(FIXTURES / f"{name}.pt", weights_only=True)
     model = build_model(CONFIGS / "models" / f"{name}.yaml")
     assert sorted(model.state_dict()) == fixture["keys"]
-    model.load_state_dict(seeded_state_dict(dict(zip(fixture["keys"], map(tuple, fixture["shapes"])))), strict=True)
+    shapes = dict(zip(fixture["keys"], map(tuple, fixture["shapes"]), strict=True))
+    model.load_state_dict(seeded_state_dict(shapes), strict=True)
     x = seeded_input()
     assert list(x.shape) == fixture["input_shape"]
     model.eval()

@@ -102,7 +102,7 @@ def test_lead_and_aux_biases_get_the_same_prior():
     for conv in (*head.m, *head.m2):
         torch.nn.init.zeros_(conv.bias)
     head.bind_strides(torch.tensor([8.0, 16.0]))
-    for lead, aux, s in zip(head.m, head.m2, (8, 16)):
+    for lead, aux, s in zip(head.m, head.m2, (8, 16), strict=True):
         assert torch.equal(lead.bias, aux.bias)
         prior = lead.bias.view(head.na, -1)
         assert prior[1, 4].item() == pytest.approx(math.log(8 / (640 / s) ** 2))

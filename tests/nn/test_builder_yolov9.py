@@ -51,7 +51,7 @@ def yolov9t():
 
 def seeded(model: DetectionModel, reference: dict) -> DetectionModel:
     """``model`` with the fixture's seeded weights loaded strictly by key, in eval mode."""
-    shapes = dict(zip(reference["keys"], map(tuple, reference["shapes"])))
+    shapes = dict(zip(reference["keys"], map(tuple, reference["shapes"]), strict=True))
     model.load_state_dict(seeded_state_dict(shapes), strict=True)
     return model.eval()
 

@@ -44,7 +44,7 @@ def seeded(request):
     fixture was made: Ultralytics' ``nms=False``)."""
     reference = MODELS[request.param]
     model = build_model(model_dict(request.param))
-    shapes = dict(zip(reference["keys"], map(tuple, reference["shapes"])))
+    shapes = dict(zip(reference["keys"], map(tuple, reference["shapes"]), strict=True))
     model.load_state_dict(seeded_state_dict(shapes), strict=True)
     assert configure_end_to_end(model, 300, nms_free=True)
     return reference, model.eval()

@@ -43,7 +43,7 @@ def test_parameter_count_matches_yoloair(cfg):
 
 def test_state_dict_keys_are_yoloairs(yolox_n, eval_case):
     ours = {k: list(v.shape) for k, v in yolox_n.state_dict().items()}
-    assert ours == dict(zip(eval_case["keys"], eval_case["shapes"]))
+    assert ours == dict(zip(eval_case["keys"], eval_case["shapes"], strict=True))
 
 
 def test_strides_contract_and_bias_priors(yolox_n):
@@ -58,7 +58,7 @@ def test_strides_contract_and_bias_priors(yolox_n):
 
 
 def test_eval_output_matches_yoloair(yolox_n, eval_case):
-    shapes = dict(zip(eval_case["keys"], eval_case["shapes"]))
+    shapes = dict(zip(eval_case["keys"], eval_case["shapes"], strict=True))
     yolox_n.load_state_dict(seeded_state_dict(shapes, eval_case["weight_seed"]), strict=True)
     x = seeded_input()  # the fixture's input_seed / input_shape
     yolox_n.eval()

@@ -85,7 +85,8 @@ def new_checkpoint(**fields: Any) -> dict[str, Any]:
 def upgrade(checkpoint: Any, path: Path) -> dict[str, Any]:
     """``checkpoint`` as read from ``path`` in the current schema (older versions converted)."""
     if not isinstance(checkpoint, dict) or any(checkpoint.get(k) is None for k, v in FIELDS.items() if v is REQUIRED):
-        missing = [k for k, v in FIELDS.items() if v is REQUIRED and not (isinstance(checkpoint, dict) and k in checkpoint)]
+        missing = [k for k, v in FIELDS.items()
+                   if v is REQUIRED and not (isinstance(checkpoint, dict) and k in checkpoint)]
         raise UserError(f"{path}: not a yolo-attn checkpoint (missing {', '.join(missing) or 'its fields'})")
     version = checkpoint.get("schema", 1)
     if not isinstance(version, int) or version > SCHEMA_VERSION:
@@ -107,9 +108,13 @@ def batchnorm_settings(model: nn.Module) -> dict[str, list[float | None]]:
 
 def apply_batchnorm_settings(model: nn.Module, settings: Mapping[str, list[float | None]] | None) -> None:
     """Restore what :func:`batchnorm_settings` recorded onto a rebuilt model."""
+    if settings is None:
+        return
     for name, m in model.named_modules():
-        if isinstance(m, _BatchNorm) and name in (settings or {}):
-            m.eps, m.momentum = settings[name]
+        if isinstance(m, _BatchNorm) and name in settings:
+            eps, m.momentum = settings[name]
+            if eps is not None:  # always recorded (only momentum may be None)
+                m.eps = eps
 
 
 def make_checkpoint(model: nn.Module, *, names: list[str], ema: nn.Module | None = None, **fields: Any) -> dict:

@@ -19,6 +19,7 @@ import torch
 import yaml
 from torch import nn
 
+from yolo_attn.nn.model import DetectionModel
 from yolo_attn.nn.registry import lookup
 
 LAYER_KEY = re.compile(r"model\.(\d+)\.(.+)")
@@ -74,7 +75,7 @@ class TransferReport:
 
     def new_layers(self) -> set[int]:
         """The model layers without a pretrained counterpart (initialised fresh)."""
-        return {r.target for r in self.layers if r.source is None}
+        return {r.target for r in self.layers if r.source is None and r.target is not None}
 
     def summary(self) -> str:
         """One line: how many pretrained tensors moved, and which layers start fresh."""
@@ -152,7 +153,7 @@ def _same_layers(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a["backbone"] + a["head"] == b["backbone"] + b["head"]
 
 
-def transfer_pretrained(model: nn.Module, state_dict: dict[str, torch.Tensor], source_yaml: dict[str, Any],
+def transfer_pretrained(model: DetectionModel, state_dict: dict[str, torch.Tensor], source_yaml: dict[str, Any],
                         exclude: tuple[str, ...] = ()) -> TransferReport:
     """Load ``state_dict`` (a model built from ``source_yaml``) into ``model`` layer by layer: identical YAMLs
     pair layer i with layer i (plain key matching), others along :func:`align_layers`. Tensors whose key
@@ -188,7 +189,7 @@ def _renumbered_key(key: str, renumber: dict[int, int]) -> str | None:
 def _layer_rows(source: list[LayerSignature], target: list[LayerSignature], pairs: list[tuple[int, int]],
                 keys: dict[str, str]) -> tuple[LayerTransfer, ...]:
     """The report's rows in model order; pretrained layers without a counterpart after their predecessor's row."""
-    moved = defaultdict(int)
+    moved: defaultdict[int, int] = defaultdict(int)
     for old in keys:
         if match := LAYER_KEY.fullmatch(old):
             moved[int(match.group(1))] += 1
@@ -201,8 +202,9 @@ def _layer_rows(source: list[LayerSignature], target: list[LayerSignature], pair
             rows.append(LayerTransfer(None, t.index, t.type, 0, len(t.tensors)))
         else:
             rows.append(LayerTransfer(s, t.index, t.type, moved[s], len(source[s].tensors)))
-    for s in source:
-        if s.index not in paired_sources:
-            position = next((k for k, r in enumerate(rows) if r.source is not None and r.source > s.index), len(rows))
-            rows.insert(position, LayerTransfer(s.index, None, s.type, 0, len(s.tensors)))
+    for layer in source:
+        if layer.index not in paired_sources:
+            position = next((k for k, r in enumerate(rows) if r.source is not None and r.source > layer.index),
+                            len(rows))
+            rows.insert(position, LayerTransfer(layer.index, None, layer.type, 0, len(layer.tensors)))
     return tuple(rows)

@@ -30,6 +30,8 @@ class UpstreamRecord:
     """Inert stand-in for an upstream object (a module, ...): keeps its constructor args and state."""
 
     upstream_class = "?"
+    args: tuple[Any, ...]
+    state: Any
 
     def __new__(cls, *args: Any, **kwargs: Any) -> UpstreamRecord:
         record = super().__new__(cls)
@@ -59,7 +61,7 @@ def _record_class(module: str, name: str) -> type[UpstreamRecord]:
 try:  # numpy >= 2 moved the pickled helpers to numpy._core; numpy.core still names them in old pickles
     from numpy._core import multiarray as _multiarray
 except ImportError:
-    from numpy.core import multiarray as _multiarray
+    from numpy.core import multiarray as _multiarray  # type: ignore[no-redef]  # the same module, numpy < 2
 
 _ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
     ("collections", "OrderedDict"): collections.OrderedDict,

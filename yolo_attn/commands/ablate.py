@@ -35,7 +35,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="train every variant once per seed: 3 means 0,1,2; 0,5,7 lists them (default 1: seed 0). "
                    "Two or more give mean ± std and a paired confidence interval for Δ")
     add_run_dir_arguments(p, DEFAULTS.project)
-    p.add_argument("--resume", action="store_true", help="continue <project>/<name>: skip finished (variant, seed) runs")
+    p.add_argument("--resume", action="store_true",
+                   help="continue <project>/<name>: skip finished (variant, seed) runs")
     p.add_argument("--cam", type=int, default=DEFAULTS.cam, metavar="N",
                    help="also draw every variant's Grad-CAM on the first N validation images (cam.png)")
     add_json_argument(p, '{"save_dir": ..., "rows": [the table rows]}')

@@ -40,7 +40,8 @@ def augment_hsv(image: np.ndarray, rng: np.random.Generator, hgain: float = 0.5,
 def box_candidates(
     before: np.ndarray, after: np.ndarray, wh_thr: float = 2, ar_thr: float = 100, area_thr: float = 0.1, eps=1e-16
 ) -> np.ndarray:
-    """Boxes (xyxy, shape (4, n)) that survive a warp: > wh_thr px wide and high, > area_thr of their area, sane aspect."""
+    """Boxes (xyxy, shape (4, n)) that survive a warp: > wh_thr px wide and high, > area_thr of their area, sane
+    aspect."""
     w1, h1 = before[2] - before[0], before[3] - before[1]
     w2, h2 = after[2] - after[0], after[3] - after[1]
     aspect = np.maximum(w2 / (h2 + eps), h2 / (w2 + eps))
@@ -199,7 +200,8 @@ class TrainDataset(DetectionDataset):
         """Labels of image ``index`` as (cls, x1, y1, x2, y2) pixels in a (w, h) placement offset by the padding."""
         labels = np.asarray(self.labels[index], dtype=np.float32).reshape(-1, 5).copy()
         if len(labels):
-            labels[:, 1:] = xywh2xyxy(labels[:, 1:]) * np.array([w, h, w, h], np.float32) + np.array([padw, padh] * 2, np.float32)
+            scale, shift = np.array([w, h, w, h], np.float32), np.array([padw, padh] * 2, np.float32)
+            labels[:, 1:] = xywh2xyxy(labels[:, 1:]) * scale + shift
         return labels
 
     def mosaic_indices(self, index: int, others: int) -> list[int]:
@@ -226,6 +228,7 @@ class TrainDataset(DetectionDataset):
             all_labels.append(self.pixel_labels(idx, w, h, x1a - x1b, y1a - y1b))
         labels = np.concatenate(all_labels, 0)
         labels[:, 1:] = labels[:, 1:].clip(0, 2 * s)
+        assert canvas_image is not None  # made at the first of the four images
         return self.warp(canvas_image, labels, border=self.mosaic_border)
 
     def load_mosaic9(self, index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -247,6 +250,7 @@ class TrainDataset(DetectionDataset):
             all_labels.append(self.pixel_labels(idx, w, h, padx, pady))
             previous = (h, w)
         yc, xc = (int(self.rng.uniform(0, s)) for _ in self.mosaic_border)
+        assert canvas_image is not None  # made at the first of the nine images
         canvas_image = canvas_image[yc : yc + 2 * s, xc : xc + 2 * s]
         labels = np.concatenate(all_labels, 0)
         labels[:, [1, 3]] -= xc

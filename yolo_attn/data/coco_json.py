@@ -140,8 +140,8 @@ def ground_truth_json(
     names: list[str],
 ) -> dict[str, Any]:
     """A COCO instances dict from YOLO labels: pixel boxes in original image coordinates, area = w*h."""
-    annotations = []
-    for image_id, (width, height), lb in zip(image_ids, shapes, labels):
+    annotations: list[dict[str, Any]] = []
+    for image_id, (width, height), lb in zip(image_ids, shapes, labels, strict=True):
         for cls, xc, yc, w, h in lb.astype(np.float64):
             bw, bh = w * width, h * height
             annotations.append(
@@ -157,14 +157,15 @@ def ground_truth_json(
     return {
         "images": [
             {"id": i, "file_name": Path(f).name, "width": int(w), "height": int(h)}
-            for i, f, (w, h) in zip(image_ids, file_names, shapes)
+            for i, f, (w, h) in zip(image_ids, file_names, shapes, strict=True)
         ],
         "annotations": annotations,
-        "categories": [{"id": c, "name": n} for c, n in zip(class_to_category_id, names)],
+        "categories": [{"id": c, "name": n} for c, n in zip(class_to_category_id, names, strict=True)],
     }
 
 
-def detections_to_json(detections: np.ndarray, image_id: int, class_to_category_id: list[int]) -> list[dict[str, Any]]:
+def detections_to_json(detections: np.ndarray, image_id: int | str, class_to_category_id: list[int]
+                       ) -> list[dict[str, Any]]:
     """COCO result entries from ``(n, 6)`` x1, y1, x2, y2, score, class rows in original image pixels."""
     return [
         {

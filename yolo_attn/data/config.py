@@ -55,6 +55,7 @@ class SplitSource:
         """
         if self.layout == "yolo":
             return list(range(self.nc))
+        assert self.annotations is not None  # the COCO layout's json
         return [category_id for category_id, _ in read_categories(self.annotations)]
 
     def check_exists(self) -> None:
@@ -102,7 +103,9 @@ def _names_from_yaml(data: dict[str, Any], where: str) -> list[str] | None:
     )
 
 
-def _split_entry(value: Any, root: Path, name: str, where: str) -> tuple[str, tuple[Path, ...], Path | None]:
+def _split_entry(
+    value: Any, root: Path, name: str, where: str
+) -> tuple[Literal["yolo", "coco"], tuple[Path, ...], Path | None]:
     """(layout, sources, annotations) of one split entry as written in the YAML."""
     if isinstance(value, dict):
         if set(value) != {"images", "annotations"} or not all(isinstance(v, str) for v in value.values()):
@@ -125,7 +128,8 @@ def load_dataset_config(path_or_dict: str | Path | dict[str, Any]) -> DatasetCon
         data, yaml_path, base = dict(path_or_dict), None, Path.cwd()
     else:
         yaml_path = Path(path_or_dict).resolve()
-        data, base = read_yaml_mapping(yaml_path, "dataset YAML with train/val/names", DatasetConfigError), yaml_path.parent
+        data = read_yaml_mapping(yaml_path, "dataset YAML with train/val/names", DatasetConfigError)
+        base = yaml_path.parent
     where = str(yaml_path or "dataset config")
     root = (base / str(data["path"])).resolve() if data.get("path") else base
     download_hint = str(data.get("download") or "").strip()
@@ -139,7 +143,7 @@ def load_dataset_config(path_or_dict: str | Path | dict[str, Any]) -> DatasetCon
 
     names = _names_from_yaml(data, where)
     # COCO layout: names may come from the json (the val json first: it is the small one).
-    coco_jsons = [e[2] for k, e in sorted(entries.items(), key=lambda kv: kv[0] != "val") if e[0] == "coco"]
+    coco_jsons = [e[2] for k, e in sorted(entries.items(), key=lambda kv: kv[0] != "val") if e[2] is not None]
     category_counts: dict[Path, int] = {}
     for coco_json in dict.fromkeys(coco_jsons):
         if coco_json.is_file():
@@ -159,13 +163,13 @@ def load_dataset_config(path_or_dict: str | Path | dict[str, Any]) -> DatasetCon
             raise DatasetConfigError(f"{where}: {len(names)} class names but {coco_json} has {count} categories")
 
     splits: dict[str, SplitSource | None] = {k: None for k in SPLIT_NAMES}
-    for k, (layout, sources, coco_json) in entries.items():
+    for k, (layout, sources, json_path) in entries.items():
         splits[k] = SplitSource(
             name=k,
             layout=layout,
             sources=sources,
             names=tuple(names),
-            annotations=coco_json,
+            annotations=json_path,
             origin=f"{where} '{k}'",
             download_hint=download_hint,
         )

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 import zipfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -213,7 +214,7 @@ def _cache_file(split: SplitSource, cache_dir: Path) -> Path:
 def _write_cache(path: Path, key: str, scan: ScannedSplit) -> None:
     """Plain arrays through ``np.savez`` (no pickled objects), written to a temp file and renamed into place."""
     s = scan.summary
-    arrays = {
+    arrays: dict[str, Any] = {
         "version": np.array(CACHE_VERSION),
         "key": np.array(key),
         "im_files": np.array(scan.im_files, dtype=str),
@@ -255,7 +256,9 @@ def _read_cache(path: Path, key: str) -> ScannedSplit | None:
 
 def _scan(split: SplitSource, yolo_images: list[str] | None) -> ScannedSplit:
     """Check every image (and YOLO label file) with a few threads; corrupt images are dropped."""
+    scanner: Callable[[tuple[str, Any]], ImageScan]
     if split.layout == "coco":
+        assert split.annotations is not None  # the COCO layout's json
         entries = read_coco_labels(split.annotations, split.class_to_category_id)
         folder = split.sources[0]
         items: list[tuple[str, Any]] = sorted((str(folder / name), entry) for name, entry in entries.items())
@@ -404,7 +407,7 @@ class DetectionDataset(Dataset):
         """Image ``i`` letterboxed to its batch shape (or ``img_size`` square), labels as ``cls, x1, y1, x2, y2``
         pixels of that image, and ``((h0, w0), ((h / h0, w / w0), (pad_w, pad_h)))`` for mapping boxes back."""
         image, (h0, w0), (h, w) = self.load_image(i)
-        shape = self.batch_shapes[self.batch_index[i]] if self.rect else self.img_size
+        shape = self.batch_shapes[self.batch_index[i]] if self.batch_shapes is not None else self.img_size
         image, ratio, pad = letterbox(image, shape, auto=False, scale_up=self.augment)
         labels = self.labels[i].copy()
         if len(labels):
@@ -431,7 +434,7 @@ class DetectionDataset(Dataset):
     @staticmethod
     def collate_fn(batch):
         """Stack images; concatenate targets with column 0 set to the image's index in the batch."""
-        images, labels, paths, shapes = zip(*batch)
+        images, labels, paths, shapes = zip(*batch, strict=True)
         for index, lb in enumerate(labels):
             lb[:, 0] = index
         return torch.stack(images, 0), torch.cat(labels, 0), paths, shapes
@@ -442,6 +445,7 @@ def _init_worker(worker_id: int) -> None:
     the run's seed, epoch and rank, plus the worker id); keep OpenCV single-threaded inside workers."""
     cv2.setNumThreads(0)
     info = get_worker_info()
+    assert info is not None and isinstance(info.dataset, DetectionDataset)  # a worker of create_dataloader's loader
     info.dataset.reseed(info.seed)
 
 
@@ -461,7 +465,7 @@ def create_dataloader(
     cuda_devices = torch.cuda.device_count()
     cpus = (os.cpu_count() or 1) // cuda_devices if cuda_devices else (os.cpu_count() or 1) // 2
     num_workers = min(cpus, batch_size if batch_size > 1 else 0, workers)
-    sampler = None if rank == -1 else DistributedSampler(dataset, shuffle=shuffle, seed=seed)
+    sampler: DistributedSampler | None = None if rank == -1 else DistributedSampler(dataset, shuffle=shuffle, seed=seed)
     generator = torch.Generator()
     generator.manual_seed(seed + max(rank, 0))
     return DataLoader(

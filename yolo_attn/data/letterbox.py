@@ -31,6 +31,8 @@ def letterbox(
         r = min(r, 1.0)
     ratio = (r, r)
     new_unpad = (int(round(shape[1] * r)), int(round(shape[0] * r)))
+    dw: float
+    dh: float
     dw, dh = new_shape[1] - new_unpad[0], new_shape[0] - new_unpad[1]
     if auto:
         dw, dh = np.mod(dw, stride), np.mod(dh, stride)

@@ -34,7 +34,8 @@ def textured_background(rng: np.random.Generator, size: int) -> np.ndarray:
     return image
 
 
-def draw_shape(image: np.ndarray, cls: int, box: tuple[int, int, int, int], rng: np.random.Generator) -> tuple[int, ...]:
+def draw_shape(image: np.ndarray, cls: int, box: tuple[int, int, int, int],
+               rng: np.random.Generator) -> tuple[int, ...]:
     """Draw shape ``cls`` filling ``box`` (x1, y1, x2, y2, inclusive); returns the exact painted extent."""
     x1, y1, x2, y2 = box
     colour = tuple(int(np.clip(c + rng.integers(-20, 21), 0, 255)) for c in DEMO_COLORS[cls])
@@ -91,7 +92,8 @@ def generate_demo_dataset(
             cv2.imwrite(str(root / "images" / split / f"{stem}.jpg"), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
             lines = [f"{int(c)} {x:.6f} {y:.6f} {w:.6f} {h:.6f}" for c, x, y, w, h in labels]
             (root / "labels" / split / f"{stem}.txt").write_text("\n".join(lines) + "\n")
-    config = {"path": str(root), "train": "images/train", "val": "images/val", "nc": len(DEMO_NAMES), "names": DEMO_NAMES}
+    config = {"path": str(root), "train": "images/train", "val": "images/val",
+              "nc": len(DEMO_NAMES), "names": DEMO_NAMES}
     temporary = yaml_path.with_suffix(".tmp")
     temporary.write_text(yaml.safe_dump(config, sort_keys=False))
     temporary.replace(yaml_path)  # written last: its presence marks a complete set

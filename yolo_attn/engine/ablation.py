@@ -114,6 +114,7 @@ def train_pair(variant: Variant, seed: int, save_dir: Path, config: AblationConf
         return run_result(variant, seed, json.loads(result_file.read_text()))
     last = folder / "weights" / "last.pt"
     checkpoint = load_checkpoint(last) if last.is_file() else None
+    summary: dict[str, Any] | None
     if checkpoint is not None and run_finished(checkpoint):
         # stopped after its final save, before the result was recorded
         summary = finished_run_summary(folder, float((checkpoint["training"] or {}).get("wall_s", float("nan"))))
@@ -127,12 +128,13 @@ def train_pair(variant: Variant, seed: int, save_dir: Path, config: AblationConf
         LOGGER.info(f"ablate: training {variant.name} ({variant.position}), seed {seed}")
         summary = train(dataclasses.replace(config.train, cfg=str(cfg), seed=seed, resume=False, save_dir=None,
                                             project=str(folder.parent), name=folder.name, exist_ok=True))
+    assert summary is not None  # one process: train() returns None only in DDP processes other than rank 0
     result_file.write_text(json.dumps(summary))
     return run_result(variant, seed, summary)
 
 
 def run_result(variant: Variant, seed: int, summary: dict[str, Any]) -> RunResult:
-    return RunResult(variant.name, seed, *(float(summary[k]) for k in METRICS), float(summary["wall_s"]))
+    return RunResult(variant.name, seed, **{k: float(summary[k]) for k in METRICS}, wall_s=float(summary["wall_s"]))
 
 
 def run_finished(checkpoint: dict[str, Any]) -> bool:

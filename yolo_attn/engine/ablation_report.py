@@ -106,8 +106,8 @@ def markdown_report(summaries: list[VariantSummary], seeds: tuple[int, ...]) -> 
     else:
         note = (f"n = {n} seeds ({', '.join(map(str, seeds))}) per variant; metrics are mean ± std over seeds. "
                 "Δ mAP50-95 = variant − base, paired by seed (same data order and augmentation), mean with its "
-                f"95 % confidence interval (t distribution, {n - 1} degree{'s' * (n > 2)} of freedom); p: two-sided paired "
-                "t-test. **\\*** marks an interval that excludes 0.")
+                f"95 % confidence interval (t distribution, {n - 1} degree{'s' * (n > 2)} of freedom); "
+                "p: two-sided paired t-test. **\\*** marks an interval that excludes 0.")
     header = ("| variant | position | params | GFLOPs | CPU ms | GPU ms | " + " | ".join(METRIC_HEADERS)
               + " | Δ mAP50-95 [95 % CI] | p | wall s |")
     lines = [note, "", header, "|---|---|" + "---:|" * (len(METRIC_HEADERS) + 7)]

@@ -70,6 +70,7 @@ def paired_delta(values: list[float], base: list[float]) -> PairedDelta | None:
     if len(differences) < 2:
         return None
     mean, std = mean_std(differences)
+    assert std is not None  # two or more differences
     n = len(differences)
     if std == 0:
         return PairedDelta(n, mean, mean, mean, 1.0 if mean == 0 else 0.0)

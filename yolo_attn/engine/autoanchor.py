@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
+
+from yolo_attn.nn.heads.contract import AnchorBasedHead
 
 BPR_THRESHOLD = 0.98
 
@@ -36,7 +37,7 @@ def label_sizes(shapes: np.ndarray, labels: list[np.ndarray], img_size: int,
     shapes = img_size * np.asarray(shapes, dtype=np.float64) / np.asarray(shapes).max(1, keepdims=True)
     if jitter is not None:
         shapes = shapes * jitter.uniform(0.9, 1.1, size=(shapes.shape[0], 1))
-    sizes = [np.asarray(lb).reshape(-1, 5)[:, 3:5] * s for s, lb in zip(shapes, labels)]
+    sizes = [np.asarray(lb).reshape(-1, 5)[:, 3:5] * s for s, lb in zip(shapes, labels, strict=True)]
     return np.concatenate(sizes, 0) if sizes else np.zeros((0, 2))
 
 
@@ -56,11 +57,11 @@ def recall_stats(anchors: torch.Tensor, wh: torch.Tensor, anchor_t: float) -> tu
 def kmeans(points: np.ndarray, k: int, iterations: int = 30, seed: int = 0) -> np.ndarray:
     """Lloyd's k-means with k-means++ initialisation; returns the ``k`` centroids."""
     rng = np.random.default_rng(seed)
-    centroids = [points[rng.integers(len(points))]]
+    chosen = [points[rng.integers(len(points))]]
     for _ in range(1, k):
-        dist = np.min(((points[:, None] - np.asarray(centroids)[None]) ** 2).sum(-1), 1)
-        centroids.append(points[rng.choice(len(points), p=dist / dist.sum())] if dist.sum() > 0 else points[0])
-    centroids = np.asarray(centroids, dtype=np.float64)
+        dist = np.min(((points[:, None] - np.asarray(chosen)[None]) ** 2).sum(-1), 1)
+        chosen.append(points[rng.choice(len(points), p=dist / dist.sum())] if dist.sum() > 0 else points[0])
+    centroids = np.asarray(chosen, dtype=np.float64)
     for _ in range(iterations):
         assignment = ((points[:, None] - centroids[None]) ** 2).sum(-1).argmin(1)
         for j in range(k):
@@ -91,7 +92,8 @@ def evolve_anchors(
     for _ in range(generations):
         v = np.ones(anchors.shape)
         while (v == 1).all():
-            v = ((rng.random(anchors.shape) < mutation_prob) * py_rng.random() * rng.standard_normal(anchors.shape) * sigma + 1).clip(0.3, 3.0)
+            mutated = rng.random(anchors.shape) < mutation_prob
+            v = (mutated * py_rng.random() * rng.standard_normal(anchors.shape) * sigma + 1).clip(0.3, 3.0)
         candidate = (anchors * v).clip(min=2.0)
         candidate_fitness = anchor_fitness(candidate)
         if candidate_fitness > best_fitness:
@@ -100,9 +102,10 @@ def evolve_anchors(
 
 
 @torch.no_grad()
-def check_anchors(dataset: Any, head: nn.Module, anchor_t: float = 4.0, img_size: int = 640, generations: int = 1000,
-                  seed: int = 0) -> AnchorReport:
-    """Check ``head.anchors`` (stride units) against ``dataset.shapes``/``dataset.labels``; evolve and replace if BPR < 0.98."""
+def check_anchors(dataset: Any, head: AnchorBasedHead, anchor_t: float = 4.0, img_size: int = 640,
+                  generations: int = 1000, seed: int = 0) -> AnchorReport:
+    """Check ``head.anchors`` (stride units) against ``dataset.shapes``/``dataset.labels``; evolve and replace if
+    BPR < 0.98."""
     jitter = np.random.default_rng(seed)
     wh = torch.tensor(label_sizes(dataset.shapes, dataset.labels, img_size, jitter), dtype=torch.float32)
     stride = head.stride.view(-1, 1, 1).to(head.anchors.device)

@@ -21,13 +21,14 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from yolo_attn.nn.model import DetectionModel
+from yolo_attn.nn.model import DetectionModel, tagged
 
 
 def _inputs_of(layer: nn.Module) -> list[int]:
     """The absolute indices of the layers feeding ``layer`` (``from`` -1 is the previous layer)."""
-    sources = [layer.f] if isinstance(layer.f, int) else layer.f
-    return [layer.i + j if j < 0 else j for j in sources]
+    tags = tagged(layer)
+    sources = [tags.f] if isinstance(tags.f, int) else tags.f
+    return [tags.i + j if j < 0 else j for j in sources]
 
 
 def downstream_layers(model: DetectionModel, sources: set[int]) -> set[int]:
@@ -35,7 +36,7 @@ def downstream_layers(model: DetectionModel, sources: set[int]) -> set[int]:
     reached = set(sources)
     for layer in model.model:
         if any(j in reached for j in _inputs_of(layer)):
-            reached.add(layer.i)
+            reached.add(tagged(layer).i)
     return reached - set(sources)
 
 
@@ -47,7 +48,7 @@ def transparent_layers(model: DetectionModel, layers: set[int], images: torch.Te
     def compare(layer: nn.Module, inputs: tuple, output) -> None:
         x = inputs[0] if len(inputs) == 1 else None
         if isinstance(x, torch.Tensor) and isinstance(output, torch.Tensor) and torch.equal(x, output):
-            found.add(layer.i)
+            found.add(tagged(layer).i)
 
     hooks = [layer.register_forward_hook(compare) for layer in model.model if layer.i in layers]
     training = model.training
@@ -78,7 +79,7 @@ def recalibrate_batchnorm(model: DetectionModel, layers: set[int], batches: Iter
         for images in batches:
             model(images)
     finally:
-        for norm, momentum in zip(norms, momenta):
+        for norm, momentum in zip(norms, momenta, strict=True):
             norm.momentum = momentum
         model.train(training)
     return len(norms)

@@ -38,19 +38,21 @@ from yolo_attn.engine.predictor import END_TO_END_MIN_CANDIDATES, image_paths, p
 from yolo_attn.errors import UserError
 from yolo_attn.nn.attention._gates import Gate
 from yolo_attn.nn.heads import configure_end_to_end, head_contract
-from yolo_attn.nn.model import DetectionModel, max_stride, model_device
+from yolo_attn.nn.model import DetectionModel, max_stride, model_device, tagged
 from yolo_attn.nn.registry import all_blocks
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
 from yolo_attn.utils.paths import increment_path
 
 
-def grad_cam(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+def grad_cam(activation: torch.Tensor, gradient: torch.Tensor | None) -> torch.Tensor:
     """Grad-CAM: ``relu(sum_c mean_hw(dS/dA_c) * A_c)`` for one ``(c, h, w)`` activation."""
+    assert gradient is not None  # only GRADIENT_FREE methods are called without one
     return F.relu((gradient.mean((1, 2), keepdim=True) * activation).sum(0))
 
 
-def hires_cam(activation: torch.Tensor, gradient: torch.Tensor) -> torch.Tensor:
+def hires_cam(activation: torch.Tensor, gradient: torch.Tensor | None) -> torch.Tensor:
     """HiResCAM: ``relu(sum_c dS/dA_c * A_c)``, faithful to the gradient at every position."""
+    assert gradient is not None  # only GRADIENT_FREE methods are called without one
     return F.relu((gradient * activation).sum(0))
 
 
@@ -134,7 +136,8 @@ def box_means(heatmap: np.ndarray, detections: np.ndarray) -> dict[str, float | 
 def head_inputs(model: DetectionModel) -> list[int]:
     """The layers feeding the detection head (its ``f``; the lead levels only for heads with auxiliaries)."""
     head = model.head
-    sources = [head.f] if isinstance(head.f, int) else list(head.f)
+    read = tagged(head).f
+    sources = [read] if isinstance(read, int) else list(read)
     return [len(model.model) - 1 + j if j < 0 else j for j in sources[: getattr(head, "nl", len(sources))]]
 
 
@@ -322,11 +325,11 @@ def explain(loaded: LoadedModel, label: str, image: np.ndarray, settings: CamSet
         what = f"none ({settings.method} is class-agnostic)"
     else:
         found = torch.autograd.grad(score, features, allow_unused=True)  # None: a layer the target does not use
-        gradients = [torch.zeros_like(a[0]) if g is None else g[0] for a, g in zip(features, found)]
-    input_hw, image_hw = tuple(x.shape[2:]), image.shape[:2]
+        gradients = [torch.zeros_like(a[0]) if g is None else g[0] for a, g in zip(features, found, strict=True)]
+    input_hw, image_hw = (x.shape[2], x.shape[3]), (image.shape[0], image.shape[1])
     method = METHODS[settings.method]
     cams = {i: normalised(undo_letterbox(method(a[0].detach(), g), input_hw, image_hw))
-            for i, a, g in zip(layers, features, gradients)}
+            for i, a, g in zip(layers, features, gradients, strict=True)}
     detections[:, :4] = scale_boxes(input_hw, detections[:, :4], image_hw)
     explanation = Explanation(label, detections.cpu().numpy(), list(loaded.names), what, cams,
                               {i: type(model.model[i]).__name__ for i in layers}, target_class=target.cls)
@@ -361,7 +364,7 @@ def check_blocks(models: Sequence[tuple[str, LoadedModel]], blocks: Sequence[int
 
 def model_labels(weights: Sequence[str | Path]) -> list[str]:
     """Row labels: the file's stem, or its run folder for ``<run>/weights/best.pt``; made unique."""
-    labels = []
+    labels: list[str] = []
     for w in map(Path, weights):
         in_run = w.stem in ("best", "last") and w.parent.name == "weights" and w.parent.parent.name
         label = w.parent.parent.name if in_run else w.stem
@@ -374,7 +377,7 @@ def load_models(weights: Sequence[str | Path], device: str = "", labels: Sequenc
     if not weights:
         raise UserError("--weights: give at least one checkpoint")
     labels = list(labels) if labels is not None else model_labels(weights)
-    return [(label, load_model(w, device=device, fuse=True)) for label, w in zip(labels, weights)]
+    return [(label, load_model(w, device=device, fuse=True)) for label, w in zip(labels, weights, strict=True)]
 
 
 def read_image(path: str | Path) -> np.ndarray:

@@ -86,7 +86,7 @@ def render_figure(rows: Sequence[tuple[np.ndarray, Explanation]], path: Path, ti
     heights = [PANEL_INCHES * image.shape[0] / image.shape[1] + 0.6 for image, _ in rows]
     fig, axes = plt.subplots(len(rows), ncols, squeeze=False, figsize=(ncols * PANEL_INCHES * 1.15, sum(heights)),
                              gridspec_kw={"height_ratios": heights})
-    for (image, explanation), row_axes in zip(rows, axes):
+    for (image, explanation), row_axes in zip(rows, axes, strict=True):
         draw_row(row_axes, image, explanation)
     if title:
         fig.suptitle(title, fontsize=10)

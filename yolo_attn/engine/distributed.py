@@ -63,7 +63,8 @@ def init_distributed(device: str | None, timeout_s: int = 10800) -> DistributedC
 
 
 def wrap_model(model: nn.Module, context: DistributedContext, sync_bn: bool = False) -> nn.Module:
-    """DDP-wrap ``model`` (optionally converting BatchNorm to SyncBatchNorm, GPUs only) when distributed; else return it."""
+    """DDP-wrap ``model`` (optionally converting BatchNorm to SyncBatchNorm, GPUs only) when distributed; else return
+    it."""
     if not context.enabled:
         return model
     if sync_bn and context.device.type == "cuda":

@@ -13,10 +13,12 @@ import json
 import warnings
 from pathlib import Path
 from types import ModuleType
+from typing import cast
 
 import torch
 
 from yolo_attn.errors import UserError
+from yolo_attn.nn.heads.contract import DetectionHead
 from yolo_attn.nn.model import DetectionModel, model_device
 
 DEFAULT_OPSET = 17
@@ -44,7 +46,7 @@ def image_shape(img: list[int], stride: int) -> tuple[int, int]:
 def prepare_for_export(model: DetectionModel) -> DetectionModel:
     """Fuse, switch to eval and make the head return only the decoded tensor (in place)."""
     model.fuse().eval().float()
-    model.head.export = True
+    cast(DetectionHead, model.head).export = True  # every head has the contract's export flag
     for p in model.parameters():
         p.requires_grad_(False)
     return model

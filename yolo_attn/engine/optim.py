@@ -45,7 +45,7 @@ def build_optimizer(
     """SGD (Nesterov) or AdamW with groups [biases, weights (decayed), norm weights]; only group 1 decays."""
     biases, decayed, norm_weights = parameter_groups(model)
     if name == "SGD":
-        optimizer = torch.optim.SGD(biases, lr=lr, momentum=momentum, nesterov=True)
+        optimizer: torch.optim.Optimizer = torch.optim.SGD(biases, lr=lr, momentum=momentum, nesterov=True)
     elif name == "AdamW":
         optimizer = torch.optim.AdamW(biases, lr=lr, betas=(momentum, 0.999), weight_decay=0.0)
     elif name == "Adam":

@@ -27,7 +27,7 @@ def _new_axes(size: tuple[float, float]):
 
 def _per_class_lines(ax, x: np.ndarray, curves: np.ndarray, labels: list[str]) -> None:
     if len(labels) <= MAX_LEGEND_CLASSES:
-        for y, label in zip(curves, labels):
+        for y, label in zip(curves, labels, strict=True):
             ax.plot(x, y, linewidth=1, label=label)
     elif len(curves):
         ax.plot(x, curves.T, linewidth=1, color="grey")
@@ -47,7 +47,7 @@ def _finish(fig, ax, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
 def plot_pr_curve(metrics: ClassMetrics, names: list[str], path: Path) -> Path:
     """Precision-recall at IoU 0.5 per class and their mean, with AP50 in the legend."""
     fig, ax = _new_axes((9, 6))
-    labels = [f"{names[c]} {ap:.3f}" for c, ap in zip(metrics.classes, metrics.ap50)]
+    labels = [f"{names[c]} {ap:.3f}" for c, ap in zip(metrics.classes, metrics.ap50, strict=True)]
     _per_class_lines(ax, CONFIDENCE_GRID, metrics.pr_curve, labels)
     if len(metrics.classes):
         mean_ap50 = metrics.ap50.mean()
@@ -112,7 +112,7 @@ def validation_plot_calls(
 ) -> list[tuple[Callable[..., Path], tuple]]:
     """The validation figures as ``(function, args)``: PR_curve, F1/P/R_curve and confusion_matrix PNGs."""
     save_dir.mkdir(parents=True, exist_ok=True)
-    calls = [
+    calls: list[tuple[Callable[..., Path], tuple]] = [
         (plot_pr_curve, (metrics, names, save_dir / "PR_curve.png")),
         (plot_metric_curve, (metrics.f1_curve, metrics.classes, names, "F1", save_dir / "F1_curve.png")),
         (plot_metric_curve, (metrics.precision_curve, metrics.classes, names, "Precision", save_dir / "P_curve.png")),

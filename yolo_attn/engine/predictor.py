@@ -94,7 +94,7 @@ def yolo_label_lines(det: torch.Tensor, shape: tuple[int, int], with_conf: bool)
     h, w = shape
     xywh = xyxy2xywh(det[:, :4]) / torch.tensor([w, h, w, h], dtype=det.dtype)
     lines = []
-    for (xc, yc, bw, bh), score, cls in zip(xywh.tolist(), det[:, 4].tolist(), det[:, 5].tolist()):
+    for (xc, yc, bw, bh), score, cls in zip(xywh.tolist(), det[:, 4].tolist(), det[:, 5].tolist(), strict=True):
         values = [int(cls), xc, yc, bw, bh] + ([score] if with_conf else [])
         lines.append(" ".join(f"{v:g}" for v in values))
     return lines

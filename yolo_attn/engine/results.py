@@ -26,9 +26,9 @@ def epoch_row(epoch: int, losses: list[float], metrics: dict, lrs: list[float],
     val_losses = metrics.get("loss")
     val_losses = [float(v) for v in val_losses] if val_losses is not None else [0.0] * len(loss_names)
     row: dict[str, float] = {"epoch": epoch}
-    row.update({f"train/{name}_loss": value for name, value in zip(loss_names, losses)})
+    row.update({f"train/{name}_loss": value for name, value in zip(loss_names, losses, strict=True)})
     row.update({column: float(metrics.get(key, 0.0)) for key, column in METRIC_COLUMNS.items()})
-    row.update({f"val/{name}_loss": value for name, value in zip(loss_names, val_losses)})
+    row.update({f"val/{name}_loss": value for name, value in zip(loss_names, val_losses, strict=True)})
     row.update({f"x/lr{i}": lr for i, lr in enumerate(lrs)})
     return row
 
@@ -85,7 +85,7 @@ def plot_results(csv_path: Path) -> Path | None:
     ncols = 5
     nrows = math.ceil(len(columns) / ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 2.5 * nrows), squeeze=False)
-    for ax, column in zip(axes.ravel(), columns):
+    for ax, column in zip(axes.ravel(), columns, strict=False):  # the grid's spare axes are switched off below
         ax.plot(epochs, [float(r[column]) for r in rows], marker=".")
         ax.set_title(column, fontsize=9)
     for ax in axes.ravel()[len(columns):]:
@@ -134,7 +134,7 @@ def plot_batch(images: torch.Tensor, targets: torch.Tensor, path: Path, max_imag
         tile = np.ascontiguousarray(images[i].permute(1, 2, 0).numpy()[..., ::-1].astype(np.uint8))
         mine = targets[targets[:, 0] == i]
         boxes = xywh2xyxy(mine[:, 2:6]) * torch.tensor([w, h, w, h])
-        for cls, box in zip(mine[:, 1].int().tolist(), boxes.round().int().tolist()):
+        for cls, box in zip(mine[:, 1].int().tolist(), boxes.round().int().tolist(), strict=True):
             colour = tuple(int(c) for c in np.array(((cls * 67) % 255, (cls * 151) % 255, (cls * 37 + 100) % 255)))
             cv2.rectangle(tile, tuple(box[:2]), tuple(box[2:]), colour, 2)
             cv2.putText(tile, str(cls), (box[0], max(box[1] - 2, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1)

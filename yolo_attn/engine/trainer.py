@@ -15,7 +15,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -49,10 +49,11 @@ from yolo_attn.engine.options import option
 from yolo_attn.engine.training_state import TrainingState, seed_everything
 from yolo_attn.engine.validator import RECT_PAD, EvalConfig, evaluate
 from yolo_attn.errors import UserError
-from yolo_attn.losses import build_loss, loss_names
+from yolo_attn.losses import Loss, build_loss, loss_names
 from yolo_attn.losses.yolov5 import scale_loss_gains
 from yolo_attn.nn.builder import build_model
 from yolo_attn.nn.heads import head_contract
+from yolo_attn.nn.heads.contract import AnchorBasedHead, DetectionHead
 from yolo_attn.nn.model import DetectionModel, max_stride, try_channels_last
 from yolo_attn.utils.builtin import builtin_config
 from yolo_attn.utils.device import DEFAULT_DEVICE, DEVICE_HELP
@@ -78,7 +79,8 @@ class KindDefault:
 def kind_option(regular: Any, demo: Any, help: str = "", **kwargs: Any) -> Any:
     """An option whose ``None`` :func:`with_defaults` replaces by ``regular`` (or ``demo``); its help names both."""
     note = f"default {regular}; demo {demo}"
-    return option(None, f"{help} ({note})" if help else note, **kwargs, **{KIND_DEFAULT: KindDefault(regular, demo)})
+    metadata: dict[str, Any] = {KIND_DEFAULT: KindDefault(regular, demo)}
+    return option(None, f"{help} ({note})" if help else note, **kwargs, **metadata)
 
 
 @dataclass(frozen=True)
@@ -145,8 +147,17 @@ def with_defaults(config: TrainConfig, demo_data: str | None = None) -> TrainCon
     filled = {name: default.demo if demo_data is not None else default.regular
               for name, default in KIND_DEFAULTS.items() if getattr(config, name) is None}
     config = dataclasses.replace(config, **filled)
+    assert config.hyp is not None  # filled in above
     cfg = config.cfg and str(builtin_config(config.cfg, "model"))
     return dataclasses.replace(config, cfg=cfg, hyp=str(builtin_config(config.hyp, "hyp")))
+
+
+def model_source(config: TrainConfig) -> str:
+    """What the run builds its model from: ``cfg``, else ``weights``."""
+    source = config.cfg or config.weights
+    if not source:
+        raise UserError("give --cfg MODEL.yaml and/or --weights FILE (or neither and no --data for the demo)")
+    return source
 
 
 def latest_last_checkpoint(project: Path) -> Path:
@@ -187,18 +198,26 @@ class Trainer:
         # The augmentation stream of this process: every train dataset draws from it, checkpoints keep its state.
         self.augment_rng = np.random.default_rng(self.process_seed)
         # Set by setup():
-        self.data: DatasetConfig | None = None
+        self.data: DatasetConfig
         self.hyp: dict[str, Any] = {}
         self.save_dir = self.weights_dir = Path()
-        self.model: DetectionModel | None = None
+        self.model: DetectionModel
         self.stride = 32
         # Set by prepare_training():
-        self.state: TrainingState | None = None
-        self.compute_loss = self.val_loss = None
-        self.train_model: nn.Module | None = None
+        self.state: TrainingState
+        self.compute_loss: Loss
+        self.val_loss: Loss | None = None  # rank 0 only
+        self.train_model: nn.Module
         self.nominal_batch = NOMINAL_BATCH_SIZE
         self.lr_factor = lr_lambda(1, 1.0)
         self.channels_last = False
+
+    @property
+    def ema_model(self) -> DetectionModel:
+        """The EMA copy of the model (rank 0 keeps one)."""
+        ema = self.state.ema
+        assert ema is not None and isinstance(ema.ema, DetectionModel)
+        return ema.ema
 
     def log(self, message: str, level: int = logging.INFO) -> None:
         """Log from the main process only (the others repeat it)."""
@@ -214,11 +233,10 @@ class Trainer:
             demo_data = broadcast_object(str(synthetic.generate_demo_dataset()) if self.is_main else None, self.context)
         self.config = with_defaults(self.config, demo_data)
         config = self.config
+        assert config.data is not None and config.img is not None  # filled in by with_defaults
+        source = model_source(config)
         if demo_data is not None:
-            self.log(f"demo: synthetic shapes set {config.data}, model {Path(config.cfg or config.weights).name}, "
-                     f"{config.img} px")
-        if not config.cfg and not config.weights:
-            raise UserError("give --cfg MODEL.yaml and/or --weights FILE (or neither and no --data for the demo)")
+            self.log(f"demo: synthetic shapes set {config.data}, model {Path(source).name}, {config.img} px")
         if self.batch_size < 1:
             raise UserError(f"--batch {config.batch} is smaller than the {self.context.world_size} processes")
         self.data = load_dataset_config(config.data)
@@ -240,6 +258,7 @@ class Trainer:
     def load_hyp(self) -> dict[str, Any]:
         if self.resume_checkpoint is not None and self.resume_checkpoint.get("hyp"):
             return dict(self.resume_checkpoint["hyp"])
+        assert self.config.hyp is not None  # filled in by with_defaults
         hyp = read_yaml_mapping(self.config.hyp, "hyperparameter YAML")
         hyp["label_smoothing"] = self.config.label_smoothing
         return hyp
@@ -272,7 +291,7 @@ class Trainer:
                 self.log(report.table())
             new_layers = report.new_layers()
         else:
-            model = build_model(config.cfg, nc=nc)
+            model = build_model(model_source(config), nc=nc)  # no weights: the cfg
         model.names = list(self.data.names)
         return model.to(self.device), new_layers
 
@@ -291,6 +310,8 @@ class Trainer:
         """(loader, dataset) of ``split``: the augmented train loader (drawing from :attr:`augment_rng`) or the
         rectangular val loader."""
         config, source, prefix = self.config, self.data.split(split), f"{split}: "
+        assert config.img is not None  # filled in by with_defaults
+        dataset: DetectionDataset
         if augment:
             hyp = self.hyp if mosaic else {**self.hyp, "mosaic": 0.0}
             dataset = TrainDataset(source, config.img, self.batch_size, rect=config.rect, stride=self.stride, hyp=hyp,
@@ -303,12 +324,13 @@ class Trainer:
 
     def check_dataset(self, train_dataset: TrainDataset) -> None:
         """Label plot and AutoAnchor (anchor-based heads) on a fresh run; anchors shared with every process."""
-        head = self.model.head
-        anchor_based = head_contract(head).anchor_based
+        anchor_based = head_contract(self.model.head).anchor_based
+        head = cast(AnchorBasedHead, self.model.head)  # used only where its contract is anchor_based
         if self.resume_checkpoint is None and self.is_main:
             if not self.config.noplots:
                 results.plot_labels(train_dataset.labels, self.data.names, self.save_dir / "labels.jpg")
             if not self.config.noautoanchor and anchor_based:
+                assert self.config.img is not None  # filled in by with_defaults
                 report = check_anchors(train_dataset, head, self.hyp["anchor_t"], self.config.img,
                                        seed=self.config.seed)
                 self.log(
@@ -323,6 +345,7 @@ class Trainer:
     def prepare_training(self) -> None:
         """Optimizer, schedule, scaler, EMA and early stopping (restored on resume), the losses and DDP."""
         config, hyp, head = self.config, self.hyp, self.model.head
+        assert config.optimizer is not None and config.epochs is not None and config.img is not None  # with_defaults
         self.nominal_batch = int(hyp.get("nbs", NOMINAL_BATCH_SIZE))
         accumulate = max(round(self.nominal_batch / self.world_batch), 1)
         weight_decay = hyp["weight_decay"] * self.world_batch * accumulate / self.nominal_batch
@@ -343,9 +366,9 @@ class Trainer:
             self.state.load_state_dict(checkpoint["training"], checkpoint["ema"], restore_rng=self.is_main)
             self.log(f"resuming {config.resume} after epoch {self.state.epoch}")
         self.state.scheduler.last_epoch = self.state.epoch
-        loss_hyp = scale_loss_gains(hyp, head.nl, self.data.nc, config.img)
+        loss_hyp = scale_loss_gains(hyp, cast(DetectionHead, head).nl, self.data.nc, config.img)
         self.compute_loss = build_loss(head, loss_hyp, config.loss)
-        self.val_loss = build_loss(self.state.ema.ema.head, loss_hyp, for_eval=True) if self.is_main else None
+        self.val_loss = build_loss(self.ema_model.head, loss_hyp, for_eval=True) if self.is_main else None
         self.train_model = wrap_model(self.model, self.context, config.sync_bn and self.context.enabled)
 
     # -- the run ------------------------------------------------------------------------------
@@ -358,9 +381,11 @@ class Trainer:
 
     def _run(self) -> dict[str, Any] | None:
         self.setup()
+        config = self.config
+        assert config.epochs is not None  # filled in by with_defaults
         start_epoch = int(self.resume_checkpoint["epoch"]) + 1 if self.resume_checkpoint is not None else 0
-        if start_epoch >= self.config.epochs:
-            raise UserError(f"{self.config.resume}: training to {self.config.epochs} epochs is already finished; "
+        if start_epoch >= config.epochs:
+            raise UserError(f"{config.resume}: training to {config.epochs} epochs is already finished; "
                             "nothing to resume")
         train_loader, train_dataset = self.make_loader("train", True, mosaic=not self.mosaic_closed(start_epoch))
         val_loader = self.make_loader("val", augment=False)[0] if self.is_main else None
@@ -368,9 +393,8 @@ class Trainer:
         self.prepare_training()
         if self.is_main:
             results.truncate_results(self.save_dir / results.RESULTS_CSV, start_epoch)
-        config = self.config
         self.log(
-            f"training {Path(config.cfg or config.weights).name} on {config.data}: {len(train_dataset)} images, "
+            f"training {Path(model_source(config)).name} on {config.data}: {len(train_dataset)} images, "
             f"{config.img} px, batch {self.world_batch}, {self.context.world_size} process(es) on {self.device}, "
             f"epochs {start_epoch}..{config.epochs - 1}, results in {self.save_dir}"
         )
@@ -383,11 +407,14 @@ class Trainer:
 
     def fit(self, train_loader, val_loader, start_epoch: int) -> dict[str, Any]:
         """The epoch loop; returns the last validation metrics (rank 0)."""
-        config, metrics = self.config, {}
+        config = self.config
+        assert config.epochs is not None  # filled in by with_defaults
+        metrics: dict[str, Any] = {}
         warmup_iters = warmup_iterations(self.hyp, len(train_loader))
         for epoch in range(start_epoch, config.epochs):
-            if callable(getattr(self.compute_loss, "set_epoch", None)):  # losses with a schedule (YOLOX's L1 tail)
-                self.compute_loss.set_epoch(epoch, config.epochs)
+            set_epoch = getattr(self.compute_loss, "set_epoch", None)
+            if callable(set_epoch):  # losses with a schedule (YOLOX's L1 tail)
+                set_epoch(epoch, config.epochs)
             if self.mosaic_closed(epoch) and not self.mosaic_closed(epoch - 1) and epoch > start_epoch:
                 self.log(f"closing mosaic for the last {config.close_mosaic} epochs")
                 train_loader, _ = self.make_loader("train", augment=True, mosaic=False)
@@ -410,6 +437,7 @@ class Trainer:
         """Rank 0 after an epoch: validate, log results.csv, save; returns (metrics, whether to stop)."""
         final_epoch = epoch + 1 == self.config.epochs
         state = self.state
+        assert state.ema is not None  # rank 0 keeps the EMA
         state.ema.update_attributes(self.model)
         if not self.config.noval or final_epoch:
             metrics = self.validate(val_loader, final_epoch)
@@ -425,7 +453,9 @@ class Trainer:
         return metrics, stop or final_epoch
 
     def mosaic_closed(self, epoch: int) -> bool:
-        return self.config.close_mosaic > 0 and epoch >= self.config.epochs - self.config.close_mosaic
+        epochs = self.config.epochs
+        assert epochs is not None  # filled in by with_defaults
+        return self.config.close_mosaic > 0 and epoch >= epochs - self.config.close_mosaic
 
     def train_one_epoch(self, epoch: int, loader, warmup_iters: int) -> list[float]:
         """One pass over the training set; returns the mean loss items."""
@@ -478,7 +508,7 @@ class Trainer:
 
     def validate(self, val_loader, final_epoch: bool) -> dict[str, Any]:
         """The EMA weights on the val split, through a fused copy (Conv+BN folded: ~10% faster)."""
-        model = copy.deepcopy(self.state.ema.ema).fuse()
+        model = copy.deepcopy(self.ema_model).fuse()
         config = EvalConfig(conf_thres=0.001, iou_thres=0.6, device=self.device, half=self.amp, save_dir=self.save_dir,
                             plots=final_epoch and not self.config.noplots, coco=False)
         return evaluate(model, config=config, dataloader=val_loader, names=list(self.data.names),
@@ -488,8 +518,9 @@ class Trainer:
         """Write last.pt (and best.pt) atomically with everything resume needs."""
         state = self.state
         checkpoint = make_checkpoint(
-            self.model, names=list(self.data.names), ema=state.ema.ema, training=state.state_dict(),
-            epoch=state.epoch, best_fitness=state.best_fitness, hyp=self.hyp, train_args=dataclasses.asdict(self.config),
+            self.model, names=list(self.data.names), ema=self.ema_model, training=state.state_dict(),
+            epoch=state.epoch, best_fitness=state.best_fitness, hyp=self.hyp,
+            train_args=dataclasses.asdict(self.config),
         )
         save_checkpoint(self.weights_dir / "last.pt", checkpoint)
         if is_best:
@@ -513,7 +544,8 @@ class Trainer:
         return summary
 
 
-def train(config: TrainConfig | None = None, **options: Any) -> dict[str, Any]:
+def train(config: TrainConfig | None = None, **options: Any) -> dict[str, Any] | None:
     """Train and return the summary (``map50``, ``map50_95``, ``precision``, ``recall``, ``epochs``, ``wall_s``,
-    ``best``, ``last``, ``save_dir``). ``options`` are :class:`TrainConfig` fields overriding ``config``."""
+    ``best``, ``last``, ``save_dir``; None in the DDP processes but rank 0). ``options`` are :class:`TrainConfig`
+    fields overriding ``config``."""
     return Trainer(dataclasses.replace(config or TrainConfig(), **options)).run()

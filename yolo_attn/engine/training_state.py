@@ -25,7 +25,9 @@ def seed_everything(seed: int) -> None:
 def rng_state() -> dict[str, Any]:
     """Python, numpy and torch RNG states as plain values."""
     version, state, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    numpy_state = np.random.get_state(legacy=True)
+    assert isinstance(numpy_state, tuple)  # the legacy form: numpy's dict form only for a non-MT19937 generator
+    name, keys, pos, has_gauss, cached = numpy_state
     states = {
         "python": [version, list(state), gauss],
         "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],

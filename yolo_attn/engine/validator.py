@@ -1,9 +1,10 @@
 """Evaluation: mAP as YOLOv5's ``val.py`` computes it, plus COCOeval on the same predictions.
 
 Rectangular batches (images sorted by aspect ratio, padded half a stride), multi-label NMS (none for an
-end-to-end head asked for its NMS-free top-k output, ``nms_free``), boxes mapped back to the original images, then YOLOv5's per-class
-P / R / mAP50 / mAP50-95 and COCOeval's COCO metrics. :func:`evaluate` runs the steps: :func:`build_eval_loader`,
-:func:`run_inference` (inside :func:`inference_state`), statistics, :func:`coco_metrics`, reporting.
+end-to-end head asked for its NMS-free top-k output, ``nms_free``), boxes mapped back to the original images, then
+YOLOv5's per-class P / R / mAP50 / mAP50-95 and COCOeval's COCO metrics. :func:`evaluate` runs the steps:
+:func:`build_eval_loader`, :func:`run_inference` (inside :func:`inference_state`), statistics,
+:func:`coco_metrics`, reporting.
 """
 
 from __future__ import annotations
@@ -160,7 +161,7 @@ def _cat_raw(parts: list[Any]) -> Any:
         return {key: _cat_raw([part[key] for part in parts]) for key in parts[0]}
     if isinstance(parts[0], torch.Tensor):
         return torch.cat(parts)
-    return [torch.cat(level) for level in zip(*parts)]
+    return [torch.cat(level) for level in zip(*parts, strict=True)]
 
 
 def _float_raw(raw: Any) -> Any:
@@ -229,6 +230,7 @@ def coco_metrics(dataset: DetectionDataset, predictions: list[dict[str, Any]], s
     """COCOeval of ``predictions`` against the split's own json (COCO layout) or one written from its labels."""
     split = dataset.split
     if split.layout == "coco":
+        assert split.annotations is not None  # the COCO layout's json
         ground_truth: dict[str, Any] | Path = split.annotations
     else:
         ground_truth = ground_truth_json(dataset.image_ids, dataset.im_files, dataset.shapes, dataset.labels,
@@ -330,7 +332,8 @@ def evaluate(model: nn.Module, data: DataSource | None = None, config: EvalConfi
     config = dataclasses.replace(config, half=half)
     dataset: DetectionDataset = dataloader.dataset
     names = list(names or dataset.split.names)
-    output = InferenceOutput(DetectionStats(dataset.split.nc, ConfusionMatrix(dataset.split.nc) if config.plots else None))
+    confusion = ConfusionMatrix(dataset.split.nc) if config.plots else None
+    output = InferenceOutput(DetectionStats(dataset.split.nc, confusion))
     output.timings["data"] = time.perf_counter() - start
     if config.save_dir is not None:
         Path(config.save_dir).mkdir(parents=True, exist_ok=True)

@@ -16,11 +16,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from yolo_attn.losses.registry import register_loss
 from yolo_attn.losses.yolov5 import bbox_ciou
-from yolo_attn.nn.heads.anchor_free import anchor_points
+from yolo_attn.nn.heads.anchor_free import AnchorFreeDetect, anchor_points
 from yolo_attn.utils.boxes import xywh2xyxy, xyxy2xywh
 
 TOP_K, ALPHA, BETA = 10, 0.5, 6.0
@@ -138,7 +137,7 @@ class AnchorFreeLoss:
 
     item_names = ("box", "cls", "dfl")  # what the detached loss items are, in order (results.csv columns)
 
-    def __init__(self, head: nn.Module, hyp: dict[str, Any], top_k: int = TOP_K, top_k2: int | None = None):
+    def __init__(self, head: AnchorFreeDetect, hyp: dict[str, Any], top_k: int = TOP_K, top_k2: int | None = None):
         self.gains = {k: float(hyp[k]) for k in DEFAULT_GAINS} if "dfl" in hyp else dict(DEFAULT_GAINS)
         self.nc, self.reg_max = head.nc, head.reg_max
         self.strides = [float(s) for s in head.stride]

@@ -13,10 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch import nn
 
 from yolo_attn.losses.anchor_free import AnchorFreeLoss
 from yolo_attn.losses.registry import register_loss
+from yolo_attn.nn.heads.anchor_free import AnchorFreeDetect
 
 ONE_TO_MANY_TOP_K = 10
 ONE_TO_ONE_TOP_K, ONE_TO_ONE_TOP_K2 = 7, 1
@@ -35,7 +35,7 @@ class EndToEndLoss:
     """``loss(preds, targets) -> (weighted sum * batch_size, detached one-to-one [box, cls, dfl | l1])`` for the
     training output ``{"one2many": [per-level maps], "one2one": [per-level maps]}`` of an end-to-end head."""
 
-    def __init__(self, head: nn.Module, hyp: dict[str, Any]):
+    def __init__(self, head: AnchorFreeDetect, hyp: dict[str, Any]):
         self.one_to_many = AnchorFreeLoss(head, hyp, top_k=ONE_TO_MANY_TOP_K)
         self.one_to_one = AnchorFreeLoss(head, hyp, top_k=ONE_TO_ONE_TOP_K, top_k2=ONE_TO_ONE_TOP_K2)
         self.item_names = self.one_to_one.item_names
@@ -45,7 +45,8 @@ class EndToEndLoss:
         """Called by the trainer before each epoch."""
         self.weight = one_to_many_weight(epoch, epochs)
 
-    def __call__(self, preds: dict[str, list[torch.Tensor]], targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, preds: dict[str, list[torch.Tensor]], targets: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
         many, _ = self.one_to_many(preds["one2many"], targets)
         one, items = self.one_to_one(preds["one2one"], targets)
         return many * self.weight + one * max(1.0 - self.weight, 0.0), items

@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from yolo_attn.losses.registry import register_loss
-from yolo_attn.losses.yolov5 import ComputeLoss
+from yolo_attn.losses.yolov5 import ComputeLoss, LevelTargets
+from yolo_attn.nn.heads.contract import AnchorBasedHead
 from yolo_attn.utils.boxes import box_iou, xywh2xyxy
 
 LEAD_NEIGHBOUR_BIAS, AUX_NEIGHBOUR_BIAS = 0.5, 1.0
@@ -32,7 +32,7 @@ class ComputeLossOTA(ComputeLoss):
 
     dynamic_k_candidates = 10  # IoUs summed for each ground truth's dynamic k
 
-    def __init__(self, head: nn.Module, hyp: dict[str, Any]):
+    def __init__(self, head: AnchorBasedHead, hyp: dict[str, Any]):
         super().__init__(head, hyp)
         self.stride = head.stride.to(self.device)
 
@@ -42,7 +42,7 @@ class ComputeLossOTA(ComputeLoss):
         return self.total(*losses, batch_size=preds[0].shape[0])
 
     @torch.no_grad()
-    def ota_targets(self, preds: list[torch.Tensor], targets: torch.Tensor, neighbour_bias: float):
+    def ota_targets(self, preds: list[torch.Tensor], targets: torch.Tensor, neighbour_bias: float) -> LevelTargets:
         """Dynamic-k assignment; returns per level (classes, boxes in grid units, (image, anchor, gy, gx), anchors)."""
         _, _, candidates, candidate_anchors = self.build_targets(preds, targets, neighbour_bias)
         image_h = float(preds[0].shape[2]) * float(self.stride[0])
@@ -55,7 +55,7 @@ class ComputeLossOTA(ComputeLoss):
             image_targets = targets[targets[:, 0] == image]
             if not len(image_targets):
                 continue
-            boxes, objectness, classes, levels, cells, anchors = [], [], [], [], [], []
+            box_parts, objectness, classes, level_parts, cell_parts, anchor_parts = [], [], [], [], [], []
             for i, pi in enumerate(preds):
                 b, a, gj, gi = candidates[i]
                 mine = b == image
@@ -64,20 +64,21 @@ class ComputeLossOTA(ComputeLoss):
                 grid = torch.stack([gi, gj], 1)
                 pxy = (fg[:, :2].sigmoid() * 2 - 0.5 + grid) * self.stride[i]
                 pwh = (fg[:, 2:4].sigmoid() * 2) ** 2 * candidate_anchors[i][mine] * self.stride[i]
-                boxes.append(xywh2xyxy(torch.cat((pxy, pwh), 1)))
+                box_parts.append(xywh2xyxy(torch.cat((pxy, pwh), 1)))
                 objectness.append(fg[:, 4:5])
                 classes.append(fg[:, 5:])
-                levels.append(torch.full((len(b),), i, device=self.device))
-                cells.append(torch.stack((b, a, gj, gi), 1))
-                anchors.append(candidate_anchors[i][mine])
-            boxes = torch.cat(boxes)
+                level_parts.append(torch.full((len(b),), i, device=self.device))
+                cell_parts.append(torch.stack((b, a, gj, gi), 1))
+                anchor_parts.append(candidate_anchors[i][mine])
+            boxes = torch.cat(box_parts)
             if not len(boxes):
                 continue
             matched, gt_index = self.dynamic_k_match(
                 xywh2xyxy(image_targets[:, 2:6] * image_gain), image_targets[:, 1].long(), boxes,
                 torch.cat(objectness), torch.cat(classes),
             )
-            levels, cells, anchors = torch.cat(levels)[matched], torch.cat(cells)[matched], torch.cat(anchors)[matched]
+            levels, cells = torch.cat(level_parts)[matched], torch.cat(cell_parts)[matched]
+            anchors = torch.cat(anchor_parts)[matched]
             matched_targets = image_targets[gt_index]
             for i in range(self.nl):
                 on_level = levels == i
@@ -109,7 +110,8 @@ class ComputeLossOTA(ComputeLoss):
         dynamic_ks = torch.clamp(top_ious.sum(1).int(), min=1)
         one_hot = F.one_hot(gt_classes, self.nc).float().unsqueeze(1).repeat(1, num_candidates, 1)
         scores = (class_logits.sigmoid() * objectness.sigmoid()).unsqueeze(0).repeat(num_gt, 1, 1).sqrt()
-        class_cost = F.binary_cross_entropy_with_logits(torch.log(scores / (1 - scores)), one_hot, reduction="none").sum(-1)
+        logits = torch.log(scores / (1 - scores))
+        class_cost = F.binary_cross_entropy_with_logits(logits, one_hot, reduction="none").sum(-1)
         cost = class_cost + IOU_COST_WEIGHT * iou_cost
         matching = torch.zeros_like(cost)
         for g in range(num_gt):
@@ -136,5 +138,6 @@ class ComputeLossAuxOTA(ComputeLossOTA):
         losses = self.level_losses(lead, *self.ota_targets(lead, targets, LEAD_NEIGHBOUR_BIAS))
         if aux:
             aux_losses = self.level_losses(aux, *self.ota_targets(lead, targets, AUX_NEIGHBOUR_BIAS), weight=AUX_WEIGHT)
-            losses = tuple(a + b for a, b in zip(losses, aux_losses))
+            box, obj, cls = (a + b for a, b in zip(losses, aux_losses, strict=True))
+            losses = box, obj, cls
         return self.total(*losses, batch_size=preds[0].shape[0])

@@ -4,14 +4,24 @@ that can train it in its :class:`~yolo_attn.nn.heads.HeadContract`, and :func:`b
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
+import torch
 from torch import nn
 
 from yolo_attn.errors import UserError
 from yolo_attn.nn.heads import head_contract
 
 _LOSSES: dict[str, Callable[[nn.Module, dict[str, Any]], Any]] = {}
+
+
+class Loss(Protocol):
+    """What :func:`build_loss` returns: called on a head's raw outputs and the targets, it gives (total * batch
+    size, detached items); ``item_names`` names the items. A loss with a schedule also has ``set_epoch``."""
+
+    item_names: tuple[str, ...]
+
+    def __call__(self, preds: Any, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 
 def register_loss(name: str):
@@ -31,7 +41,7 @@ def loss_names() -> tuple[str, ...]:
     return tuple(sorted(_LOSSES))
 
 
-def build_loss(head: nn.Module, hyp: dict[str, Any], name: str = "auto", *, for_eval: bool = False):
+def build_loss(head: nn.Module, hyp: dict[str, Any], name: str = "auto", *, for_eval: bool = False) -> Loss:
     """The loss ``name`` for ``head`` (``auto``: the head's default, or its eval loss with ``for_eval``)."""
     contract = head_contract(head)
     if name == "auto":

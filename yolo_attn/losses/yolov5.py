@@ -15,15 +15,20 @@ import torch
 from torch import nn
 
 from yolo_attn.losses.registry import register_loss
+from yolo_attn.nn.heads.contract import AnchorBasedHead
 
 # Neighbour-cell offsets: the box's own cell, then left, up, right, down.
 NEIGHBOUR_OFFSETS = torch.tensor([[0, 0], [1, 0], [0, 1], [-1, 0], [0, -1]], dtype=torch.float32)
 LEVEL_BALANCE = {3: [4.0, 1.0, 0.4]}
 LEVEL_BALANCE_DEFAULT = [4.0, 1.0, 0.25, 0.06, 0.02]
+Cells = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]  # (image, anchor, gy, gx) indices
+# Per level: target classes, boxes, matched cells and their anchors.
+LevelTargets = tuple[list[torch.Tensor], list[torch.Tensor], list[Cells], list[torch.Tensor]]
 
 
 def bbox_ciou(box1: torch.Tensor, box2: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """Complete IoU of paired (cx, cy, w, h) boxes ``(n, 4)`` -> ``(n,)``, exactly as YOLOv5's ``bbox_iou(CIoU=True)``."""
+    """Complete IoU of paired (cx, cy, w, h) boxes ``(n, 4)`` -> ``(n,)``, exactly as YOLOv5's
+    ``bbox_iou(CIoU=True)``."""
     (x1, y1, w1, h1), (x2, y2, w2, h2) = box1.unbind(-1), box2.unbind(-1)
     b1_x1, b1_x2, b1_y1, b1_y2 = x1 - w1 / 2, x1 + w1 / 2, y1 - h1 / 2, y1 + h1 / 2
     b2_x1, b2_x2, b2_y1, b2_y2 = x2 - w2 / 2, x2 + w2 / 2, y2 - h2 / 2, y2 + h2 / 2
@@ -83,11 +88,11 @@ class ComputeLoss:
 
     item_names = ("box", "obj", "cls")  # what the detached loss items are, in order (results.csv columns)
 
-    def __init__(self, head: nn.Module, hyp: dict[str, Any]):
+    def __init__(self, head: AnchorBasedHead, hyp: dict[str, Any]):
         device = head.anchors.device
         self.hyp = hyp
-        self.bce_cls = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([hyp["cls_pw"]], device=device))
-        self.bce_obj = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([hyp["obj_pw"]], device=device))
+        self.bce_cls: nn.Module = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([hyp["cls_pw"]], device=device))
+        self.bce_obj: nn.Module = nn.BCEWithLogitsLoss(pos_weight=torch.tensor([hyp["obj_pw"]], device=device))
         if hyp.get("fl_gamma", 0.0) > 0:
             self.bce_cls = FocalLoss(self.bce_cls, hyp["fl_gamma"])
             self.bce_obj = FocalLoss(self.bce_obj, hyp["fl_gamma"])
@@ -107,7 +112,8 @@ class ComputeLoss:
         lbox, lobj, lcls = lbox * self.hyp["box"], lobj * self.hyp["obj"], lcls * self.hyp["cls"]
         return (lbox + lobj + lcls) * batch_size, torch.cat((lbox, lobj, lcls)).detach()
 
-    def level_losses(self, preds, tcls, tbox, indices, anchors, weight: float = 1.0):
+    def level_losses(self, preds, tcls, tbox, indices, anchors, weight: float = 1.0
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Un-gained (box, obj, cls) losses summed over levels for matched cells ``indices`` = (image, anchor, gy, gx).
 
         ``tbox`` holds target (x, y) offsets from the cell and (w, h), in grid units; ``weight`` scales all three.
@@ -132,7 +138,8 @@ class ComputeLoss:
             lobj += self.bce_obj(pi[..., 4], tobj) * self.balance[i] * weight
         return lbox, lobj, lcls
 
-    def build_targets(self, preds: list[torch.Tensor], targets: torch.Tensor, neighbour_bias: float = 0.5):
+    def build_targets(self, preds: list[torch.Tensor], targets: torch.Tensor, neighbour_bias: float = 0.5
+                      ) -> LevelTargets:
         """Per level: target classes, boxes (xy offset in cell, wh in cells), (image, anchor, gy, gx) and anchors.
 
         A target also claims a neighbouring cell when its centre is within ``neighbour_bias`` of that side
@@ -157,7 +164,7 @@ class ComputeLoss:
                 right, down = ((gxy_inverse % 1 < neighbour_bias) & (gxy_inverse > 1)).T
                 chosen = torch.stack((torch.ones_like(left), left, up, right, down))
                 t = t.repeat((5, 1, 1))[chosen]
-                offsets = (torch.zeros_like(gxy)[None] + offsets_all[:, None])[chosen]
+                offsets: torch.Tensor | int = (torch.zeros_like(gxy)[None] + offsets_all[:, None])[chosen]
             else:
                 t = targets[0]
                 offsets = 0

@@ -23,11 +23,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
 from yolo_attn.losses.registry import register_loss
 from yolo_attn.nn.heads.anchor_free import anchor_points
-from yolo_attn.nn.heads.yolox import flatten_levels
+from yolo_attn.nn.heads.yolox import DetectX, flatten_levels
 
 CENTER_RADIUS = 2.5  # candidate cells lie within this many strides of a truth's centre
 CANDIDATE_IOUS = 10  # dynamic k = the sum of a truth's best 10 IoUs
@@ -106,7 +105,7 @@ class YoloxLoss:
 
     item_names = ("box", "obj", "cls", "l1")  # what the detached loss items are, in order (results.csv columns)
 
-    def __init__(self, head: nn.Module, hyp: dict[str, Any]):
+    def __init__(self, head: DetectX, hyp: dict[str, Any]):
         self.nc = head.nc
         self.strides = [float(s) for s in head.stride]
         self.use_l1 = False
@@ -132,7 +131,7 @@ class YoloxLoss:
     def assign(self, rows, boxes, cells, strides, targets, gt_cxcywh, gt_xyxy) -> list[tuple[torch.Tensor, ...]]:
         """Per image: (positive cells, their truths' row indices in ``targets``, IoU with their truth)."""
         centres = (cells + 0.5) * strides
-        out = []
+        out: list[tuple[torch.Tensor, ...]] = []
         for i in range(rows.shape[0]):
             own = (targets[:, 0] == i).nonzero()[:, 0]
             if len(own) == 0:
@@ -148,7 +147,7 @@ class YoloxLoss:
         """YOLOX's four terms over the batch, each divided by the number of positives (at least 1)."""
         b, n = rows.shape[:2]
         image = torch.cat([torch.full_like(c, i) for i, (c, _, _) in enumerate(positives)])
-        cell, gt, iou = (torch.cat(parts) for parts in zip(*positives))
+        cell, gt, iou = (torch.cat(parts) for parts in zip(*positives, strict=True))
         num_fg = max(len(cell), 1)
         loss_box = REG_WEIGHT * iou_loss(boxes[image, cell], gt_xyxy[gt]).sum() / num_fg
         obj_target = torch.zeros(b, n, device=rows.device)

@@ -20,7 +20,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import yaml
@@ -28,7 +28,8 @@ from torch import nn
 
 from yolo_attn.errors import UserError
 from yolo_attn.nn.blocks.conv import default_activation
-from yolo_attn.nn.model import DetectionModel
+from yolo_attn.nn.heads.contract import DetectionHead
+from yolo_attn.nn.model import DetectionModel, tagged
 from yolo_attn.nn.registry import lookup
 from yolo_attn.nn.resource_guard import ResourceGuard, ResourceLimitError, ResourceLimits, resolve_limits
 from yolo_attn.nn.rules import LayerContext, Resolved
@@ -173,7 +174,9 @@ def model_schema(d: dict[str, Any]) -> str:
 
 def _check_sources(index: int, source: Any) -> list[int]:
     sources = [source] if isinstance(source, int) else source
-    if not isinstance(sources, list) or not sources or not all(isinstance(x, int) and not isinstance(x, bool) for x in sources):
+    if not isinstance(sources, list) or not sources or not all(
+        isinstance(x, int) and not isinstance(x, bool) for x in sources
+    ):
         raise ValueError(f"'from' must be an int or a list of ints, got {source!r}")
     for x in sources:
         absolute = index + x if x < 0 else x
@@ -333,20 +336,21 @@ def trace_shapes(
     outputs: list[Any] = []
     traced = []
     entries = model.yaml["backbone"] + model.yaml["head"]
-    for m, record in zip(model.model, records):
+    y: Any = x
+    for m, record in zip(map(tagged, model.model), records, strict=True):
         if m.f != -1:
-            x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
+            y = outputs[m.f] if isinstance(m.f, int) else [y if j == -1 else outputs[j] for j in m.f]
         try:
             if guard is not None:
-                guard.check_forward(m.i, x)
-            x = m(x)
+                guard.check_forward(m.i, y)
+            y = m(y)
         except Exception as e:  # noqa: BLE001 - every failure names the layer; unexpected ones keep their cause
-            error = _trace_error(f"{_config_name(model.yaml)}layer {m.i} {_entry_text(entries[m.i])}", x, e)
+            error = _trace_error(f"{_config_name(model.yaml)}layer {m.i} {_entry_text(entries[m.i])}", y, e)
             raise error from error.__cause__
-        outputs.append(x)
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else None
+        outputs.append(y)
+        shape = tuple(y.shape) if isinstance(y, torch.Tensor) else None
         traced.append(LayerRecord(**{**record.__dict__, "out_shape": shape}))
-    return x, traced
+    return y, traced
 
 
 def _probe_levels(out: Any, nl: int) -> list[torch.Tensor]:
@@ -402,8 +406,8 @@ def build_model(
     with torch.no_grad():
         # A shipped config's probe is known to fit: no dry run (which imports torch._dynamo, 2.3 s).
         out, model.layer_records = trace_shapes(model, torch.zeros(probe_shape), records, None if builtin else guard)
-    head = model.head
-    if callable(getattr(head, "bind_strides", None)):
+    if callable(getattr(model.head, "bind_strides", None)):
+        head = cast(DetectionHead, model.head)  # a head that binds strides has the contract's nl and stride
         levels = _probe_levels(out, head.nl)
         stride = torch.tensor([STRIDE_PROBE_SIZE / o.shape[-3 if o.dim() == 5 else -2] for o in levels])
         head.bind_strides(stride)

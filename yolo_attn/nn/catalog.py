@@ -202,7 +202,7 @@ def docs_rows(specs: list[BlockSpec], previous: str | None = None, repeats: int 
             cells = old.get(row.name)
             kept = (not remeasure and cells is not None and len(cells) == 7
                     and cells[4:6] == [f"{row.params:,}", f"{row.gflops:.4g}"])
-            if kept and re.fullmatch(r"\d+(\.\d+)?", cells[6]):
+            if kept and cells is not None and re.fullmatch(r"\d+(\.\d+)?", cells[6]):
                 row = BlockRow(**{**asdict(row), "cpu_ms": float(cells[6])})
             elif repeats > 0:
                 row = block_row(spec, cost=True, repeats=repeats)

@@ -81,14 +81,14 @@ def _avg_pool(m: nn.Module, x: tuple, y: torch.Tensor) -> int:
 
     kernel, stride, padding = per_dim(m.kernel_size), per_dim(m.stride), per_dim(m.padding)
     windows = 1
-    for size, out, k, s, p in zip(x[0].shape[-dims:], y.shape[-dims:], kernel, stride, padding):
+    for size, out, k, s, p in zip(x[0].shape[-dims:], y.shape[-dims:], kernel, stride, padding, strict=True):
         windows *= _pooled_inputs(size, out, k, s, p, bool(m.count_include_pad))
     return math.prod(x[0].shape[:-dims]) * windows + y.numel()  # one add per pooled input, one divide per output
 
 
 def _adaptive_avg_pool(m: nn.Module, x: tuple, y: torch.Tensor) -> int:
     pooled = 1
-    for i, o in zip(x[0].shape, y.shape):
+    for i, o in zip(x[0].shape, y.shape, strict=True):
         pooled *= o if i == o else sum(-(-(j + 1) * i // o) - j * i // o for j in range(o))
     return pooled + y.numel()
 
@@ -101,7 +101,8 @@ def _upsample(m: nn.Module, x: tuple, y: torch.Tensor) -> int:
 
 
 def _linear(m: nn.Module, x: tuple, y: torch.Tensor) -> int:
-    return int(m.in_features) * y.numel()
+    assert isinstance(m, nn.Linear)  # the rule of nn.Linear
+    return m.in_features * y.numel()
 
 
 def _prelu(m: nn.Module, x: tuple, y: torch.Tensor) -> int:
@@ -152,10 +153,10 @@ def _einsum(args: tuple, kwargs: dict, y: Any) -> int:
         return 0
     inputs, _, output = equation.replace(" ", "").partition("->")
     sizes: dict[str, int] = {}
-    for subscripts, t in zip(inputs.split(","), operands):
+    for subscripts, t in zip(inputs.split(","), operands, strict=True):
         if "..." in subscripts:
             return _matmul((operands[0],), {}, y)  # broadcast batch dims: count it as a batched product
-        sizes.update({c: d for c, d in zip(subscripts, t.shape) if d != 1})
+        sizes.update({c: d for c, d in zip(subscripts, t.shape, strict=True) if d != 1})
     return math.prod(sizes.values())
 
 

@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from yolo_attn.nn.builder import LayerRecord
+
+
+class Layer(Protocol):
+    """What the builder sets on each layer of :attr:`DetectionModel.model` beside the block itself."""
+
+    i: int  # index
+    f: int | list[int]  # ``from``: the layers it reads (-1: the previous one)
+    type: str  # YAML name
+    np: int  # parameters
+
+    def __call__(self, x: Any) -> Any: ...
+
+
+def tagged(layer: nn.Module) -> Layer:
+    """``layer`` (of a built model) with the builder's tags typed."""
+    return cast(Layer, layer)  # torch types a module's attributes as Tensor | Module; the builder set these
 
 
 class DetectionModel(nn.Module):
     """A YOLO model built from a YAML dict by :func:`yolo_attn.nn.builder.build_model`.
 
     Its module tree and ``state_dict`` keys match YOLOv5/YOLOv7 (``model.0.conv.weight``, ...).
-    Each layer carries ``i`` (index), ``f`` (from), ``type`` (YAML name) and ``np`` (parameters).
+    Each layer carries ``i`` (index), ``f`` (from), ``type`` (YAML name) and ``np`` (parameters): see :func:`tagged`.
     """
+
+    layer_records: list[LayerRecord]  # set by build_model: each layer as the summary shows it
 
     def __init__(self, layers: nn.Sequential, save: list[int], yaml: dict[str, Any], names: list[str] | None = None):
         super().__init__()
@@ -29,21 +50,23 @@ class DetectionModel(nn.Module):
         """The last layer (Detect, IDetect, ...)."""
         return self.model[-1]
 
-    def forward(self, x: torch.Tensor):
-        outputs: list[torch.Tensor | None] = []
-        for m in self.model:
+    def forward(self, x: torch.Tensor) -> Any:
+        outputs: list[Any] = []  # the outputs of the layers in ``save`` (a tensor, or a tuple of them)
+        y: Any = x
+        for m in map(tagged, self.model):
             if m.f != -1:
-                x = outputs[m.f] if isinstance(m.f, int) else [x if j == -1 else outputs[j] for j in m.f]
-            x = m(x)
-            outputs.append(x if m.i in self.save else None)
-        return x
+                y = outputs[m.f] if isinstance(m.f, int) else [y if j == -1 else outputs[j] for j in m.f]
+            y = m(y)
+            outputs.append(y if m.i in self.save else None)
+        return y
 
     @torch.no_grad()
     def fuse(self) -> DetectionModel:
         """Re-parameterise for inference: every sub-module with a ``fuse()`` folds itself (Conv+BN, RepConv, ...)."""
         for m in list(self.modules()):
-            if m is not self and callable(getattr(m, "fuse", None)):
-                m.fuse()
+            fuse = getattr(m, "fuse", None)
+            if m is not self and callable(fuse):
+                fuse()
         return self
 
 

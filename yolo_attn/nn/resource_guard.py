@@ -174,6 +174,7 @@ class ResourceGuard:
     def _account(self, module: nn.Module, modules: int, copies: int) -> None:
         """Add ``module``'s parameters and sub-modules to the totals (refusing it over the limit) and keep its
         ``meta`` twin for the probe's dry run."""
+        assert self.limits is not None  # construct() accounts only under limits
         params = sum(p.numel() for p in module.parameters())
         _limit(self.params + params, self.limits.params,
                f"this layer has {params:,} parameters ({self.params + params:,} up to here, "

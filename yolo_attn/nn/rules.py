@@ -283,7 +283,8 @@ class Keywords(YamlRule):
         """Values in the YAML's order -> (positional, keyword) constructor arguments."""
         if len(values) > len(self.names):
             raise ValueError(f"has too many args for its YAML signature {self.signature}")
-        named = {name: value for name, value in zip(self.names, values) if name is not None}
+        # strict=False: trailing YAML args may be left out (the constructor's defaults apply)
+        named = {name: value for name, value in zip(self.names, values, strict=False) if name is not None}
         if self.convert is not None:
             named = self.convert(named)
         first = self.names[0]

@@ -234,11 +234,10 @@ def default_block_args(model_yaml: dict[str, Any], after: int, block: str) -> li
     example_args = yaml.safe_load(example)[3]
     model = build_model(model_yaml)  # its yaml holds the width gain of the chosen scale (Ultralytics' ``scales``)
     records = model.layer_records
-    if not 0 <= after < len(records) or records[after].out_shape is None:
+    out_shape = records[after].out_shape if 0 <= after < len(records) else None
+    if out_shape is None:
         raise YamlEditError(f"layer {after} is not a layer with a feature-map output")
-    return spec.rule.args_for_channels(
-        example_args, records[after].out_shape[1], float(model.yaml.get("width_multiple", 1.0))
-    )
+    return spec.rule.args_for_channels(example_args, out_shape[1], float(model.yaml.get("width_multiple", 1.0)))
 
 
 def readers_of(text: str, index: int) -> list[int]:

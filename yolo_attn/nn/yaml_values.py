@@ -61,9 +61,12 @@ def parse_activation(text: Any) -> nn.Module:
         raise UnsafeValueError(f"{text!r} is not an activation like nn.SiLU() or nn.LeakyReLU(0.1)")
     cls = ACTIVATIONS.get(node.func.attr)
     if cls is None:
-        raise UnsafeValueError(f"activation nn.{node.func.attr} is not allowed; allowed: {', '.join(sorted(ACTIVATIONS))}")
+        allowed = ", ".join(sorted(ACTIVATIONS))
+        raise UnsafeValueError(f"activation nn.{node.func.attr} is not allowed; allowed: {allowed}")
     args = [_activation_literal(a, text) for a in node.args]
-    kwargs = {k.arg: _activation_literal(k.value, text) for k in node.keywords}
+    if any(k.arg is None for k in node.keywords):
+        raise UnsafeValueError(f"{text!r}: ** arguments are not allowed in an activation")
+    kwargs = {k.arg: _activation_literal(k.value, text) for k in node.keywords if k.arg is not None}
     try:
         return cls(*args, **kwargs)
     except (ValueError, TypeError, RuntimeError) as e:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import numpy as np
 import torch
 
-Boxes = torch.Tensor | np.ndarray
+# Box arrays of either library; a function returns the kind it was given.
+Boxes = TypeVar("Boxes", torch.Tensor, np.ndarray)
 
 
 def xywh2xyxy(x: Boxes) -> Boxes:
@@ -39,7 +42,7 @@ def box_iou(boxes1: torch.Tensor, boxes2: torch.Tensor) -> torch.Tensor:
     return inter / (area1[:, None] + area2 - inter)
 
 
-def clip_boxes(boxes: Boxes, shape: tuple[int, int]) -> Boxes:
+def clip_boxes(boxes: Boxes, shape: tuple[int, ...]) -> Boxes:
     """Clip xyxy boxes in place to an image of ``shape`` (h, w)."""
     h, w = shape[:2]
     if isinstance(boxes, torch.Tensor):
@@ -54,9 +57,9 @@ def clip_boxes(boxes: Boxes, shape: tuple[int, int]) -> Boxes:
 
 
 def scale_boxes(
-    letterboxed_shape: tuple[int, int],
+    letterboxed_shape: tuple[int, ...],
     boxes: Boxes,
-    original_shape: tuple[int, int],
+    original_shape: tuple[int, ...],
     ratio_pad: tuple[tuple[float, float], tuple[float, float]] | None = None,
 ) -> Boxes:
     """Map xyxy boxes (in place) from a letterboxed image back to the original image, then clip.

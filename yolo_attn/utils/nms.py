@@ -21,7 +21,9 @@ def _load_torchvision_ops() -> None:
     pulls in torch._dynamo) costs ~1.7 s and ~170 MB; falls back to the import."""
     if hasattr(torch.ops.torchvision, "nms"):
         return
-    folder = Path(importlib.util.find_spec("torchvision").submodule_search_locations[0])
+    spec = importlib.util.find_spec("torchvision")
+    assert spec is not None and spec.submodule_search_locations  # a runtime dependency, installed as a package
+    folder = Path(spec.submodule_search_locations[0])
     suffixes = importlib.machinery.EXTENSION_SUFFIXES
     libraries = [folder / f"{name}{suffix}" for name in ("_C_stable", "_C") for suffix in suffixes]
     try:
@@ -100,4 +102,4 @@ def end_to_end_detections(
     keep = prediction[..., 4] > conf_thres
     if classes is not None:
         keep &= (prediction[..., 5:6] == torch.tensor(classes, device=prediction.device)).any(-1)
-    return [rows[mask][:max_det].float() for rows, mask in zip(prediction, keep)]
+    return [rows[mask][:max_det].float() for rows, mask in zip(prediction, keep, strict=True)]

@@ -104,6 +104,6 @@ class AxialAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         for layer in self.layers:
-            for residual in layer:
+            for residual in layer.children():
                 x = x + residual(x)
         return x

@@ -59,6 +59,8 @@ class MHSA(nn.Module):
         self.key = nn.Conv2d(channels, channels, 1)
         self.value = nn.Conv2d(channels, channels, 1)
         d_head = channels // heads
+        self.rel_width: nn.Parameter | None
+        self.rel_height: nn.Parameter | None
         if pos_emb:
             self.rel_width = nn.Parameter(torch.randn(2 * width - 1, d_head) * d_head**-0.5)
             self.rel_height = nn.Parameter(torch.randn(2 * height - 1, d_head) * d_head**-0.5)
@@ -71,7 +73,7 @@ class MHSA(nn.Module):
         q = self.query(x).view(split) * (c // self.heads) ** -0.5
         k, v = self.key(x).view(split), self.value(x).view(split)
         logits = torch.einsum("bndxy,bndij->bnxyij", q, k)  # (b, heads, h, w, h, w)
-        if self.rel_width is not None:
+        if self.rel_width is not None and self.rel_height is not None:
             q_rows = q.permute(0, 1, 3, 4, 2)  # (b, heads, h, w, d)
             logits = logits + relative_logits_1d(q_rows, self.rel_width)[:, :, :, :, None, :]
             q_cols = q.permute(0, 1, 4, 3, 2)  # (b, heads, w, h, d)

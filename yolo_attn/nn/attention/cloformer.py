@@ -77,7 +77,7 @@ class CloAttention(nn.Module):
         self.scale = self.dim_head**-0.5
         self.group_split = list(group_split)
         qkvs, convs, act_blocks = [], [], []
-        for kernel_size, heads in zip(kernel_sizes, group_split):
+        for kernel_size, heads in zip(kernel_sizes, group_split[:-1], strict=True):
             if heads == 0:
                 continue
             width = heads * self.dim_head
@@ -111,7 +111,7 @@ class CloAttention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branches = [
             self.local_attention(x, to_qkv, mixer, attn_map)
-            for to_qkv, mixer, attn_map in zip(self.qkvs, self.convs, self.act_blocks)
+            for to_qkv, mixer, attn_map in zip(self.qkvs, self.convs, self.act_blocks, strict=True)
         ]
         if self.global_heads:
             branches.append(self.global_attention(x))

@@ -20,8 +20,10 @@ _FUSIONS = ("channel_add", "channel_mul")
 def _transform(c: int, planes: int, act_layer: LayerFactory) -> nn.Sequential:
     """GCNet's bottleneck transform: 1x1 conv, LayerNorm, ``act_layer``, 1x1 conv (last conv zero-initialised)."""
     seq = pointwise_mlp(c, planes, act_layer, norm_layer=lambda width: nn.LayerNorm([width, 1, 1]))
-    nn.init.zeros_(seq[-1].weight)
-    nn.init.zeros_(seq[-1].bias)
+    last = seq[-1]
+    assert isinstance(last, nn.Conv2d) and last.bias is not None
+    nn.init.zeros_(last.weight)
+    nn.init.zeros_(last.bias)
     return seq
 
 
@@ -74,7 +76,7 @@ class GlobalContext(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         context = self.spatial_pool(x)
         out = x
-        if self.channel_mul_conv is not None:
+        if self.channel_mul_conv is not None and self.gate is not None:
             out = out * self.gate(self.channel_mul_conv(context))
         if self.channel_add_conv is not None:
             out = out + self.channel_add_conv(context)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
 from typing import ClassVar
 
 import torch
@@ -29,7 +30,7 @@ def spatial_shift(x: torch.Tensor, first_dim: int) -> torch.Tensor:
     second_dim = 3 - first_dim
     c = x.shape[-1]
     bounds = [0, c // 4, c // 2, 3 * c // 4, c]
-    quarters = x.split([hi - lo for lo, hi in zip(bounds, bounds[1:])], dim=-1)
+    quarters = x.split([hi - lo for lo, hi in pairwise(bounds)], dim=-1)
     return torch.cat(
         (
             _shift(quarters[0], first_dim, True),

@@ -7,6 +7,7 @@ import copy
 import math
 from collections.abc import Iterator
 from contextvars import ContextVar
+from typing import overload
 
 import torch
 from torch import nn
@@ -14,9 +15,9 @@ from torch import nn
 from yolo_attn.nn.registry import register
 from yolo_attn.nn.rules import CONV
 
-# The activation of ``Conv(act=True)``: SiLU, or the model's own (a YAML's top-level ``activation``) while that
-# model is built. A context variable, not a module global: the setting belongs to one build, in one thread.
-_DEFAULT_ACTIVATION: ContextVar[nn.Module] = ContextVar("default_activation", default=nn.SiLU())
+# The activation of ``Conv(act=True)``: the model's own (a YAML's top-level ``activation``) while that model is
+# built, else (None) SiLU. A context variable, not a module global: the setting belongs to one build, in one thread.
+_DEFAULT_ACTIVATION: ContextVar[nn.Module | None] = ContextVar("default_activation", default=None)
 
 
 @contextlib.contextmanager
@@ -29,7 +30,11 @@ def default_activation(act: nn.Module) -> Iterator[None]:
         _DEFAULT_ACTIVATION.reset(token)
 
 
-def autopad(k: int | list[int], p: int | None = None, d: int = 1) -> int | list[int]:
+@overload
+def autopad(k: int, p: int | None = None, d: int = 1) -> int: ...
+@overload
+def autopad(k: list[int], p: list[int] | None = None, d: int = 1) -> list[int]: ...
+def autopad(k: int | list[int], p: int | list[int] | None = None, d: int = 1) -> int | list[int]:
     """'Same' padding for kernel ``k`` and dilation ``d`` when ``p`` is None."""
     if d > 1:
         k = d * (k - 1) + 1 if isinstance(k, int) else [d * (x - 1) + 1 for x in k]
@@ -41,7 +46,8 @@ def autopad(k: int | list[int], p: int | None = None, d: int = 1) -> int | list[
 def make_activation(act: bool | nn.Module) -> nn.Module:
     """``True`` -> the default activation, an ``nn.Module`` -> itself, anything else -> Identity."""
     if act is True:
-        return copy.deepcopy(_DEFAULT_ACTIVATION.get())
+        default = _DEFAULT_ACTIVATION.get()
+        return nn.SiLU() if default is None else copy.deepcopy(default)
     return act if isinstance(act, nn.Module) else nn.Identity()
 
 
@@ -56,7 +62,7 @@ class Conv(nn.Module):
     def __init__(self, c1: int, c2: int, k=1, s=1, p=None, g: int = 1, act: bool | nn.Module = True, d: int = 1):
         super().__init__()
         self.conv = nn.Conv2d(c1, c2, k, s, autopad(k, p, d), groups=g, dilation=d, bias=False)
-        self.bn = nn.BatchNorm2d(c2)
+        self.bn: nn.Module = nn.BatchNorm2d(c2)  # Identity once fused
         self.act = make_activation(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,10 +130,13 @@ class CrossConv(nn.Module):
 
 def fuse_conv_and_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     """Fold a BatchNorm2d into the preceding Conv2d (returns a new conv with bias)."""
+    # the ignores: torch types a Conv2d's own sizes as tuple[int, ...], its constructor's as int | tuple[int, int]
     fused = nn.Conv2d(
-        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-        dilation=conv.dilation, groups=conv.groups, bias=True,
+        conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,  # type: ignore[arg-type]
+        dilation=conv.dilation, groups=conv.groups, bias=True,  # type: ignore[arg-type]
     ).requires_grad_(False).to(conv.weight.device)
+    assert fused.bias is not None  # made with bias
+    assert bn.running_mean is not None and bn.running_var is not None  # a BatchNorm2d tracking its statistics
     scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
     fused.weight.copy_(conv.weight * scale.view(-1, 1, 1, 1))
     conv_bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)

@@ -24,7 +24,7 @@ class Bottleneck(nn.Module):
     def __init__(self, c1: int, c2: int, shortcut: bool = True, g: int = 1, e: float = 0.5, k=(1, 3)):
         super().__init__()
         c_ = int(c2 * e)
-        self.cv1 = Conv(c1, c_, k[0], 1)
+        self.cv1: nn.Module = Conv(c1, c_, k[0], 1)  # YOLOv9's RepBottleneck makes it a RepConvN
         self.cv2 = Conv(c_, c2, k[1], 1, g=g)
         self.add = shortcut and c1 == c2
 

@@ -18,6 +18,7 @@ _CHANNEL_KEEPING = (
 )
 _TAKING_CHANNELS = (nn.BatchNorm2d, nn.InstanceNorm2d)
 
+_cls: type[nn.Module]
 for _cls in _CHANNEL_KEEPING:
     register_external(_cls, rule=PASS_THROUGH, name=f"nn.{_cls.__name__}")
 for _cls in _TAKING_CHANNELS:

@@ -59,10 +59,10 @@ class GnConv(nn.Module):
         self.scale = scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, features = torch.split(self.proj_in(x), (self.dims[0], sum(self.dims)), dim=1)
+        gate, features = torch.split(self.proj_in(x), [self.dims[0], sum(self.dims)], dim=1)
         groups = torch.split(self.dwconv(features) * self.scale, self.dims, dim=1)
         y = gate * groups[0]
-        for pw, group in zip(self.pws, groups[1:]):
+        for pw, group in zip(self.pws, groups[1:], strict=True):
             y = pw(y) * group
         return self.proj_out(y)
 
@@ -125,7 +125,8 @@ class PyramidBackbone(nn.Module):
     def _init_weights(m: nn.Module) -> None:
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             nn.init.trunc_normal_(m.weight, std=0.02)
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages[self.index](self.downsample_layers[self.index](x))
@@ -173,7 +174,7 @@ class RepVGGBlock(nn.Module):
     then SiLU as YOLOAir uses it. YAML: ``[c2, k=3, s=1, p=1]``. Example: ``[-1, 1, RepVGGBlock, [128, 3, 2]]``.
     """
 
-    activation = nn.SiLU
+    activation: type[nn.Module] = nn.SiLU
 
     def __init__(self, c1: int, c2: int, k: int = 3, s: int = 1, p: int = 1):
         super().__init__()

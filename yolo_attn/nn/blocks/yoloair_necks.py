@@ -44,7 +44,8 @@ class SPPFCSPC(SPPCSPC):
 
     def __init__(self, c1: int, c2: int, n: int = 1, shortcut: bool = False, g: int = 1, e: float = 0.5, k: int = 5):
         super().__init__(c1, c2, n, shortcut, g, e)
-        self.m = nn.MaxPool2d(kernel_size=k, stride=1, padding=k // 2)
+        # one pooling, used three times, under SPPCSPC's name for its ModuleList of three (YOLOAir's layout)
+        self.m = nn.MaxPool2d(kernel_size=k, stride=1, padding=k // 2)  # type: ignore[assignment]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pooled = [self.cv4(self.cv3(self.cv1(x)))]
@@ -188,6 +189,6 @@ class Concat_bifpn(nn.Module):  # noqa: N801 - YOLOAir's YAML name
     def forward(self, x: list[torch.Tensor]) -> torch.Tensor:
         if len(x) not in (2, 3):
             raise ValueError(f"Concat_bifpn fuses 2 or 3 inputs, got {len(x)}")
-        w = self.w1_weight if len(x) == 2 else self.w2_weight
+        w: torch.Tensor = self.w1_weight if len(x) == 2 else self.w2_weight
         w = w / (w.sum() + self.epsilon)
-        return self.conv(self.act(sum(wi * xi for wi, xi in zip(w, x))))
+        return self.conv(self.act(sum(wi * xi for wi, xi in zip(w, x, strict=True))))

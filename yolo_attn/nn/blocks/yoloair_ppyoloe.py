@@ -9,6 +9,8 @@ parameter counts and ``state_dict`` keys match.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 from torch import nn
 
@@ -80,7 +82,7 @@ class CSPResNet_CBS(nn.Module):  # noqa: N801 - YOLOAir's YAML name
         super().__init__()
         widths = [c1, c2 // 2, c2 // 2, c2] if use_large_stem else [3, c2 // 2, c2]
         self.stem = nn.Sequential(*(
-            ConvBNLayer(a, b, 3, 2 if i == 0 else 1, p=1, act=act) for i, (a, b) in enumerate(zip(widths, widths[1:]))
+            ConvBNLayer(a, b, 3, 2 if i == 0 else 1, p=1, act=act) for i, (a, b) in enumerate(pairwise(widths))
         ))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -30,6 +30,8 @@ def window_reverse(windows: torch.Tensor, w: int, h: int, wd: int) -> torch.Tens
 class WindowAttention(nn.Module):
     """Multi-head self-attention inside ``window x window`` windows with a learned relative position bias."""
 
+    relative_position_index: torch.Tensor  # buffer
+
     def __init__(self, dim: int, window: int, num_heads: int):
         super().__init__()
         self.num_heads = num_heads

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -35,7 +36,7 @@ class TorchvisionSlice(nn.Module):
         return self.model(x)
 
 
-def _regnet(m: nn.Module, stage: int) -> list[nn.Module]:
+def _regnet(m: Any, stage: int) -> list[nn.Module]:  # m: torchvision's RegNet (torchvision has no types)
     blocks = m.trunk_output
     return [m.stem, *blocks[:2]] if stage == 1 else list(blocks[stage])
 

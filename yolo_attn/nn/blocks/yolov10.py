@@ -51,6 +51,7 @@ class RepVGGDW(nn.Module):
         self.conv.fuse()
         self.conv1.fuse()
         large, small = self.conv.conv, self.conv1.conv
+        assert large.bias is not None and small.bias is not None  # Conv.fuse makes convs with bias
         large.weight.add_(F.pad(small.weight, [2, 2, 2, 2]))
         large.bias.add_(small.bias)
         self.conv1 = None

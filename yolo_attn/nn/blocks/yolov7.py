@@ -78,7 +78,7 @@ class SPPCSPC(nn.Module):
         super().__init__()
         c_ = int(2 * c2 * e)
         self.cv1 = Conv(c1, c_, 1, 1)
-        self.cv2 = Conv(c1, c_, 1, 1)
+        self.cv2: nn.Module = Conv(c1, c_, 1, 1)  # YOLOAir's SPPCSP makes it a plain conv
         self.cv3 = Conv(c_, c_, 3, 1)
         self.cv4 = Conv(c_, c_, 1, 1)
         self.m = nn.ModuleList(nn.MaxPool2d(kernel_size=x, stride=1, padding=x // 2) for x in k)
@@ -122,6 +122,7 @@ class RepConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.rbr_reparam is not None:
             return self.act(self.rbr_reparam(x))
+        assert self.rbr_dense is not None and self.rbr_1x1 is not None  # unfused: the branches
         y = self.rbr_dense(x) + self.rbr_1x1(x)
         if self.rbr_identity is not None:
             y = y + self.rbr_identity(x)
@@ -132,12 +133,15 @@ class RepConv(nn.Module):
         """Fold the three branches into one 3x3 conv with bias (inference only)."""
         if self.rbr_reparam is not None:
             return
+        assert self.rbr_dense is not None and self.rbr_1x1 is not None  # unfused: the branches
         fused = fuse_conv_and_bn(*self.rbr_dense)
         one = fuse_conv_and_bn(*self.rbr_1x1)
+        assert fused.bias is not None and one.bias is not None  # fuse_conv_and_bn makes convs with bias
         fused.weight += F.pad(one.weight, [1, 1, 1, 1])
         fused.bias += one.bias
         if self.rbr_identity is not None:
             identity = fuse_conv_and_bn(self._identity_kernel(), self.rbr_identity)
+            assert identity.bias is not None
             fused.weight += identity.weight
             fused.bias += identity.bias
         self.rbr_reparam = fused
@@ -145,7 +149,9 @@ class RepConv(nn.Module):
 
     def _identity_kernel(self) -> nn.Conv2d:
         """A grouped 3x3 conv that returns its input unchanged."""
+        assert self.rbr_dense is not None
         conv = self.rbr_dense[0]
+        assert isinstance(conv, nn.Conv2d)
         identity = nn.Conv2d(self.in_channels, self.in_channels, 3, 1, 1, groups=self.groups, bias=False)
         identity.to(device=conv.weight.device, dtype=conv.weight.dtype)
         identity.weight.zero_()

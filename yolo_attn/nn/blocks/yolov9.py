@@ -50,13 +50,14 @@ class RepConvN(nn.Module):
         self.groups = g
         self.act = nn.SiLU() if act is True else act if isinstance(act, nn.Module) else nn.Identity()
         self.bn = nn.BatchNorm2d(c1) if bn and c1 == c2 and s == 1 else None
-        self.conv1 = Conv(c1, c2, 3, s, p=1, g=g, act=False)
-        self.conv2 = Conv(c1, c2, 1, s, p=0, g=g, act=False)
+        self.conv1: Conv | None = Conv(c1, c2, 3, s, p=1, g=g, act=False)  # None once folded into ``conv``
+        self.conv2: Conv | None = Conv(c1, c2, 1, s, p=0, g=g, act=False)
         self.conv: nn.Conv2d | None = None  # the folded conv, after fuse()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.conv is not None:
             return self.act(self.conv(x))
+        assert self.conv1 is not None and self.conv2 is not None  # unfused: the branches
         y = self.conv1(x) + self.conv2(x)
         return self.act(y + self.bn(x) if self.bn is not None else y)
 
@@ -65,9 +66,11 @@ class RepConvN(nn.Module):
         """Fold the branches into the single 3x3 conv ``conv`` with bias (inference only)."""
         if self.conv is not None:
             return
+        assert self.conv1 is not None and self.conv2 is not None  # unfused: the branches
         self.conv1.fuse()
         self.conv2.fuse()
         fused = self.conv1.conv
+        assert fused.bias is not None and self.conv2.conv.bias is not None  # Conv.fuse makes convs with bias
         fused.weight += F.pad(self.conv2.conv.weight, [1, 1, 1, 1])
         fused.bias += self.conv2.conv.bias
         if self.bn is not None:
@@ -77,6 +80,7 @@ class RepConvN(nn.Module):
             channels = torch.arange(c, device=fused.weight.device)
             identity.weight[channels, channels % per_group, 1, 1] = 1.0
             folded = fuse_conv_and_bn(identity, self.bn)
+            assert folded.bias is not None
             fused.weight += folded.weight
             fused.bias += folded.bias
         self.conv = fused
@@ -266,7 +270,7 @@ class CBFuse(nn.Module):
         if not all(isinstance(b, (list, tuple)) for b in branches):
             raise TypeError("every input but the last must be a CBLinear output (a tuple of maps)")
         size = target.shape[2:]
-        picked = [F.interpolate(b[i], size=size, mode="nearest") for i, b in zip(self.idx, branches)]
+        picked = [F.interpolate(b[i], size=size, mode="nearest") for i, b in zip(self.idx, branches, strict=True)]
         return torch.stack([*picked, target]).sum(0)
 
 

@@ -26,6 +26,8 @@ class Detect(nn.Module):
 
     contract = HeadContract(default_loss="v5", losses=("v5", "ota"), eval_loss="v5")
     export = False  # set by the exporter: eval forward then returns only the decoded tensor
+    anchors: torch.Tensor  # buffers
+    stride: torch.Tensor
 
     def __init__(self, nc: int = 80, anchors=(), ch=(), inplace: bool = True):
         # ``inplace`` is accepted so YOLOv5 YAMLs that pass it build; decoding never writes in place.
@@ -97,10 +99,11 @@ class Detect(nn.Module):
     @torch.no_grad()
     def initialize_biases(self, class_frequency: torch.Tensor | None = None) -> None:
         """YOLOv5's priors: ~8 objects per 640 image per level; class prior 0.6/nc or class frequencies."""
-        for conv, s in zip(self.m, self.stride):
+        for conv, s in zip(self.m, self.stride, strict=True):
             self._add_bias_prior(conv, float(s), class_frequency)
 
-    def _add_bias_prior(self, conv: nn.Conv2d, stride: float, class_frequency: torch.Tensor | None) -> None:
+    def _add_bias_prior(self, conv: nn.Module, stride: float, class_frequency: torch.Tensor | None) -> None:
+        assert isinstance(conv.bias, torch.Tensor)  # an output conv, with bias
         b = conv.bias.view(self.na, -1)
         b[:, 4] += math.log(8 / (640 / stride) ** 2)
         if class_frequency is None:
@@ -131,6 +134,7 @@ class IDetect(Detect):
     """
 
     contract = HeadContract(default_loss="ota", losses=("ota", "v5"), eval_loss="v5", upstream="yolov7")
+    anchor_grid: torch.Tensor  # buffer
 
     def __init__(self, nc: int = 80, anchors=(), ch=(), inplace: bool = True):
         super().__init__(nc, anchors, ch, inplace)
@@ -152,7 +156,9 @@ class IDetect(Detect):
         The implicit layers stay (as in YOLOv7, so keys and fused parameter counts match) but are reset
         to the identity (a = 0, m = 1), which also makes a second ``fuse()`` a no-op.
         """
-        for conv, ia, im in zip(self.m, self.ia, self.im):
+        for conv, ia, im in zip(self.m, self.ia, self.im, strict=True):
+            assert isinstance(conv, nn.Conv2d) and conv.bias is not None
+            assert isinstance(ia, ImplicitA) and isinstance(im, ImplicitM)
             conv.bias += conv.weight.flatten(1) @ ia.implicit.flatten()
             scale = im.implicit.flatten()
             conv.bias *= scale
@@ -191,12 +197,12 @@ class IAuxDetect(IDetect):
         if not self.training:
             return super().forward(lead)
         return [self.level_output(i, x) for i, x in enumerate(lead)] + [
-            self.split_anchors(conv(x)) for conv, x in zip(self.m2, aux)
+            self.split_anchors(conv(x)) for conv, x in zip(self.m2, aux, strict=True)
         ]
 
     @torch.no_grad()
     def initialize_biases(self, class_frequency: torch.Tensor | None = None) -> None:
         """The same priors for the lead and the auxiliary convs (YOLOv7's ``_initialize_aux_biases``)."""
         super().initialize_biases(class_frequency)
-        for conv, s in zip(self.m2, self.stride):
+        for conv, s in zip(self.m2, self.stride, strict=True):
             self._add_bias_prior(conv, float(s), class_frequency)

@@ -30,17 +30,25 @@ from yolo_attn.nn.rules import LayerContext, Resolved, YamlRule
 DEFAULT_REG_MAX = 16
 
 
-def anchor_points(shapes: list[tuple[int, int]], strides: list[float], like: torch.Tensor):
+def anchor_points(shapes: list[tuple[int, ...]], strides: list[float], like: torch.Tensor):
     """Cell centres ``(n, 2)`` as (x, y) in grid units of their level, and each one's stride ``(n, 1)``, for levels
     of ``shapes`` (h, w) in order, rows first (the order of the flattened head outputs)."""
     points, stride_rows = [], []
-    for (h, w), s in zip(shapes, strides):
+    for (h, w), s in zip(shapes, strides, strict=True):
         ys = torch.arange(h, device=like.device, dtype=like.dtype) + 0.5
         xs = torch.arange(w, device=like.device, dtype=like.dtype) + 0.5
         grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")
         points.append(torch.stack((grid_x, grid_y), -1).view(-1, 2))
         stride_rows.append(torch.full((h * w, 1), float(s), device=like.device, dtype=like.dtype))
     return torch.cat(points), torch.cat(stride_rows)
+
+
+def _output_bias(branch: nn.Module) -> torch.Tensor:
+    """The bias of the output conv that ends ``branch`` (an ``nn.Sequential``)."""
+    assert isinstance(branch, nn.Sequential)
+    bias = branch[-1].bias
+    assert isinstance(bias, torch.Tensor)
+    return bias
 
 
 class DFL(nn.Module):
@@ -101,6 +109,8 @@ class CellPointHead(nn.Module):
     """Base of the anchor-free heads that predict at every cell of every level: the strides the builder binds
     (``bind_strides``, which then calls the subclass's ``initialize_biases``) and the cells' anchor points, cached
     per level shapes, device and dtype."""
+
+    stride: torch.Tensor  # buffer
 
     def __init__(self, nl: int):
         super().__init__()
@@ -179,7 +189,7 @@ class AnchorFreeDetect(CellPointHead):
 
     def level_maps(self, xs: list[torch.Tensor], boxes: nn.ModuleList, classes: nn.ModuleList) -> list[torch.Tensor]:
         """Per level, ``(b, 4 * reg_max + nc, ny, nx)``: the box branch's then the class branch's outputs."""
-        return [torch.cat((box(x), cls(x)), 1) for box, cls, x in zip(boxes, classes, xs)]
+        return [torch.cat((box(x), cls(x)), 1) for box, cls, x in zip(boxes, classes, xs, strict=True)]
 
     def decode(self, raw: list[torch.Tensor], xyxy: bool = False) -> torch.Tensor:
         """Raw level maps -> ``(b, n, 4 + nc)``: boxes (cx, cy, w, h; with ``xyxy`` x1, y1, x2, y2) in pixels, then
@@ -200,6 +210,6 @@ class AnchorFreeDetect(CellPointHead):
     @torch.no_grad()
     def set_bias_priors(self, boxes: nn.ModuleList, classes: nn.ModuleList) -> None:
         """The priors of :meth:`initialize_biases` on one pair of box and class branches."""
-        for box, cls, s in zip(boxes, classes, self.stride.tolist()):
-            box[-1].bias.fill_(2.0)
-            cls[-1].bias[: self.nc] = math.log(5 / self.nc / (640 / s) ** 2)
+        for box, cls, s in zip(boxes, classes, self.stride.tolist(), strict=True):
+            _output_bias(box).fill_(2.0)
+            _output_bias(cls)[: self.nc] = math.log(5 / self.nc / (640 / s) ** 2)

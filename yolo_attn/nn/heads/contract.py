@@ -7,6 +7,7 @@ read only this and the head's public methods; they never name a head class. A he
 - ``nl`` (levels) and ``stride`` (pixels per cell of each level), set by ``bind_strides(stride)``,
   which the builder calls once after its stride probe;
 - ``reset_grids()``: drop cached decoding grids (after anchors or strides change);
+- ``export``: set by the exporter, the eval forward then returns the decoded tensor alone;
 - with ``anchor_based``: ``anchors`` of shape ``(nl, na, 2)`` in stride units (AutoAnchor edits them);
 - with ``end_to_end``: ``max_det``, ``agnostic`` and ``nms_free``, which :func:`configure_end_to_end` sets before
   inference.
@@ -15,10 +16,33 @@ read only this and the head's public methods; they never name a head class. A he
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
+import torch
 from torch import nn
 
 from yolo_attn.errors import UserError
+
+
+class DetectionHead(Protocol):
+    """A head's attributes and methods as listed above, for type checking (heads share no base class; a head module
+    is typed as this by a ``cast`` where its contract is known)."""
+
+    nl: int
+    nc: int
+    stride: torch.Tensor
+    export: bool
+
+    def bind_strides(self, stride: torch.Tensor) -> None: ...
+
+    def reset_grids(self) -> None: ...
+
+
+class AnchorBasedHead(DetectionHead, Protocol):
+    """A head whose contract is ``anchor_based``: ``na`` anchors per level, ``anchors`` ``(nl, na, 2)``."""
+
+    na: int
+    anchors: torch.Tensor
 
 
 @dataclass(frozen=True)
@@ -73,7 +97,7 @@ def configure_end_to_end(model: nn.Module, max_det: int, agnostic: bool = False,
     across classes with ``agnostic``."""
     head = getattr(model, "head", None)
     contract = getattr(type(head), "contract", None)
-    if not isinstance(contract, HeadContract) or not contract.end_to_end:
+    if head is None or not isinstance(contract, HeadContract) or not contract.end_to_end:
         return False
     head.max_det, head.agnostic, head.nms_free = int(max_det), bool(agnostic), bool(nms_free)
     return bool(nms_free)

@@ -43,10 +43,10 @@ class EndToEndDetect(AnchorFreeDetect):
     :func:`~yolo_attn.nn.heads.contract.configure_end_to_end`), ``detections`` are ``(b, k, 6)`` rows (x1, y1,
     x2, y2 in input pixels, score, class), best first, ``k = min(max_det, cells)``, from the one-to-one branch
     alone; without it (the default, as Ultralytics 8.4 validates and predicts), the one-to-many branch decoded as
-    :class:`AnchorFreeDetect` decodes, for NMS. ``raw`` is the training output's dict (both branches: validation reports the loss of a fused copy, so
-    fusing keeps the one-to-many branch, which Ultralytics' ``fuse`` drops). With ``export`` the detections alone,
-    and the one-to-many branch is not run. YAML: ``Detect, [nc]`` with top-level ``end2end: True`` (or
-    ``[nc, reg_max]`` as ``EndToEndDetect``).
+    :class:`AnchorFreeDetect` decodes, for NMS. ``raw`` is the training output's dict (both branches: validation
+    reports the loss of a fused copy, so fusing keeps the one-to-many branch, which Ultralytics' ``fuse`` drops).
+    With ``export`` the detections alone, and the one-to-many branch is not run. YAML: ``Detect, [nc]`` with
+    top-level ``end2end: True`` (or ``[nc, reg_max]`` as ``EndToEndDetect``).
 
     ``max_det`` (300) and ``agnostic`` are set by the engine
     (:func:`~yolo_attn.nn.heads.contract.configure_end_to_end`): top-k over (point, class) pairs, or with

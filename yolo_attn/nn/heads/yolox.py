@@ -56,7 +56,8 @@ class DetectX(CellPointHead):
     def forward(self, xs: list[torch.Tensor]):
         raw = [
             torch.cat((reg(r), obj(r), cls(c)), 1)
-            for cls, reg, obj, c, r in zip(self.cls_preds, self.reg_preds, self.obj_preds, xs[0::2], xs[1::2])
+            for cls, reg, obj, c, r in zip(self.cls_preds, self.reg_preds, self.obj_preds, xs[0::2], xs[1::2],
+                                           strict=True)
         ]
         if self.training:
             return raw
