@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.command in PLUGIN_COMMANDS:
                 from yolo_attn.plugins import load_plugins  # before anything else the command does
 
-                load_plugins(args.plugin)
+                load_plugins(args.plugin or ())
             return int(args.run(args) or 0)
         except UserError as e:
             print(f"yolo-attn {args.command}: error: {e}", file=sys.stderr)

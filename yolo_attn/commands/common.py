@@ -35,7 +35,7 @@ def run_dir(args: argparse.Namespace) -> Path:
 def add_plugin_argument(parser: argparse.ArgumentParser) -> None:
     """``--plugin FILE.py|package.module`` (repeatable): blocks of the user's own code, loaded before the command
     runs (with ``$YOLO_ATTN_PLUGINS`` and installed ``yolo_attn.plugins`` entry points; see docs/plugins.md)."""
-    parser.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
+    parser.add_argument("--plugin", action="append", default=None, metavar="FILE.py|MODULE",
                         help="load blocks from this Python file or module before anything else (repeatable; also "
                         "$YOLO_ATTN_PLUGINS and installed 'yolo_attn.plugins' entry points)")
 
