@@ -195,7 +195,7 @@ def _register_module(module: ModuleType, name: str, digest: str) -> Plugin:
             blocks[class_name] = how
         _declare_gates(cls, gates.get(class_name), name)
         if not isinstance(getattr(cls, "yaml_example", None), str):
-            cls.yaml_example = f"[-1, 1, {class_name}, {_example_args(lookup(class_name).rule)}]"
+            setattr(cls, "yaml_example", f"[-1, 1, {class_name}, {_example_args(lookup(class_name).rule)}]")  # noqa: B010
     plugin = Plugin(name, digest, module.__name__, blocks)
     _LOADED[name] = plugin
     for spec in all_blocks():
@@ -225,7 +225,7 @@ def _declare_gates(cls: type, gates: Any, plugin: str) -> None:
     if not isinstance(gates, dict) or not all(kind in GATE_KINDS for kind in gates.values()):
         raise PluginError(f"plugin {plugin}: {GATES_DECLARATION}[{cls.__name__!r}] must map submodule paths to "
                           f"one of {GATE_KINDS}, got {gates!r}")
-    cls.attention_gates = dict(gates)
+    setattr(cls, "attention_gates", dict(gates))  # noqa: B010 - the class is the user's, not typed here
 
 
 def _example_args(rule: YamlRule) -> list[int]:
@@ -279,7 +279,8 @@ def named_rule(kind: str, parameters: list[inspect.Parameter] | None) -> YamlRul
     if parameters is None:
         return RULES[kind]
     shown = [*leading, *filter(None, [_listed(parameters[filled:])])]
-    return dataclasses.replace(RULES[kind], signature=f"[{', '.join(shown)}]")
+    rule: Any = RULES[kind]  # each is a dataclass with a ``signature`` field
+    return dataclasses.replace(rule, signature=f"[{', '.join(shown)}]")
 
 
 def infer_rule(cls: type) -> tuple[YamlRule, str]:
@@ -318,9 +319,9 @@ def origin_of(cls: type) -> Plugin | None:
     module = sys.modules.get(cls.__module__)
     if cls.__module__.split(".")[0] in BUILTIN_PACKAGES or module is None:
         return None
-    source = getattr(module, "__file__", None)
-    has_source = bool(source) and Path(source).is_file()
-    name = str(Path(source).resolve()) if has_source and cls.__module__ == "__main__" else cls.__module__
+    source = Path(getattr(module, "__file__", None) or "")
+    has_source = source.name != "" and source.is_file()
+    name = str(source.resolve()) if has_source and cls.__module__ == "__main__" else cls.__module__
     digest = sha256_of(source) if has_source else hashlib.sha256(cls.__module__.encode()).hexdigest()
     return Plugin(name, digest, cls.__module__)
 

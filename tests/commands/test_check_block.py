@@ -47,7 +47,7 @@ def test_the_seed_posts_blocks_pass_every_check(clean_plugins, capsys):
     assert main(["check-block", f"{SEED_BLOCKS}:DoubleAttentionLayer", "--args", "[1024, 3]", "--json"]) == 0
     out = capsys.readouterr().out
     assert "DoubleAttentionLayer, plugin " in out and "all checks pass" in out
-    assert "after layer 9 as [1024, 3]: 1,938,078 parameters (+65,923)" in out
+    assert "after layer 9 as [1024, 3]: 1,939,491 parameters (+67,334)" in out
 
 
 def test_the_block_argument(clean_plugins):
