@@ -184,15 +184,17 @@ def _register_module(module: ModuleType, name: str, digest: str) -> Plugin:
         if declared not in classes:
             raise PluginError(f"plugin {name}: declares {declared!r}, which it does not define as an nn.Module class")
     decorated = {spec.cls: spec for spec in all_blocks() if spec.cls.__module__ == module.__name__}
+    chosen = {class_name: _rule_for(cls, rules.get(class_name), name) for class_name, cls in classes.items()
+              if cls not in decorated}
+    for class_name in chosen:  # every clash refused before anything is registered
+        _check_clash(class_name, classes[class_name], class_name in overrides, name)
     blocks: dict[str, str] = {}
     for class_name, cls in classes.items():
         if cls in decorated:
             blocks[decorated[cls].name] = f"registered with its rule {decorated[cls].rule.signature}"
         else:
-            rule, how = _rule_for(cls, rules.get(class_name), name)
-            _check_clash(class_name, cls, class_name in overrides, name)
-            register(rule=rule, override=class_name in overrides)(cls)
-            blocks[class_name] = how
+            register(rule=chosen[class_name][0], override=class_name in overrides)(cls)
+            blocks[class_name] = chosen[class_name][1]
         _declare_gates(cls, gates.get(class_name), name)
         if not isinstance(getattr(cls, "yaml_example", None), str):
             setattr(cls, "yaml_example", f"[-1, 1, {class_name}, {_example_args(lookup(class_name).rule)}]")  # noqa: B010

@@ -30,7 +30,7 @@ from torch import nn
 from yolo_attn.engine.ablation import base_text
 from yolo_attn.engine.exporter import DEFAULT_OPSET, require
 from yolo_attn.errors import UserError
-from yolo_attn.nn.builder import LayerRecord, build_model, parse_layers
+from yolo_attn.nn.builder import STRIDE_PROBE_SIZE, LayerRecord, build_model, parse_layers
 from yolo_attn.nn.catalog import is_attention
 from yolo_attn.nn.flops import count_gflops
 from yolo_attn.nn.model import DetectionModel
@@ -152,7 +152,7 @@ def place(block: str, base: str, args: str | list[Any] | None) -> tuple[Check, P
     records = cast("list[LayerRecord]", base_model.layer_records)
     record, gains = records[after], base_model.yaml
     assert record.out_shape is not None  # the layer before a block is a feature map
-    stride = 256 // record.out_shape[-1]  # the stride probe is 256 px
+    stride = STRIDE_PROBE_SIZE // record.out_shape[-1]
     scales = {"width_multiple": float(gains.get("width_multiple", 1.0))}
     scales.update({"max_channels": float(gains["max_channels"])} if "max_channels" in gains else {})
     placement = Placement(block_args, record.out_shape[1], scales, (IMAGE_SIZE // stride, IMAGE_SIZE // stride))
