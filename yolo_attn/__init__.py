@@ -2,7 +2,8 @@
 
 The Python API: :func:`build_model` (a model from a YAML), :func:`load_model` (weights, ours or
 YOLOv5/YOLOv7's), :func:`train` (:class:`TrainConfig`), :func:`evaluate` (:class:`EvalConfig`) and
-:func:`predict`. The training and evaluation parts are imported on first use.
+:func:`predict`; :func:`load_plugin` (blocks of your own file or module) and :func:`register` (the decorator the
+built-in blocks use). The training and evaluation parts are imported on first use.
 """
 
 __version__ = "0.1.0"
@@ -17,6 +18,8 @@ _LAZY = {  # nothing imports torch before the command line has set up the proces
     "evaluate": "yolo_attn.engine.validator",
     "EvalConfig": "yolo_attn.engine.validator",
     "predict": "yolo_attn.engine.predictor",
+    "load_plugin": "yolo_attn.plugins",
+    "register": "yolo_attn.nn.registry",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -31,7 +31,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ablate": ("yolo_attn.commands.ablate", "train and compare attention-block variants side by side"),
     "cam": ("yolo_attn.commands.cam",
             "class-activation maps and attention-block gates over images, models side by side"),
+    "check-block": ("yolo_attn.commands.check_block", "the zoo's checks on one block (FILE.py:Class) as a report card"),
 }
+# Commands that build, load or list models: they take --plugin and load the user's plugins before they run.
+PLUGIN_COMMANDS = frozenset({"info", "blocks", "insert", "train", "val", "predict", "export", "ablate", "cam",
+                             "check-block"})
 
 
 class LevelFormatter(logging.Formatter):
@@ -86,10 +90,18 @@ def main(argv: list[str] | None = None) -> int:
         if name == chosen:
             module = importlib.import_module(module_name)
             module.configure_parser(p)
+            if name in PLUGIN_COMMANDS:
+                from yolo_attn.commands.common import add_plugin_argument
+
+                add_plugin_argument(p)
             p.set_defaults(run=module.run)
     args = parser.parse_args(argv)
     with cli_logging(log_level(args)):
         try:
+            if args.command in PLUGIN_COMMANDS:
+                from yolo_attn.plugins import load_plugins  # before anything else the command does
+
+                load_plugins(args.plugin or ())
             return int(args.run(args) or 0)
         except UserError as e:
             print(f"yolo-attn {args.command}: error: {e}", file=sys.stderr)

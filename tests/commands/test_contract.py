@@ -55,6 +55,7 @@ USER_ERRORS = {
     "export": ["--weights", "missing.pt"],
     "ablate": ["--blocks", "CBAM", "--base", "missing.yaml"],
     "cam": ["--weights", "missing.pt", "--source", "missing.jpg"],
+    "check-block": ["missing.py:Block"],
 }
 
 
@@ -90,6 +91,7 @@ def json_runs(inputs, tmp_path) -> dict[str, list[str]]:
         "train": ["--cfg", "yolov5n.yaml", "--data", inputs["data"], "--epochs", "1", "--noplots", *tiny, *runs],
         "ablate": ["--blocks", "SE", "--data", inputs["data"], "--epochs", "1", "--cam", "1", *tiny, *runs],
         "cam": ["--weights", inputs["weights"], "--source", inputs["image"], "--img", "64", "--dpi", "30", *runs],
+        "check-block": ["SE", "--repeats", "0"],
     }
 
 

@@ -16,6 +16,7 @@ from yolo_attn.checkpoint.upstream import convert_upstream
 from yolo_attn.errors import UserError
 from yolo_attn.nn.builder import build_model
 from yolo_attn.nn.model import DetectionModel
+from yolo_attn.plugins import check_provenance
 from yolo_attn.utils.device import select_device
 
 
@@ -55,10 +56,15 @@ def _read(path: Path) -> tuple[Any, bool]:
 
 def load_checkpoint(path: str | Path) -> dict:
     """Read a checkpoint as a plain dict in the current schema: ours as saved (older versions upgraded),
-    an upstream one converted (``source`` names it)."""
+    an upstream one converted (``source`` names it). Ours is refused when a plugin that provided one of its
+    blocks is not loaded (:func:`~yolo_attn.plugins.check_provenance`; nothing it names is imported)."""
     path = Path(path)
     obj, restricted = _read(path)
-    return convert_upstream(path, obj) if restricted else upgrade(obj, path)
+    if restricted:
+        return convert_upstream(path, obj)
+    checkpoint = upgrade(obj, path)
+    check_provenance(checkpoint["plugins"] or {}, str(path))
+    return checkpoint
 
 
 def _preview(keys: set[str], limit: int = 8) -> str:

@@ -2,8 +2,10 @@
 
 :data:`FIELDS` is the one definition of the schema; :func:`new_checkpoint` builds a checkpoint from
 it (ours when saving, converted ones when importing YOLOv5/YOLOv7 files) and :func:`upgrade` reads
-older versions. ``training`` holds :meth:`TrainingState.state_dict` (optimizer, scheduler, scaler,
-EMA updates, counters, RNG); it is None in final checkpoints and holds only the EMA update count in
+older versions. ``plugins`` records which plugin (file or module, and the sha256 of its source) provided
+each block that is not built in (:func:`yolo_attn.plugins.block_provenance`). ``training`` holds
+:meth:`TrainingState.state_dict` (optimizer, scheduler, scaler, EMA updates, counters, RNG); it is None in
+final checkpoints and holds only the EMA update count in
 imported ones, so only a checkpoint whose ``training`` has an ``optimizer`` can resume.
 """
 
@@ -24,9 +26,10 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from yolo_attn import __version__
 from yolo_attn.errors import UserError
+from yolo_attn.plugins import block_provenance
 from yolo_attn.utils.torch_utils import unwrap_model
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 REQUIRED = object()
 FIELDS: dict[str, Any] = {
     "schema": SCHEMA_VERSION,
@@ -43,6 +46,7 @@ FIELDS: dict[str, Any] = {
     "best_fitness": None,
     "hyp": None,
     "train_args": None,
+    "plugins": {},  # {block name: {"plugin": file or module, "sha256": its source's}} for blocks of plugins (v3)
 }
 # Version 1 kept the training state at the top level and called ``source`` ``upstream``.
 _V1_TRAINING_KEYS = ("optimizer", "scaler", "scheduler", "ema_updates", "rng", "early_stopping", "last_opt_step",
@@ -96,7 +100,9 @@ def upgrade(checkpoint: Any, path: Path) -> dict[str, Any]:
         training = {k: old.pop(k) for k in _V1_TRAINING_KEYS if k in old}
         old["source"] = old.pop("upstream", "yolo-attn")
         old["training"] = training if training.get("optimizer") is not None else None
-        checkpoint = {k: old.get(k, default) for k, default in FIELDS.items()}
+        checkpoint = old
+    if version < SCHEMA_VERSION:  # fields added since (version 3: plugins) take their defaults
+        checkpoint = {k: checkpoint.get(k, default) for k, default in FIELDS.items()}
         checkpoint["schema"] = SCHEMA_VERSION
     return checkpoint
 
@@ -122,7 +128,8 @@ def make_checkpoint(model: nn.Module, *, names: list[str], ema: nn.Module | None
     model = unwrap_model(model)
     return new_checkpoint(
         model_yaml=model.yaml, names=[str(n) for n in names], state_dict=model.state_dict(),
-        batchnorm=batchnorm_settings(model), ema=unwrap_model(ema).state_dict() if ema is not None else None, **fields,
+        batchnorm=batchnorm_settings(model), ema=unwrap_model(ema).state_dict() if ema is not None else None,
+        plugins=block_provenance(model), **fields,
     )
 
 

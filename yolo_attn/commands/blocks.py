@@ -1,5 +1,5 @@
 """``yolo-attn blocks``: the registered blocks with their YAML signatures, papers and costs; ``--write-docs``
-regenerates ``docs/blocks.md``."""
+regenerates ``docs/blocks.md``; ``--check`` prints ``check-block``'s report card of each attention or plugin block."""
 
 from __future__ import annotations
 
@@ -36,9 +36,13 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    "CPU times kept for blocks whose parameters and GFLOPs are unchanged")
     p.add_argument("--remeasure", action="store_true", help="with --write-docs: time every attention block again")
     p.add_argument("--readme", metavar="PATH", help="also write the table into PATH between the blocks markers")
+    p.add_argument("--check", action="store_true", help="the check-block report card of every attention block and "
+                   "plugin block (or the named ones); exit code 1 when a check fails")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.check:
+        return _check(args)
     threads = args.threads or (1 if args.write_docs is not None else None)
     previous_threads = torch.get_num_threads()
     if threads:
@@ -71,3 +75,17 @@ def _rows(args: argparse.Namespace) -> list[BlockRow]:
     write_docs(path, rows, args.repeats, torch.get_num_threads())
     print(f"wrote {path}: {len(rows)} blocks")
     return rows
+
+
+def _check(args: argparse.Namespace) -> int:
+    from yolo_attn.engine.block_check import check_block, zoo_blocks  # the engine: training, export, ...
+
+    cards = [check_block(spec.name, repeats=args.repeats) for spec in selected_specs(args.names or zoo_blocks())]
+    for card in cards:
+        print("\n".join(card.lines()))
+    failed = [card.block for card in cards if not card.ok]
+    print(f"{len(cards) - len(failed)} of {len(cards)} blocks pass every check"
+          + (f"; failing: {', '.join(failed)}" if failed else ""))
+    if args.json:
+        print_json({"cards": [card.as_dict() for card in cards]})
+    return 1 if failed else 0

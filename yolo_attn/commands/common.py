@@ -1,5 +1,5 @@
 """Flags and output conventions every command shares: ``--device``, ``--project/--name/--exist-ok``, ``--json``,
-and the flags a library config declares on its fields (:mod:`yolo_attn.engine.options`)."""
+``--plugin``, and the flags a library config declares on its fields (:mod:`yolo_attn.engine.options`)."""
 
 from __future__ import annotations
 
@@ -30,6 +30,14 @@ def add_run_dir_arguments(parser: argparse.ArgumentParser, project: str) -> None
 def run_dir(args: argparse.Namespace) -> Path:
     """The results folder the run-dir flags name (not created)."""
     return increment_path(Path(args.project) / args.name, args.exist_ok)
+
+
+def add_plugin_argument(parser: argparse.ArgumentParser) -> None:
+    """``--plugin FILE.py|package.module`` (repeatable): blocks of the user's own code, loaded before the command
+    runs (with ``$YOLO_ATTN_PLUGINS`` and installed ``yolo_attn.plugins`` entry points; see docs/plugins.md)."""
+    parser.add_argument("--plugin", action="append", default=None, metavar="FILE.py|MODULE",
+                        help="load blocks from this Python file or module before anything else (repeatable; also "
+                        "$YOLO_ATTN_PLUGINS and installed 'yolo_attn.plugins' entry points)")
 
 
 def add_json_argument(parser: argparse.ArgumentParser, what: str) -> None:

@@ -1,4 +1,4 @@
-"""``yolo-attn info``: print a model's layer table and totals."""
+"""``yolo-attn info``: print a model's layer table, the YAML rule of each plugin block in it, and totals."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 from yolo_attn.commands.common import add_json_argument, print_json
 from yolo_attn.nn.builder import build_model
 from yolo_attn.nn.summary import layer_table, summarize
+from yolo_attn.plugins import plugin_block_lines
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -27,6 +28,8 @@ def run(args: argparse.Namespace) -> int:
         model = build_model(args.cfg, nc=args.nc)
     summary = summarize(model, args.img)
     print(layer_table(model))
+    for line in plugin_block_lines(model):
+        print(line)
     print(
         f"summary: {summary.layers} layers, {summary.params:,} parameters, {summary.gflops:.2f} GFLOPs at {args.img}, "
         f"strides {summary.strides}"

@@ -252,18 +252,29 @@ def _holder(modules: dict[str, nn.Module], path: str, blocks: set[type]) -> str:
     return next((cls for cls in above if cls in blocks), above[0]).__name__
 
 
-def gate_modules(model: nn.Module) -> list[tuple[int | None, str, str, Gate]]:
-    """Every gate submodule of ``model``: (top-level layer index, path, holding block's class name, the Gate)."""
+def _gate_kinds(modules: dict[str, nn.Module]) -> dict[str, str]:
+    """Path -> kind of every gate: the :class:`Gate` submodules, and the submodules a block class names in its
+    ``attention_gates`` (``{path below the block: kind}``, as plain-PyTorch plugins declare them)."""
+    kinds = {path: module.kind for path, module in modules.items() if isinstance(module, Gate)}
+    for path, module in modules.items():
+        for below, kind in getattr(type(module), "attention_gates", {}).items():
+            kinds[f"{path}.{below}" if path else below] = kind
+    return {path: kind for path, kind in kinds.items() if path in modules}
+
+
+def gate_modules(model: nn.Module) -> list[tuple[int | None, str, str, nn.Module, str]]:
+    """Every gate submodule of ``model``: (top-level layer index, path, holding block's class name, the module whose
+    output is the gate, its kind)."""
     blocks = {spec.cls for spec in all_blocks()}
     modules = dict(model.named_modules())
-    return [(_layer_index(model, path), path, _holder(modules, path, blocks), module)
-            for path, module in modules.items() if isinstance(module, Gate)]
+    return [(_layer_index(model, path), path, _holder(modules, path, blocks), modules[path], kind)
+            for path, kind in _gate_kinds(modules).items()]
 
 
 def gate_layers(model: nn.Module) -> dict[int, str]:
     """Top-level layer index -> class name of the first gated block in it, for every layer of ``model`` with gates."""
     found: dict[int, str] = {}
-    for layer, _, block, _ in gate_modules(model):
+    for layer, _, block, _, _ in gate_modules(model):
         if layer is not None:
             found.setdefault(layer, block)
     return found
@@ -278,8 +289,8 @@ def capture_gates(model: nn.Module) -> Iterator[list[CapturedGate]]:
     def recorder(layer: int | None, path: str, block: str, kind: str) -> Callable:
         return lambda module, inputs, output: gates.append(CapturedGate(layer, path, block, kind, output.detach()))
 
-    handles = [gate.register_forward_hook(recorder(layer, path, block, gate.kind))
-               for layer, path, block, gate in gate_modules(model)]
+    handles = [gate.register_forward_hook(recorder(layer, path, block, kind))
+               for layer, path, block, gate, kind in gate_modules(model)]
     try:
         yield gates
     finally:

@@ -7,6 +7,7 @@ NCCL, or the CPU with Gloo). Rank 0 logs, validates and saves.
 from __future__ import annotations
 
 import datetime
+import logging
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +17,10 @@ import torch.distributed as dist
 from torch import nn
 
 from yolo_attn.errors import UserError
+from yolo_attn.plugins import loaded_plugins
 from yolo_attn.utils.device import device_indices, select_device
+
+LOGGER = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,24 @@ def init_distributed(device: str | None, timeout_s: int = 10800) -> DistributedC
         backend = "gloo"
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
-    return DistributedContext(rank, local_rank, world_size, chosen)
+    context = DistributedContext(rank, local_rank, world_size, chosen)
+    check_same_plugins(context)
+    return context
+
+
+def check_same_plugins(context: DistributedContext) -> None:
+    """Every rank must have loaded the same plugins (each process loads them from its own command line): rank 0
+    logs each rank's, and a difference stops every rank."""
+    loaded = [plugin.short() for plugin in loaded_plugins()]
+    per_rank: list[list[str]] = [[] for _ in range(context.world_size)]
+    dist.all_gather_object(per_rank, loaded)
+    if not any(per_rank):
+        return
+    if context.is_main:
+        for rank, plugins in enumerate(per_rank):
+            LOGGER.info(f"rank {rank}: plugins {', '.join(plugins) or 'none'}")
+    if any(plugins != per_rank[0] for plugins in per_rank):
+        raise UserError(f"the ranks loaded different plugins ({per_rank}); give every rank the same --plugin")
 
 
 def wrap_model(model: nn.Module, context: DistributedContext, sync_bn: bool = False) -> nn.Module:

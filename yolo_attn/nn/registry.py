@@ -8,6 +8,7 @@ beside its class. The builder only ever asks the rule; it has no per-block branc
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 
 from torch import nn
@@ -39,11 +40,14 @@ def refuse(*names: str, reason: str) -> None:
         _REFUSED[key] = reason
 
 
-def register(*aliases: str, rule: YamlRule = PASS_THROUGH, name: str | None = None, schema: str | None = None):
+def register(*aliases: str, rule: YamlRule = PASS_THROUGH, name: str | None = None, schema: str | None = None,
+             override: bool = False):
     """Class decorator: register a block under its class name (or ``name``) and ``aliases``.
 
     With ``schema``, the names mean this class only in YAMLs of that schema (``"ultralytics"``: Ultralytics'
     ``Bottleneck`` is 3x3 + 3x3 where YOLOv5's is 1x1 + 3x3); elsewhere they keep their usual meaning.
+    A name already registered to another class is refused unless ``override`` (a plugin replacing a built-in
+    block: the names then mean this class in every schema).
     """
 
     def decorate(cls: type[nn.Module]) -> type[nn.Module]:
@@ -57,9 +61,13 @@ def register(*aliases: str, rule: YamlRule = PASS_THROUGH, name: str | None = No
             return cls
         for key in (canonical, *aliases):
             previous = _BLOCKS.get(key)
-            if previous is not None and previous.cls is not cls:
-                raise ValueError(f"block name {key!r} is already registered to {previous.cls.__qualname__}")
+            if previous is not None and previous.cls is not cls and not override:
+                raise ValueError(f"block name {key!r} is already registered to {previous.cls.__qualname__} "
+                                 "(register(..., override=True) replaces it)")
             _BLOCKS[key] = spec
+            if override:
+                for key_schema in [k for k in _BY_SCHEMA if k[1] == key]:
+                    del _BY_SCHEMA[key_schema]
         _CANONICAL[canonical] = spec
         return cls
 
@@ -71,8 +79,8 @@ def register_external(cls: type[nn.Module], *aliases: str, rule: YamlRule = PASS
     register(*aliases, rule=rule, name=name)(cls)
 
 
-def _ensure_loaded() -> None:
-    # Importing the block packages runs their @register decorators.
+def ensure_loaded() -> None:
+    """Register the built-in blocks (importing the block packages runs their ``@register`` decorators)."""
     import yolo_attn.nn.attention  # noqa: F401
     import yolo_attn.nn.blocks  # noqa: F401
     import yolo_attn.nn.heads  # noqa: F401
@@ -80,7 +88,7 @@ def _ensure_loaded() -> None:
 
 def lookup(name: str, schema: str | None = None) -> BlockSpec:
     """Return the spec registered for ``name`` (in YAMLs of ``schema``); KeyError with close matches when unknown."""
-    _ensure_loaded()
+    ensure_loaded()
     spec = _BY_SCHEMA.get((schema, name)) if schema else None
     spec = spec or _BLOCKS.get(name)
     if spec is None and name in _REFUSED:
@@ -88,11 +96,14 @@ def lookup(name: str, schema: str | None = None) -> BlockSpec:
     if spec is None:
         close = difflib.get_close_matches(name, _BLOCKS, n=3, cutoff=0.5)
         hint = f" (did you mean {' or '.join(close)}?)" if close else ""
+        if re.search(r"[/\\:]|\.py$|\w\.\w", name):
+            hint += ("; a model YAML names registered blocks only, it never imports a file or module: "
+                     "load your block with --plugin FILE.py or $YOLO_ATTN_PLUGINS")
         raise KeyError(f"unknown block {name!r}{hint}")
     return spec
 
 
 def all_blocks() -> list[BlockSpec]:
     """Every registered block once, sorted by canonical name."""
-    _ensure_loaded()
+    ensure_loaded()
     return sorted(_CANONICAL.values(), key=lambda s: s.name.lower())
