@@ -58,20 +58,28 @@ def test_train_writes_results_and_checkpoints(tiny_data, tmp_path):
     assert results_epochs(save_dir) == [0, 1]
     for name in ("results.png", "labels.jpg", "train_batch0.jpg", "hyp.yaml", "opt.yaml"):
         assert os.path.isfile(os.path.join(save_dir, name)), name
+    # the finished run's last.pt and best.pt: EMA weights in float16, no optimizer (YOLOv5's strip_optimizer)
     checkpoint = load_checkpoint(summary["last"])
-    assert checkpoint["epoch"] == 1 and checkpoint["training"]["optimizer"] is not None and checkpoint["ema"] is not None
-    assert checkpoint["training"]["augment_rng"]["bit_generator"] == "PCG64"
-    # --save-period 2: a copy after every second epoch, here only the one of index 1
+    assert checkpoint["epoch"] == 1 and checkpoint["ema"] is None and set(checkpoint["training"]) == {"wall_s"}
+    assert checkpoint["state_dict"]["model.0.conv.weight"].dtype == torch.float16
+    # --save-period 2: a copy after every second epoch, here only the one of index 1, saved during training
     weights = os.path.join(save_dir, "weights")
     assert sorted(f for f in os.listdir(weights) if f.startswith("epoch")) == ["epoch1.pt"]
-    assert load_checkpoint(os.path.join(weights, "epoch1.pt"))["epoch"] == 1
+    during = load_checkpoint(os.path.join(weights, "epoch1.pt"))
+    assert during["epoch"] == 1 and during["training"]["optimizer"] is not None and during["ema"] is not None
+    assert during["training"]["augment_rng"]["bit_generator"] == "PCG64"
+    assert os.path.getsize(summary["best"]) < os.path.getsize(os.path.join(weights, "epoch1.pt")) / 3
+    umask = os.umask(0)
+    os.umask(umask)
+    assert all(os.stat(os.path.join(weights, f)).st_mode & 0o777 == 0o666 & ~umask for f in os.listdir(weights))
     loaded = load_model(summary["best"])
     assert loaded.names == ["rectangle", "ellipse", "triangle"] and loaded.model.nc == 3
     assert not logging.getLogger("yolo_attn").handlers  # the library leaves logging to its caller
 
 
 def test_resume_after_interruption_matches_uninterrupted_run(tiny_data, tmp_path, monkeypatch):
-    common = dict(cfg=str(CONFIGS / "models" / "yolov5n.yaml"), data=tiny_data, epochs=3, noplots=True, **TINY)
+    common = dict(cfg=str(CONFIGS / "models" / "yolov5n.yaml"), data=tiny_data, epochs=3, noplots=True, save_period=1,
+                  **TINY)
     full = train(project=str(tmp_path / "full"), **common)
 
     original = Trainer.train_one_epoch
@@ -89,8 +97,9 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_data, tmp_path
     assert load_checkpoint(last)["epoch"] == 1
     resumed = train(resume=str(last))
     assert resumed["epochs"] == 3 and results_epochs(resumed["save_dir"]) == [0, 1, 2]
-    full_state = load_checkpoint(full["last"])
-    resumed_state = load_checkpoint(resumed["last"])
+    # the last epoch's full checkpoints (last.pt is stripped once training completes)
+    full_state = load_checkpoint(os.path.join(full["save_dir"], "weights", "epoch2.pt"))
+    resumed_state = load_checkpoint(os.path.join(resumed["save_dir"], "weights", "epoch2.pt"))
     for key in ("state_dict", "ema"):
         for name, tensor in full_state[key].items():
             torch.testing.assert_close(resumed_state[key][name], tensor, msg=f"{key}.{name}")
