@@ -52,7 +52,7 @@ class CommandParser(argparse.ArgumentParser):
         for extra in extras:
             flag = extra.split("=", 1)[0]
             close = difflib.get_close_matches(flag, known, n=1) if flag.startswith("-") else []
-            hints += [f"did you mean {close[0]} for {flag}?"] if close else []
+            hints += [f"(did you mean {close[0]} for {flag}?)"] if close else []
         super().error(" ".join([f"unrecognized arguments: {' '.join(extras)}", *hints]))
 
 
