@@ -102,7 +102,8 @@ class KindDefault:
 def kind_option(regular: Any, demo: Any, help: str = "", **kwargs: Any) -> Any:
     """An option whose ``None`` :func:`with_defaults` replaces by ``regular`` (or ``demo``); its help names both."""
     note = f"default {regular}; demo {demo}"
-    return option(None, f"{help} ({note})" if help else note, **kwargs, **{KIND_DEFAULT: KindDefault(regular, demo)})
+    metadata: dict[str, Any] = {KIND_DEFAULT: KindDefault(regular, demo)}
+    return option(None, f"{help} ({note})" if help else note, **kwargs, **metadata)
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,8 @@ class TrainConfig:
         """A config from saved options (``opt.yaml``, a checkpoint's ``train_args``); unknown keys are ignored, lists
         (``freeze``) become tuples again."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in options.items() if k in names})
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items() if k in names}
+        return cls(**values)
 
 
 # field name -> its KindDefault, for every kind_option of TrainConfig
