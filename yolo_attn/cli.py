@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import difflib
 import importlib
 import logging
 import os
 import sys
 from collections.abc import Iterator
+from typing import NoReturn
 
 from yolo_attn import __version__
 from yolo_attn.errors import UserError
@@ -36,6 +38,27 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # Commands that build, load or list models: they take --plugin and load the user's plugins before they run.
 PLUGIN_COMMANDS = frozenset({"info", "blocks", "insert", "train", "val", "predict", "export", "ablate", "cam",
                              "check-block"})
+
+
+class CommandParser(argparse.ArgumentParser):
+    """A command's parser. An error about one argument (a value out of range, an unknown choice) is one line,
+    ``yolo-attn train: error: argument --epochs: invalid value 0: must be at least 1``; other usage errors show
+    the command's usage first, and unknown flags get the command's closest flag (:meth:`reject_unknown`)."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("argument "):
+            self.exit(2, f"{self.prog}: error: {message}\n")
+        super().error(message)
+
+    def reject_unknown(self, extras: list[str]) -> NoReturn:
+        """Exit 2 with the usage and each unknown flag's closest spelling among this command's flags."""
+        known = [flag for action in self._actions for flag in action.option_strings]
+        hints = []
+        for extra in extras:
+            flag = extra.split("=", 1)[0]
+            close = difflib.get_close_matches(flag, known, n=1) if flag.startswith("-") else []
+            hints += [f"(did you mean {close[0]} for {flag}?)"] if close else []
+        super().error(" ".join([f"unrecognized arguments: {' '.join(extras)}", *hints]))
 
 
 class LevelFormatter(logging.Formatter):
@@ -82,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                                      description="YAML-driven YOLO builder and trainer with attention blocks")
     parser.add_argument("--version", action="version", version=f"yolo-attn {__version__}")
     add_verbosity_arguments(parser, default=False)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
     chosen = next((a for a in argv if not a.startswith("-")), None)
     for name, (module_name, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -95,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
 
                 add_plugin_argument(p)
             p.set_defaults(run=module.run)
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        sub.choices[args.command].reject_unknown(extras)
     with cli_logging(log_level(args)):
         try:
             if args.command in PLUGIN_COMMANDS:
@@ -106,7 +131,9 @@ def main(argv: list[str] | None = None) -> int:
         except UserError as e:
             print(f"yolo-attn {args.command}: error: {e}", file=sys.stderr)
             return 2
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as e:
+            if str(e):  # what the interrupted work has to say (a training run: its checkpoint and how to resume)
+                print(f"\nyolo-attn {args.command}: {e}", file=sys.stderr)
             return 130
 
 

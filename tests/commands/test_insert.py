@@ -1,6 +1,8 @@
 """``yolo-attn insert`` and its library (yolo_attn.nn.yaml_edit): renumbering, graph preservation,
 parameter counts, comments, layouts, replace, dry-run and errors."""
 
+import argparse
+import logging
 import re
 
 import pytest
@@ -10,9 +12,19 @@ import yaml
 from tests.conftest import CONFIGS
 from yolo_attn import build_model
 from yolo_attn.cli import main
+from yolo_attn.commands import ablate
+from yolo_attn.engine.ablation import AblationConfig
 from yolo_attn.nn.attention.cbam import CBAM
 from yolo_attn.nn.summary import count_params
-from yolo_attn.nn.yaml_edit import YamlEditError, insert_block, layer_spans, readers_of, replace_block
+from yolo_attn.nn.yaml_edit import (
+    YamlEditError,
+    hand_edit_warning,
+    insert_block,
+    layer_spans,
+    readers_of,
+    replace_block,
+    resolve_block_name,
+)
 
 YOLOV5S = CONFIGS / "models" / "yolov5s.yaml"
 
@@ -191,3 +203,89 @@ def test_cli_replace_dry_run(capsys):
     assert main(["insert", str(cfg), "--replace", "10", "--block", "BAM", "--args", "[1024]", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "\n-   [-1, 1, CBAM, [1024]],\n+   [-1, 1, BAM, [1024]],\n" in out
+
+
+def test_insert_keeps_the_scale_of_the_name_it_is_given(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["insert", "yolo11s.yaml", "--after", "10", "--block", "CBAM"]) == 0
+    assert "wrote yolo11s-CBAM.yaml: 9,491,618 parameters (+32,866 vs yolo11s.yaml)" in capsys.readouterr().out
+    text = (tmp_path / "yolo11s-CBAM.yaml").read_text()
+    assert text.startswith("scale: s  # picked from the base name yolo11s.yaml\n")
+    renamed = tmp_path / "mine.yaml"  # a name that says nothing of the scale: the written key decides
+    renamed.write_text(text)
+    model = build_model(renamed)
+    assert count_params(model) == 9_491_618 and model.yaml["scale"] == "s"
+    assert yaml.safe_load(text)["head"][-3][0] == [-1, 11]  # the P5 concat reads CBAM (layer 11), not layer 10
+
+
+def test_insert_refuses_to_overwrite_without_force(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    hand_edited = tmp_path / "yolov5n-CBAM.yaml"
+    hand_edited.write_text("# my edits\n")
+    assert main(["insert", "yolov5n.yaml", "--after", "9", "--block", "CBAM"]) == 2
+    assert "yolov5n-CBAM.yaml exists; --force overwrites it" in capsys.readouterr().err
+    assert hand_edited.read_text() == "# my edits\n"
+    assert main(["insert", "yolov5n.yaml", "--after", "9", "--block", "CBAM", "--force"]) == 0
+    assert "[-1, 1, CBAM, [1024]]" in hand_edited.read_text()
+
+
+def test_block_names_are_matched_ignoring_case_with_a_note(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["insert", "yolov5n.yaml", "--after", "9", "--block", "cbam"]) == 0
+    captured = capsys.readouterr()
+    assert "note: block 'cbam' read as 'CBAM'" in captured.err
+    assert "[-1, 1, CBAM, [1024]]" in (tmp_path / "yolov5n-CBAM.yaml").read_text()
+    assert resolve_block_name("gamattention") == "GAMAttention" and resolve_block_name("CBAM") == "CBAM"
+    with pytest.raises(YamlEditError, match=r"unknown block 'CBMA' \(did you mean CBAM"):
+        resolve_block_name("CBMA")
+
+
+def test_a_name_matching_two_blocks_ignoring_case_is_refused(monkeypatch):
+    from yolo_attn.nn import yaml_edit
+    from yolo_attn.nn.registry import BlockSpec
+
+    specs = [BlockSpec("Se", torch.nn.Identity, None), BlockSpec("SE", torch.nn.Identity, None)]
+    monkeypatch.setattr(yaml_edit, "all_blocks", lambda: specs)
+    with pytest.raises(YamlEditError, match="block 'se' matches SE and Se ignoring case; give its exact name"):
+        resolve_block_name("se")
+
+
+@pytest.mark.parametrize("shipped", sorted((CONFIGS / "attention").glob("*.yaml")), ids=lambda p: p.name)
+def test_default_wiring_is_the_shipped_configs_wiring(shipped):
+    """insert's and ablate's default (every reader of layer IDX reads the new block) rebuilds the graph of every
+    config in configs/attention from the command in its header."""
+    made_with = re.search(r"yolo-attn insert (\S+) --after (\d+) --block (\w+)", shipped.read_text())
+    base = (CONFIGS.parent / made_with.group(1)).read_text()
+    inserted = insert_block(base, int(made_with.group(2)), made_with.group(3), "[]", rewire_all=True)
+    assert sources(inserted) == sources(shipped.read_text())
+    ablate_parser = argparse.ArgumentParser()
+    ablate.configure_parser(ablate_parser)
+    assert ablate_parser.parse_args(["--blocks", "CBAM"]).rewire_all and AblationConfig(blocks=()).rewire_all
+
+
+def cbam_after_sppf_by_hand() -> str:
+    """yolov5n with CBAM pasted after SPPF and nothing renumbered: the classic hand edit."""
+    text = (CONFIGS / "models" / "yolov5n.yaml").read_text()
+    sppf = "[-1, 1, SPPF, [1024, 5]],  # 9\n"
+    return text.replace(sppf, f"{sppf}   [-1, 1, CBAM, [1024]],\n")
+
+
+def test_hand_edit_warning_names_the_line_that_moved_and_the_insert_command(tmp_path, caplog):
+    path = tmp_path / "yolov5n-CBAM.yaml"
+    path.write_text(cbam_after_sppf_by_hand())
+    with caplog.at_level(logging.WARNING, logger="yolo_attn"):
+        wrong = build_model(path)
+    assert count_params(wrong) == 1_986_687  # it builds, wired wrongly
+    assert f"{path} line 29: '# 13' is on layer 14: a layer was added or removed above it by hand" in caplog.text
+    assert f"If it is CBAM on line 22, remove that line and run: yolo-attn insert {path} --after 9 --block CBAM " \
+           "--args '[1024]'" in caplog.text
+    right = insert_block((CONFIGS / "models" / "yolov5n.yaml").read_text(), 9, "CBAM", "[1024]")
+    assert count_params(build_model(yaml.safe_load(right))) == 1_880_447
+    assert hand_edit_warning(right, "right.yaml") is None  # insert renumbers the comments too
+
+
+def test_hand_edit_check_is_silent_without_index_comments_and_on_every_shipped_config():
+    assert hand_edit_warning(re.sub(r"#.*", "", cbam_after_sppf_by_hand()), "bare.yaml") is None
+    shipped = sorted(CONFIGS.rglob("*.yaml"))
+    assert len(shipped) > 50
+    assert {str(p): hand_edit_warning(p.read_text(), str(p)) for p in shipped} == {str(p): None for p in shipped}

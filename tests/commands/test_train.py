@@ -16,7 +16,7 @@ from yolo_attn.engine.trainer import TrainConfig
 from yolo_attn.losses import loss_names
 
 LOSSES = object()  # stands for ("auto", *loss_names()), which grows with the registry
-DEVICE_HELP = "'' (first GPU if any, else CPU), cpu, 0, cuda:0, or 0,1 for several GPUs through torchrun"
+DEVICE_HELP = "'' (first GPU if any, else CPU), cpu, mps, 0, cuda:0, or 0,1 for several GPUs through torchrun"
 
 # The train flags as the hand-written parser declared them:
 # (spellings, default, type, choices, nargs, const, metavar, help); help None: it had none.
@@ -34,14 +34,17 @@ TRAIN_FLAGS = [
     (("--hyp",), None, None, None, None, None, None,
      "hyperparameter YAML or built-in name (default hyp.scratch-low.yaml; demo hyp.demo.yaml)"),
     (("--epochs",), None, int, None, None, None, None, "default 100; demo 12"),
-    (("--batch", "--batch-size"), 16, int, None, None, None, None, "total batch size over all processes"),
-    (("--img", "--img-size"), None, int, None, None, None, None, "train/val image size (default 640; demo 320)"),
+    (("--batch", "--batch-size"), 16, int, None, None, None, None,
+     "total batch size over all processes; -1: automatic (CUDA: what fits in 60% of the GPU's memory, measured; "
+     "CPU: 16)"),
+    (("--img", "--imgsz", "--img-size"), None, int, None, None, None, None,
+     "train/val image size, rounded up to a multiple of the model's stride (default 640; demo 320)"),
     (("--device",), "", None, None, None, None, None, DEVICE_HELP),
     (("--workers",), 8, int, None, None, None, None, "max dataloader workers per process"),
     (("--optimizer",), None, None, ("SGD", "Adam", "AdamW"), None, None, None, "default SGD; demo AdamW"),
     (("--cos-lr",), False, None, None, 0, True, None, "cosine LR schedule (default linear)"),
     (("--label-smoothing",), 0.0, float, None, None, None, None, None),
-    (("--patience",), 100, int, None, None, None, None, "early stopping: epochs without improvement"),
+    (("--patience",), 100, int, None, None, None, None, "early stopping: epochs without improvement (0: off)"),
     (("--close-mosaic",), 0, int, None, None, None, None, "train the last N epochs without mosaic"),
     (("--loss",), "auto", None, LOSSES, None, None, None, "auto: the loss the model's head declares"),
     (("--rect",), False, None, None, 0, True, None, "rectangular training batches (no mosaic)"),
@@ -55,6 +58,11 @@ TRAIN_FLAGS = [
     (("--name",), "exp", None, None, None, None, None, "results folder name (exp, exp2, ... unless --exist-ok)"),
     (("--exist-ok",), False, None, None, 0, True, None, "reuse <project>/<name> if it exists"),
     (("--seed",), 0, int, None, None, None, None, None),
+    (("--freeze",), (0,), int, None, "+", None, "N", None),
+    (("--cache",), None, None, ("ram", "disk"), "?", "ram", None, None),
+    (("--single-cls",), False, None, None, 0, True, None, None),
+    (("--multi-scale",), False, None, None, 0, True, None, None),
+    (("--image-weights",), False, None, None, 0, True, None, None),
     (("--json",), False, None, None, 0, True, None, "end with one JSON line: the final metrics and paths"),
 ]
 
@@ -73,7 +81,8 @@ def actions_by_flag(parser: argparse.ArgumentParser) -> dict[str, argparse.Actio
 def test_train_keeps_every_flag(flag):
     spellings, default, kind, choices, nargs, const, metavar, help_text = flag
     action = actions_by_flag(parser_of(train))[spellings[0]]
-    assert tuple(action.option_strings) == spellings and action.default == default and action.type is kind
+    assert tuple(action.option_strings) == spellings and action.default == default
+    assert getattr(action.type, "__name__", None) == getattr(kind, "__name__", None)  # int, or int within bounds
     assert tuple(action.choices or ()) == (("auto", *loss_names()) if choices is LOSSES else choices or ())
     assert (action.nargs, action.const, action.metavar) == (nargs, const, metavar)
     assert action.help == help_text if help_text is not None else action.help

@@ -14,10 +14,13 @@ import yolo_attn.data.dataset as dataset_module
 from yolo_attn.data.config import load_dataset_config
 from yolo_attn.data.dataset import (
     DetectionDataset,
+    WeightedImageSampler,
     create_dataloader,
+    image_weights,
     label_path_for,
     parse_label_lines,
     rect_batch_shapes,
+    single_class_names,
 )
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
 
@@ -164,3 +167,37 @@ def test_dataloader_collates_with_the_image_index(coco128, tmp_path):
         {i for i in range(4) if len(ds.labels[i])}
     )
     assert sum(len(ds.labels[i]) for i in range(4)) == len(targets)
+
+
+def test_image_caches_give_the_images_the_files_give(tiny_yolo, tmp_path, monkeypatch):
+    monkeypatch.setenv("YOLO_ATTN_CACHE", str(tmp_path / "cache"))
+    plain = DetectionDataset(tiny_yolo, img_size=32, cache_dir=tmp_path / "labels")
+    expected = [plain.load_image(i)[0] for i in range(len(plain))]
+    for mode in ("ram", "disk", "disk"):  # the second disk pass reads the .npy files the first one wrote
+        cached = DetectionDataset(tiny_yolo, img_size=32, cache_dir=tmp_path / "labels")
+        cached.cache_images(mode)
+        assert all(np.array_equal(cached.load_image(i)[0], image) for i, image in enumerate(expected))
+    assert len(list((tmp_path / "cache" / "images").glob("*.npy"))) == len(plain)
+
+
+def test_single_class_labels_and_names(tiny_yolo, tmp_path):
+    dataset = DetectionDataset(tiny_yolo, img_size=32, cache_dir=tmp_path, single_cls=True)
+    plain = DetectionDataset(tiny_yolo, img_size=32, cache_dir=tmp_path)
+    assert dataset.split.names == ("item",) and dataset.split.nc == 1
+    for ours, theirs in zip(dataset.labels, plain.labels, strict=True):
+        assert (ours[:, 0] == 0).all() and np.array_equal(ours[:, 1:], theirs[:, 1:])
+    assert single_class_names(["person"]) == ["person"] and single_class_names(["a", "b"]) == ["item"]
+
+
+def test_image_weights_favour_rare_and_poorly_detected_classes():
+    labels = [np.array([[0, 0.5, 0.5, 0.1, 0.1]] * 3, np.float32), np.array([[1, 0.5, 0.5, 0.1, 0.1]], np.float32),
+              np.zeros((0, 5), np.float32)]
+    # class weights 1/3 and 1/1: an image weighs the sum over its boxes
+    np.testing.assert_allclose(image_weights(labels, nc=2), [1.0, 1.0, 0.0])
+    np.testing.assert_allclose(image_weights(labels, nc=2, class_maps=np.array([0.0, 0.5])), [1.0, 0.25, 0.0])
+    sampler = WeightedImageSampler(np.array([1.0, 3.0, 0.0]), seed=7)
+    sampler.set_epoch(4)
+    drawn = list(sampler)
+    assert len(drawn) == 3 and 2 not in drawn and drawn == list(sampler)  # same (seed, epoch): same draw
+    sampler.weights = np.zeros(3)  # no labels at all: uniform
+    assert len(list(sampler)) == 3

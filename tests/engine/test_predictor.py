@@ -85,10 +85,37 @@ def test_predict_cli_outputs(shared, tmp_path, capsys):
     assert "1 tie" in capsys.readouterr().out
 
 
-def test_bad_thresholds_are_user_errors(shared, capsys):
+def test_bad_thresholds_are_refused_while_parsing(shared, capsys):
     images = str(shared / "data" / "images")
-    assert main(["predict", "--weights", "unused.pt", "--source", images, "--conf", "1.5"]) == 2
-    assert "--conf 1.5: must be between 0 and 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--weights", "unused.pt", "--source", images, "--conf", "1.5"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == ("yolo-attn predict: error: argument --conf/--conf-thres: invalid value 1.5: "
+                                       "must be between 0 and 1\n")
+
+
+def test_predict_crops_without_annotated_images(shared, tmp_path, capsys):
+    """YOLOv5's --save-crop with --nosave: one crop per detection under crops/<class>/, no annotated image."""
+    args = ["predict", "--weights", str(shared / "weights" / "yolov5n-v6.1.pt"), "--source",
+            str(shared / "data" / "images" / "bus.jpg"), "--project", str(tmp_path), "--save-crop", "--nosave"]
+    assert main(args) == 0
+    save_dir = tmp_path / "exp"
+    assert not (save_dir / "bus.jpg").exists()
+    crops = sorted(p.relative_to(save_dir / "crops").as_posix() for p in (save_dir / "crops").rglob("*.jpg"))
+    assert crops == ["bus/bus_4.jpg", "person/bus_0.jpg", "person/bus_1.jpg", "person/bus_2.jpg", "person/bus_3.jpg"]
+    x1, y1, x2, y2 = RECORDED_BOXES["bus.jpg"][0]
+    h, w = cv2.imread(str(save_dir / "crops" / "person" / "bus_0.jpg")).shape[:2]
+    assert abs(w - ((x2 - x1) * 1.02 + 10)) <= 2 and abs(h - ((y2 - y1) * 1.02 + 10)) <= 2  # YOLOv5's gain and pad
+
+
+def test_hidden_labels_and_scores():
+    image = np.zeros((100, 120, 3), np.uint8)
+    det = torch.tensor([[20.0, 40.0, 80.0, 90.0, 0.9, 1.0]])
+    full, names_only, boxes_only = (draw_detections(image, det, ["cat", "dog"], labels=labels, scores=scores)
+                                    for labels, scores in ((True, True), (True, False), (False, True)))
+    label_area = (slice(0, 36), slice(0, 120))  # the label sits above the box (its line reaches y 38)
+    assert not boxes_only[label_area].any() and names_only[label_area].any()
+    assert 0 < (names_only[label_area] != 0).sum() < (full[label_area] != 0).sum()  # "dog" is shorter than "dog 0.90"
 
 
 def test_image_sources(tmp_path):

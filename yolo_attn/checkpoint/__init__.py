@@ -9,6 +9,7 @@ from yolo_attn.checkpoint.schema import (
     make_checkpoint,
     new_checkpoint,
     save_checkpoint,
+    strip_optimizer,
 )
 from yolo_attn.checkpoint.transfer import TransferReport, transfer_pretrained, transfer_weights
 from yolo_attn.checkpoint.unpickler import RestrictedUnpickler, UnsafeCheckpointError, UpstreamRecord
@@ -16,5 +17,5 @@ from yolo_attn.checkpoint.unpickler import RestrictedUnpickler, UnsafeCheckpoint
 __all__ = [
     "SCHEMA_VERSION", "LoadedModel", "TransferReport", "RestrictedUnpickler", "UnsafeCheckpointError", "UpstreamRecord",
     "apply_batchnorm_settings", "batchnorm_settings", "load_checkpoint", "load_model", "make_checkpoint",
-    "new_checkpoint", "save_checkpoint", "transfer_pretrained", "transfer_weights",
+    "new_checkpoint", "save_checkpoint", "strip_optimizer", "transfer_pretrained", "transfer_weights",
 ]

@@ -4,9 +4,9 @@
 it (ours when saving, converted ones when importing YOLOv5/YOLOv7 files) and :func:`upgrade` reads
 older versions. ``plugins`` records which plugin (file or module, and the sha256 of its source) provided
 each block that is not built in (:func:`yolo_attn.plugins.block_provenance`). ``training`` holds
-:meth:`TrainingState.state_dict` (optimizer, scheduler, scaler, EMA updates, counters, RNG); it is None in
-final checkpoints and holds only the EMA update count in
-imported ones, so only a checkpoint whose ``training`` has an ``optimizer`` can resume.
+:meth:`TrainingState.state_dict` (optimizer, scheduler, scaler, EMA updates, counters, RNG); a finished run's final
+checkpoints keep only its wall time (:func:`strip_optimizer`) and imported ones only the EMA update count, so only
+a checkpoint whose ``training`` has an ``optimizer`` can resume.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -133,11 +133,29 @@ def make_checkpoint(model: nn.Module, *, names: list[str], ema: nn.Module | None
     )
 
 
+def strip_optimizer(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    """The final form of a finished run's checkpoint, as YOLOv5's ``strip_optimizer`` leaves it: the EMA weights
+    (else the raw ones) as ``state_dict`` in float16, no separate ``ema`` and no optimizer; ``training`` keeps only
+    the run's wall time. The schema, names, YAML, epoch, hyperparameters and options stay. yolov5n: about a
+    quarter of the size of a checkpoint that can resume."""
+    weights = checkpoint.get("ema") or checkpoint["state_dict"]
+    training = checkpoint.get("training") or {}
+    return {
+        **checkpoint,
+        "state_dict": {k: v.half() if v.is_floating_point() else v for k, v in weights.items()},
+        "ema": None,
+        "training": {"wall_s": training["wall_s"]} if "wall_s" in training else None,
+    }
+
+
 def save_checkpoint(path: str | Path, checkpoint: dict) -> None:
-    """Write ``checkpoint`` atomically: a temporary file in the same folder, fsync, then rename over ``path``."""
+    """Write ``checkpoint`` atomically: a temporary file in the same folder (created with the permissions the
+    umask gives, like any file the user writes; ``tempfile.mkstemp`` would make it owner-only), fsync, then rename
+    over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(checkpoint, f)
@@ -145,5 +163,5 @@ def save_checkpoint(path: str | Path, checkpoint: dict) -> None:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise

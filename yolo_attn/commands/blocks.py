@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from yolo_attn.commands.common import add_json_argument, print_json
+from yolo_attn.commands.common import add_json_argument, bounded, print_json
+from yolo_attn.engine.options import NON_NEGATIVE, POSITIVE
 from yolo_attn.errors import UserError
 from yolo_attn.nn.catalog import (
     BlockRow,
@@ -27,9 +28,9 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("names", nargs="*", metavar="NAME", help="only these blocks (names or aliases)")
     add_json_argument(p, '{"blocks": [one object per block]} instead of the table')
     p.add_argument("--no-cost", action="store_true", help="skip building and timing the attention blocks")
-    p.add_argument("--repeats", type=int, default=10,
+    p.add_argument("--repeats", type=bounded(int, NON_NEGATIVE), default=10,
                    help="timed forward passes per block (fastest counts; 0: no timing)")
-    p.add_argument("--threads", type=int, default=None, metavar="N",
+    p.add_argument("--threads", type=bounded(int, POSITIVE), default=None, metavar="N",
                    help="torch CPU threads for the timing (default: torch's choice; 1 with --write-docs)")
     p.add_argument("--write-docs", nargs="?", const="", default=None, metavar="PATH",
                    help="regenerate the blocks page, docs/blocks.md of this checkout (or PATH): costs recomputed, "

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from yolo_attn.commands.common import add_device_argument, add_json_argument, add_run_dir_arguments, print_json
+from yolo_attn.commands.common import add_device_argument, add_json_argument, add_run_dir_arguments, bounded, print_json
 from yolo_attn.engine.cam import METHODS, CamConfig, CamSettings, run_cam
-from yolo_attn.errors import UserError
+from yolo_attn.engine.options import CONF_FLAGS, IMG_FLAGS, IOU_FLAGS, NON_NEGATIVE, POSITIVE, UNIT
 
 DEFAULTS = CamSettings()
 
@@ -15,30 +15,27 @@ DEFAULTS = CamSettings()
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", required=True, nargs="+", help="one or more checkpoints: one figure row each")
     p.add_argument("--source", required=True, help="image file, directory or glob")
-    p.add_argument("--layer", type=int, nargs="+", metavar="IDX",
+    p.add_argument("--layer", type=bounded(int, NON_NEGATIVE), nargs="+", metavar="IDX",
                    help="layers to compute the CAM at (default: the layers feeding the detection head)")
     p.add_argument("--method", choices=sorted(METHODS), default=DEFAULTS.method,
                    help="CAM method (default %(default)s)")
     p.add_argument("--class", dest="class_name", metavar="NAME",
                    help="explain this class's detections (name or index) instead of all detections")
-    p.add_argument("--block", type=int, nargs="+", metavar="IDX",
+    p.add_argument("--block", type=bounded(int, NON_NEGATIVE), nargs="+", metavar="IDX",
                    help="attention layers whose own gates to show (default: every layer that hands gates out)")
-    p.add_argument("--img", "--img-size", dest="img", type=int, default=DEFAULTS.img_size, help="inference size")
-    p.add_argument("--conf", type=float, default=DEFAULTS.conf, help="confidence threshold of the explained boxes")
-    p.add_argument("--iou", type=float, default=DEFAULTS.iou, help="NMS IoU threshold")
-    p.add_argument("--dpi", type=int, default=CamConfig.dpi, help="figure resolution (default %(default)s)")
+    p.add_argument(*IMG_FLAGS, dest="img", type=bounded(int, POSITIVE), default=DEFAULTS.img_size,
+                   help="inference size")
+    p.add_argument(*CONF_FLAGS, dest="conf", type=bounded(float, UNIT), default=DEFAULTS.conf,
+                   help="confidence threshold of the explained boxes")
+    p.add_argument(*IOU_FLAGS, dest="iou", type=bounded(float, UNIT), default=DEFAULTS.iou, help="NMS IoU threshold")
+    p.add_argument("--dpi", type=bounded(int, POSITIVE), default=CamConfig.dpi,
+                   help="figure resolution (default %(default)s)")
     add_device_argument(p)
     add_run_dir_arguments(p, "runs/cam")
     add_json_argument(p, "the figures and, per image and model, detections and CAM means inside/outside the boxes")
 
 
 def run(args: argparse.Namespace) -> int:
-    for option, value in (("--img", args.img), ("--dpi", args.dpi)):
-        if value < 1:
-            raise UserError(f"{option} {value}: must be positive")
-    for option, value in (("--conf", args.conf), ("--iou", args.iou)):
-        if not 0 <= value <= 1:
-            raise UserError(f"{option} {value}: must be between 0 and 1")
     settings = CamSettings(
         layers=tuple(args.layer) if args.layer else None, method=args.method, class_name=args.class_name,
         blocks=tuple(args.block) if args.block else None, img_size=args.img, conf=args.conf, iou=args.iou,

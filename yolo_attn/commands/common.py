@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import typing
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
-from yolo_attn.engine.options import OPTION
+from yolo_attn.engine.options import OPTION, Bounds, Option
 from yolo_attn.utils.device import DEFAULT_DEVICE, DEVICE_HELP
 from yolo_attn.utils.paths import increment_path
 
@@ -49,16 +50,40 @@ def print_json(value: Any) -> None:
     print(json.dumps(value), flush=True)
 
 
-def _argument_kind(annotation: Any) -> dict[str, Any]:
+@functools.cache
+def bounded(kind: type, bounds: Bounds | None = None) -> Callable[[str], Any]:
+    """An argparse ``type``: ``kind`` of the text, refused while parsing (one line, exit 2) outside ``bounds``
+    (one function per pair, so that two commands declaring the same option compare equal)."""
+    if bounds is None:
+        return kind
+
+    def convert(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid {kind.__name__} value: {text!r}") from None
+        if bounds is not None and not bounds.accepts(value):
+            raise argparse.ArgumentTypeError(f"invalid value {text}: must be {bounds.describe()}")
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in some messages
+    return convert
+
+
+def _argument_kind(annotation: Any, declared: Option) -> dict[str, Any]:
     """argparse keywords for a field of this type: ``bool`` a switch, ``bool | str`` a flag with an optional value,
-    ``int``/``float`` converted, ``str`` as given (``None`` in a union is the unset default)."""
+    ``int``/``float`` converted and checked against the option's bounds, ``tuple[int, ...]`` one or more of them,
+    ``str`` as given (``None`` in a union is the unset default); a declared ``const`` makes the value optional."""
+    if typing.get_origin(annotation) is tuple:
+        return {"nargs": "+", "type": bounded(typing.get_args(annotation)[0], declared.bounds)}
     types = set(typing.get_args(annotation)) - {type(None)} or {annotation}
     if types == {bool}:
         return {"action": "store_true"}
     if types == {bool, str}:
         return {"nargs": "?", "const": True}
     (kind,) = types
-    return {} if kind is str else {"type": kind}
+    optional = {} if declared.const is None else {"nargs": "?", "const": declared.const}
+    return optional if kind is str else {"type": bounded(kind, declared.bounds), **optional}
 
 
 def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, config_type: type,
@@ -72,10 +97,13 @@ def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGro
             continue
         extras = {"choices": declared.choices, "metavar": declared.metavar}
         parser.add_argument(*declared.spellings(field.name), dest=field.name, default=field.default, help=declared.help,
-                            **_argument_kind(hints[field.name]), **{k: v for k, v in extras.items() if v is not None})
+                            **_argument_kind(hints[field.name], declared),
+                            **{k: v for k, v in extras.items() if v is not None})
 
 
 def config_from_args(args: argparse.Namespace, config_type: type, exclude: Collection[str] = ()) -> Any:
-    """``config_type`` from the parsed flags that share a field's name (``exclude`` left at their defaults)."""
+    """``config_type`` from the parsed flags that share a field's name (``exclude`` left at their defaults); the
+    values of a one-or-more flag become a tuple."""
     names = [f.name for f in dataclasses.fields(config_type) if f.name not in exclude and hasattr(args, f.name)]
-    return config_type(**{name: getattr(args, name) for name in names})
+    values = {name: getattr(args, name) for name in names}
+    return config_type(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})

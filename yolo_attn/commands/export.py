@@ -6,16 +6,19 @@ import argparse
 from pathlib import Path
 
 from yolo_attn.checkpoint import load_model
-from yolo_attn.commands.common import add_device_argument, add_json_argument, print_json
+from yolo_attn.commands.common import add_device_argument, add_json_argument, bounded, print_json
 from yolo_attn.engine.exporter import DEFAULT_OPSET, export_onnx, image_shape, require
+from yolo_attn.engine.options import IMG_FLAGS, POSITIVE
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", required=True, help="checkpoint (ours or an upstream YOLOv5/YOLOv7 .pt)")
-    p.add_argument("--format", default="onnx", choices=["onnx"], help="export format")
-    p.add_argument("--img", "--img-size", dest="img", type=int, nargs="+", default=[640], help="size, or height width")
+    p.add_argument("--format", "--include", dest="format", default="onnx", choices=["onnx"],
+                   help="export format (YOLOv5's --include onnx)")
+    p.add_argument(*IMG_FLAGS, dest="img", type=bounded(int, POSITIVE), nargs="+", default=[640],
+                   help="size, or height width")
     p.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset version")
+    p.add_argument("--opset", type=bounded(int, POSITIVE), default=DEFAULT_OPSET, help="ONNX opset version")
     p.add_argument("--output", help="output path (default: the weights path with .onnx)")
     add_device_argument(p)
     add_json_argument(p, "the output path, size and input shape")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from yolo_attn.commands.common import add_json_argument, print_json
+from yolo_attn.commands.common import add_json_argument, bounded, print_json
+from yolo_attn.engine.options import IMG_FLAGS, POSITIVE
 from yolo_attn.nn.builder import build_model
 from yolo_attn.nn.summary import layer_table, summarize
 from yolo_attn.plugins import plugin_block_lines
@@ -14,8 +15,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--cfg", help="model YAML")
     src.add_argument("--weights", help="checkpoint (ours or an upstream YOLOv5/YOLOv7 .pt)")
-    p.add_argument("--nc", type=int, default=None, help="override the number of classes")
-    p.add_argument("--img", type=int, default=640, help="image size for GFLOPs")
+    p.add_argument("--nc", type=bounded(int, POSITIVE), default=None, help="override the number of classes")
+    p.add_argument(*IMG_FLAGS, dest="img", type=bounded(int, POSITIVE), default=640, help="image size for GFLOPs")
     add_json_argument(p, "the totals")
 
 

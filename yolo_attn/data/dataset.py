@@ -13,9 +13,9 @@ import logging
 import math
 import os
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, get_worker_info
 
 from yolo_attn.data.coco_json import CocoImage, image_ids_from_names, read_coco_labels
 from yolo_attn.data.config import SplitSource
@@ -43,6 +43,11 @@ EXIF_ORIENTATION = 274
 IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 Shapes = tuple[tuple[int, int], tuple[tuple[float, float], tuple[float, float]]]
+
+
+def single_class_names(names: Sequence[str]) -> list[str]:
+    """The class names of a ``--single-cls`` run: a one-class dataset's own, else ``item`` (as YOLOv5)."""
+    return list(names) if len(names) == 1 else ["item"]
 
 
 def default_cache_dir() -> Path:
@@ -359,6 +364,7 @@ class DetectionDataset(Dataset):
         prefix: str = "",
         cache_dir: Path | str | None = None,
         seed: int | np.random.Generator = 0,
+        single_cls: bool = False,
     ):
         split.check_exists()
         self.split = split
@@ -374,6 +380,11 @@ class DetectionDataset(Dataset):
             scan.shapes,
             scan.image_ids,
         )
+        if single_cls:  # every box of class 0 (YOLOv5's --single-cls)
+            self.labels = [np.column_stack([np.zeros(len(lb), np.float32), lb[:, 1:]]) for lb in self.labels]
+            self.split = replace(split, names=tuple(single_class_names(split.names)))
+        self.ram_images: list[tuple[np.ndarray, tuple[int, int], tuple[int, int]]] | None = None
+        self.disk_cache: Path | None = None
         self.batch_index = np.arange(len(self.im_files)) // batch_size
         self.batch_shapes: np.ndarray | None = None
         if rect:
@@ -390,12 +401,45 @@ class DetectionDataset(Dataset):
         """Draw from a new generator seeded with ``seed`` (a loader worker's own stream)."""
         self.rng = np.random.default_rng(seed)
 
-    def load_image(self, i: int) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
-        """BGR image ``i`` resized so its long side is ``img_size``: (image, (h0, w0), (h, w))."""
+    def cache_images(self, mode: str) -> None:
+        """YOLOv5's ``--cache``. ``ram``: every image decoded and resized now and kept (loader workers started later
+        share the copy); ``disk``: each image decoded once into a ``.npy`` file under ``images`` in the cache root
+        (named after its path, size and mtime) and read from there."""
+        if mode == "disk":
+            self.disk_cache = cache_root() / "images"
+            self.disk_cache.mkdir(parents=True, exist_ok=True)
+        elif mode == "ram":
+            with ThreadPoolExecutor(min(8, os.cpu_count() or 1)) as pool:
+                self.ram_images = list(pool.map(self.load_image, range(len(self))))
+            size = sum(image.nbytes for image, _, _ in self.ram_images)
+            LOGGER.info(f"cached {len(self)} images in RAM ({size / 2**30:.2f} GiB)")
+        else:
+            raise UserError(f"--cache {mode!r}: use ram or disk")
+
+    def read_image(self, i: int) -> np.ndarray:
+        """BGR image ``i`` as stored (from the disk cache when there is one)."""
         path = self.im_files[i]
+        cached = None
+        if self.disk_cache is not None:
+            stat = os.stat(path)
+            key = hashlib.sha1(f"{os.path.abspath(path)}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()
+            cached = self.disk_cache / f"{key[:24]}.npy"
+            if cached.is_file():
+                return np.load(cached)
         image = cv2.imread(path)
         if image is None:
             raise UserError(f"cannot read image {path}")
+        if cached is not None:
+            tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp.npy")
+            np.save(tmp, image)
+            os.replace(tmp, cached)
+        return image
+
+    def load_image(self, i: int) -> tuple[np.ndarray, tuple[int, int], tuple[int, int]]:
+        """BGR image ``i`` resized so its long side is ``img_size``: (image, (h0, w0), (h, w))."""
+        if self.ram_images is not None:
+            return self.ram_images[i]
+        image = self.read_image(i)
         h0, w0 = image.shape[:2]
         r = self.img_size / max(h0, w0)
         if r != 1:
@@ -440,6 +484,38 @@ class DetectionDataset(Dataset):
         return torch.stack(images, 0), torch.cat(labels, 0), paths, shapes
 
 
+def image_weights(labels: list[np.ndarray], nc: int, class_maps: np.ndarray | None = None) -> np.ndarray:
+    """YOLOv5's ``--image-weights``: each class weighs the inverse of its box count times ``(1 - its mAP)^2``
+    (``class_maps``, none: all 0); an image weighs the sum over its boxes. Returns one weight per image."""
+    classes = [lb[:, 0].astype(int) for lb in labels]
+    counts = np.bincount(np.concatenate(classes) if classes else np.zeros(0, int), minlength=nc).astype(float)
+    class_weights = 1.0 / np.where(counts == 0, 1.0, counts)
+    class_weights *= (1.0 - (np.zeros(nc) if class_maps is None else np.asarray(class_maps))) ** 2
+    return np.array([class_weights[c].sum() for c in classes])
+
+
+class WeightedImageSampler(Sampler[int]):
+    """An epoch of ``len(weights)`` image indices drawn with replacement in proportion to ``weights`` (set them
+    between epochs; the sampler runs in the main process, so loader workers need not know). :meth:`set_epoch` seeds
+    the draw with (``seed``, epoch): a resumed run draws what the uninterrupted one did."""
+
+    def __init__(self, weights: np.ndarray, seed: int = 0):
+        self.weights = np.asarray(weights, dtype=float)
+        self.seed, self.epoch = seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    def __iter__(self) -> Iterator[int]:
+        total = self.weights.sum()
+        p = self.weights / total if total > 0 else None
+        rng = np.random.default_rng((self.seed, self.epoch))
+        return iter(rng.choice(len(self.weights), size=len(self.weights), p=p).tolist())
+
+
 def _init_worker(worker_id: int) -> None:
     """Reseed the worker's copy of the dataset from torch's per-worker seed (drawn from the loader's generator:
     the run's seed, epoch and rank, plus the worker id); keep OpenCV single-threaded inside workers."""
@@ -450,9 +526,10 @@ def _init_worker(worker_id: int) -> None:
 
 
 def create_dataloader(
-    dataset: DetectionDataset, batch_size: int, workers: int = 8, shuffle: bool = False, seed: int = 0, rank: int = -1
+    dataset: DetectionDataset, batch_size: int, workers: int = 8, shuffle: bool = False, seed: int = 0, rank: int = -1,
+    sampler: Sampler[int] | None = None,
 ) -> DataLoader:
-    """A DataLoader over ``dataset``; DistributedSampler when ``rank != -1``.
+    """A DataLoader over ``dataset``; DistributedSampler when ``rank != -1``, ``sampler`` (one process) when given.
 
     Worker count: at most ``workers``, the batch size and the CPUs per CUDA device (YOLOv5's rule); without
     CUDA, half the CPUs, since the model runs on the others (2 cores: one worker beside the main process).
@@ -465,7 +542,8 @@ def create_dataloader(
     cuda_devices = torch.cuda.device_count()
     cpus = (os.cpu_count() or 1) // cuda_devices if cuda_devices else (os.cpu_count() or 1) // 2
     num_workers = min(cpus, batch_size if batch_size > 1 else 0, workers)
-    sampler: DistributedSampler | None = None if rank == -1 else DistributedSampler(dataset, shuffle=shuffle, seed=seed)
+    if sampler is None and rank != -1:
+        sampler = DistributedSampler(dataset, shuffle=shuffle, seed=seed)
     generator = torch.Generator()
     generator.manual_seed(seed + max(rank, 0))
     return DataLoader(

@@ -24,11 +24,11 @@ import yaml
 from yolo_attn.checkpoint import load_checkpoint, load_model
 from yolo_attn.engine import results
 from yolo_attn.engine.ablation_report import METRICS, RunResult, VariantCost, VariantSummary, summarize, write_reports
-from yolo_attn.engine.trainer import TrainConfig, train
+from yolo_attn.engine.trainer import TrainConfig, TrainingInterrupted, train
 from yolo_attn.errors import UserError
-from yolo_attn.nn.builder import model_yaml_path, resolve_scale
+from yolo_attn.nn.builder import model_yaml_path
 from yolo_attn.nn.summary import count_gflops, count_params
-from yolo_attn.nn.yaml_edit import default_block_args, insert_block, replace_block
+from yolo_attn.nn.yaml_edit import default_block_args, insert_block, pin_scale, replace_block, resolve_block_name
 from yolo_attn.utils.paths import increment_path
 from yolo_attn.utils.torch_utils import forward_latency_ms
 
@@ -54,6 +54,7 @@ class AblationConfig:
     after: tuple[int, ...] | None = None
     replace: int | None = None
     args: str | None = None
+    rewire_all: bool = True  # every reader of the layer a block follows reads the block (as configs/attention)
     train: TrainConfig = field(default_factory=TrainConfig)
     seeds: tuple[int, ...] = (0,)
     project: str = "runs/ablate"
@@ -73,8 +74,9 @@ class Variant:
 
 
 def plan_variants(base_text: str, blocks: list[str], after: list[int] | None, replace: int | None,
-                  args: str | None) -> list[Variant]:
-    """The base model plus one variant per block and position."""
+                  args: str | None, rewire_all: bool = True) -> list[Variant]:
+    """The base model plus one variant per block and position (``rewire_all``: see
+    :func:`~yolo_attn.nn.yaml_edit.insert_block`)."""
     base_yaml = yaml.safe_load(base_text)
     variants = [Variant(BASE, "-", base_text)]
     if replace is not None:
@@ -88,7 +90,7 @@ def plan_variants(base_text: str, blocks: list[str], after: list[int] | None, re
         for index in positions:
             block_args = args if args is not None else default_block_args(base_yaml, index, block)
             variants.append(Variant(f"{block}-after{index}", f"after {index}",
-                                    insert_block(base_text, index, block, block_args)))
+                                    insert_block(base_text, index, block, block_args, rewire_all=rewire_all)))
     return variants
 
 
@@ -167,14 +169,9 @@ def measure_cost(folder: Path, img_size: int) -> VariantCost:
 
 
 def base_text(name: str) -> str:
-    """The base YAML's text; an Ultralytics YAML gets the scale its name picks (``yolo11s.yaml`` -> ``scale: s``)
-    written in, so every variant file builds at that scale whatever it is called."""
-    text = model_yaml_path(name).read_text(encoding="utf-8")
-    data = yaml.safe_load(text)
-    if isinstance(data, dict) and "scales" in data and "scale" not in data:
-        scale = resolve_scale({**data, "yaml_file": Path(name).name})["scale"]
-        text = f"scale: {scale}  # picked from the base name {Path(name).name}\n{text}"
-    return text
+    """The base YAML's text with the scale its name picks written in (:func:`~yolo_attn.nn.yaml_edit.pin_scale`),
+    so every variant file builds at that scale whatever it is called."""
+    return pin_scale(model_yaml_path(name).read_text(encoding="utf-8"), name)
 
 
 def run_ablation(config: AblationConfig) -> tuple[list[VariantSummary], Path]:
@@ -183,7 +180,7 @@ def run_ablation(config: AblationConfig) -> tuple[list[VariantSummary], Path]:
     base = model_yaml_path(config.base)
     if not base.is_file():
         raise UserError(f"--base {config.base}: model YAML not found")
-    blocks = [b.strip() for b in config.blocks if b.strip()]
+    blocks = [resolve_block_name(b.strip()) for b in config.blocks if b.strip()]
     if not blocks:
         raise UserError("--blocks: name at least one block, e.g. --blocks CBAM,SE")
     if not config.seeds:
@@ -194,8 +191,12 @@ def run_ablation(config: AblationConfig) -> tuple[list[VariantSummary], Path]:
     save_dir = target if config.resume else increment_path(target, config.exist_ok)
     save_dir.mkdir(parents=True, exist_ok=True)
     after = list(config.after) if config.after is not None else None
-    variants = plan_variants(base_text(config.base), blocks, after, config.replace, config.args)
-    runs = {v.name: [train_pair(v, seed, save_dir, config) for seed in config.seeds] for v in variants}
+    variants = plan_variants(base_text(config.base), blocks, after, config.replace, config.args, config.rewire_all)
+    try:
+        runs = {v.name: [train_pair(v, seed, save_dir, config) for seed in config.seeds] for v in variants}
+    except TrainingInterrupted:
+        raise TrainingInterrupted(f"interrupted; continue the ablation with the same command and --resume "
+                                  f"(it picks up {save_dir})") from None
     first = f"seed{config.seeds[0]}"
     img_size = int(yaml.safe_load((save_dir / BASE / first / "opt.yaml").read_text())["img"])
     summaries = [

@@ -17,11 +17,28 @@ import numpy as np
 import torch
 from torch import nn
 
+from yolo_attn.errors import UserError
+from yolo_attn.nn.model import DetectionModel
 from yolo_attn.utils.torch_utils import unwrap_model
 
 NOMINAL_BATCH_SIZE = 64
 OPTIMIZERS = ("SGD", "Adam", "AdamW")  # the names build_optimizer knows
 BIAS_GROUP, DECAYED_GROUP, NORM_GROUP = 0, 1, 2
+
+
+def freeze_layers(model: DetectionModel, freeze: tuple[int, ...] | list[int]) -> list[int]:
+    """YOLOv5's ``--freeze``: one number N freezes layers 0..N-1 (10: YOLOv5's backbone; 0: nothing), several
+    numbers freeze those layers. The parameters under ``model.<i>.`` stop requiring gradients (the optimizer then
+    leaves them alone); returns the frozen layer indices."""
+    count = len(model.model)
+    layers = list(range(freeze[0])) if len(freeze) == 1 else sorted(set(freeze))
+    if layers and layers[-1] >= count:
+        raise UserError(f"--freeze {' '.join(map(str, freeze))}: the model has layers 0..{count - 1}")
+    prefixes = tuple(f"model.{i}." for i in layers)
+    for name, parameter in model.named_parameters():
+        if name.startswith(prefixes):
+            parameter.requires_grad_(False)
+    return layers
 
 
 def parameter_groups(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter], list[nn.Parameter]]:

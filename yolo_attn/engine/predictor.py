@@ -25,6 +25,7 @@ from yolo_attn.utils.nms import end_to_end_detections, non_max_suppression
 LOGGER = logging.getLogger(__name__)
 
 END_TO_END_MIN_CANDIDATES = 300  # Ultralytics' predictor: an end-to-end head keeps at least this many
+CROP_GAIN, CROP_PAD = 1.02, 10  # YOLOv5's save_one_box: a crop is its box grown by 2 % plus 10 pixels
 
 
 def image_paths(source: str | Path) -> list[Path]:
@@ -106,6 +107,20 @@ def coco_records(det: torch.Tensor, image_path: Path, names: list[str]) -> list[
     image_id = int(image_path.stem) if image_path.stem.isnumeric() else image_path.stem
     records = detections_to_json(det.numpy(), image_id, list(range(len(names))))
     return [{**r, "category_name": names[r["category_id"]]} for r in records]
+
+
+def box_crops(image: np.ndarray, det: torch.Tensor) -> list[tuple[int, np.ndarray]]:
+    """(class, BGR crop) of every detection in ``det`` (n, 6: x1, y1, x2, y2, score, class), the box grown about
+    its centre as YOLOv5's ``--save-crop`` grows it and clipped to the image."""
+    h, w = image.shape[:2]
+    crops = []
+    for x1, y1, x2, y2, _, cls in det.tolist():
+        cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        half_w, half_h = ((x2 - x1) * CROP_GAIN + CROP_PAD) / 2, ((y2 - y1) * CROP_GAIN + CROP_PAD) / 2
+        left, top = max(int(cx - half_w), 0), max(int(cy - half_h), 0)
+        right, bottom = min(int(cx + half_w), w), min(int(cy + half_h), h)
+        crops.append((int(cls), image[top:bottom, left:right]))
+    return crops
 
 
 def read_images(paths: Iterable[Path]) -> Iterator[tuple[Path, np.ndarray]]:

@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import logging
 import math
+import shlex
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -24,13 +25,26 @@ from torch import nn
 from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
-from yolo_attn.checkpoint import load_checkpoint, make_checkpoint, save_checkpoint, transfer_pretrained
+from yolo_attn.checkpoint import (
+    load_checkpoint,
+    make_checkpoint,
+    save_checkpoint,
+    strip_optimizer,
+    transfer_pretrained,
+)
 from yolo_attn.data import synthetic
 from yolo_attn.data.augment import TrainDataset
 from yolo_attn.data.config import DatasetConfig, load_dataset_config
-from yolo_attn.data.dataset import DetectionDataset, create_dataloader
+from yolo_attn.data.dataset import (
+    DetectionDataset,
+    WeightedImageSampler,
+    create_dataloader,
+    image_weights,
+    single_class_names,
+)
 from yolo_attn.engine import results
 from yolo_attn.engine.autoanchor import check_anchors
+from yolo_attn.engine.autobatch import AUTO_BATCH, AUTO_BATCH_MEMORY, CPU_AUTO_BATCH, auto_batch_size
 from yolo_attn.engine.bn_calibration import calibrate_behind, image_batches
 from yolo_attn.engine.distributed import broadcast_object, cleanup, init_distributed, wrap_model
 from yolo_attn.engine.optim import (
@@ -42,10 +56,20 @@ from yolo_attn.engine.optim import (
     apply_warmup,
     build_optimizer,
     fitness,
+    freeze_layers,
     lr_lambda,
     warmup_iterations,
 )
-from yolo_attn.engine.options import option
+from yolo_attn.engine.options import (
+    BATCH_FLAGS,
+    IMG_FLAGS,
+    NON_NEGATIVE,
+    POSITIVE,
+    UNIT,
+    Bounds,
+    check_options,
+    option,
+)
 from yolo_attn.engine.training_state import TrainingState, seed_everything
 from yolo_attn.engine.validator import RECT_PAD, EvalConfig, evaluate
 from yolo_attn.errors import UserError
@@ -97,19 +121,22 @@ class TrainConfig:
     transfer_report: bool = option(False, "print which pretrained layer went into which model layer "
                                    "(--weights with --cfg)")
     bn_calibration: int = option(128, "with --weights: re-estimate the BatchNorm statistics behind new layers on N "
-                                 "training images (0: off)", metavar="N")
+                                 "training images (0: off)", metavar="N", bounds=NON_NEGATIVE)
     data: str | None = option(None, "dataset YAML (default: the built-in synthetic demo set)")
     hyp: str | None = kind_option("hyp.scratch-low.yaml", "hyp.demo.yaml", "hyperparameter YAML or built-in name")
-    epochs: int | None = kind_option(100, 12)
-    batch: int = option(16, "total batch size over all processes", flags=("--batch", "--batch-size"))
-    img: int | None = kind_option(640, 320, "train/val image size", flags=("--img", "--img-size"))
+    epochs: int | None = kind_option(100, 12, bounds=POSITIVE)
+    batch: int = option(16, f"total batch size over all processes; {AUTO_BATCH}: automatic (CUDA: what fits in "
+                        f"{AUTO_BATCH_MEMORY:.0%} of the GPU's memory, measured; CPU: {CPU_AUTO_BATCH})",
+                        flags=BATCH_FLAGS, bounds=Bounds(1, also=(AUTO_BATCH,)))
+    img: int | None = kind_option(640, 320, "train/val image size, rounded up to a multiple of the model's stride",
+                                  flags=IMG_FLAGS, bounds=POSITIVE)
     device: str = option(DEFAULT_DEVICE, DEVICE_HELP)
-    workers: int = option(8, "max dataloader workers per process")
+    workers: int = option(8, "max dataloader workers per process", bounds=NON_NEGATIVE)
     optimizer: str | None = kind_option("SGD", "AdamW", choices=OPTIMIZERS)
     cos_lr: bool = option(False, "cosine LR schedule (default linear)")
-    label_smoothing: float = option(0.0, "label smoothing epsilon of the class targets (0: off)")
-    patience: int = option(100, "early stopping: epochs without improvement")
-    close_mosaic: int = option(0, "train the last N epochs without mosaic")
+    label_smoothing: float = option(0.0, "label smoothing epsilon of the class targets (0: off)", bounds=UNIT)
+    patience: int = option(100, "early stopping: epochs without improvement (0: off)", bounds=NON_NEGATIVE)
+    close_mosaic: int = option(0, "train the last N epochs without mosaic", bounds=NON_NEGATIVE)
     loss: str = option("auto", "auto: the loss the model's head declares", choices=("auto", *loss_names()))
     rect: bool = option(False, "rectangular training batches (no mosaic)")
     sync_bn: bool = option(False, "SyncBatchNorm in DDP")
@@ -121,16 +148,27 @@ class TrainConfig:
     project: str = "runs/train"
     name: str = "exp"
     exist_ok: bool = False
-    seed: int = option(0, "seed of the initialisation, the data order and the augmentation")
+    seed: int = option(0, "seed of the initialisation, the data order and the augmentation", bounds=NON_NEGATIVE)
     save_period: int = option(-1, "also save weights/epoch<E>.pt every N epochs (E counts from 0, as in results.csv; "
                               "< 1: off)", metavar="N")
+    freeze: tuple[int, ...] = option((0,), "freeze layers as YOLOv5 does: N freezes layers 0..N-1 (10: the YOLOv5 "
+                                     "backbone), several numbers freeze those layers (0: none)", metavar="N",
+                                     bounds=NON_NEGATIVE)
+    cache: str | None = option(None, "cache the resized training and validation images: ram, or disk (.npy files "
+                               "in the cache folder); --cache alone: ram", choices=("ram", "disk"), const="ram")
+    single_cls: bool = option(False, "train every class as one ('item')")
+    multi_scale: bool = option(False, "every batch at a random size in 0.5..1.5 x --img (multiples of the stride)")
+    image_weights: bool = option(False, "draw training images by the weight of their classes, (1 - class mAP)^2 "
+                                 "(one process only)")
     save_dir: str | None = None  # the folder of a resumed run
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> TrainConfig:
-        """A config from saved options (``opt.yaml``, a checkpoint's ``train_args``); unknown keys are ignored."""
+        """A config from saved options (``opt.yaml``, a checkpoint's ``train_args``); unknown keys are ignored, lists
+        (``freeze``) become tuples again."""
         names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in options.items() if k in names})
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items() if k in names}
+        return cls(**values)
 
 
 # field name -> its KindDefault, for every kind_option of TrainConfig
@@ -148,8 +186,16 @@ def with_defaults(config: TrainConfig, demo_data: str | None = None) -> TrainCon
               for name, default in KIND_DEFAULTS.items() if getattr(config, name) is None}
     config = dataclasses.replace(config, **filled)
     assert config.hyp is not None  # filled in above
-    cfg = config.cfg and str(builtin_config(config.cfg, "model"))
-    return dataclasses.replace(config, cfg=cfg, hyp=str(builtin_config(config.hyp, "hyp")))
+    cfg = config.cfg and absolute(builtin_config(config.cfg, "model"))
+    weights, data = config.weights and absolute(config.weights), config.data and absolute(config.data)
+    return dataclasses.replace(config, cfg=cfg, hyp=absolute(builtin_config(config.hyp, "hyp")), weights=weights,
+                               data=data)
+
+
+def absolute(path: str | Path) -> str:
+    """``path`` resolved to an absolute one when it exists (what checkpoints and ``opt.yaml`` keep, so that a run
+    resumes from any directory); as given otherwise, for the reader to report."""
+    return str(Path(path).resolve()) if Path(path).exists() else str(path)
 
 
 def model_source(config: TrainConfig) -> str:
@@ -170,20 +216,34 @@ def latest_last_checkpoint(project: Path) -> Path:
 def resume_config(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
     """The options of the run being resumed (this call's device wins) and its checkpoint."""
     path = Path(config.resume) if isinstance(config.resume, str) else latest_last_checkpoint(Path(config.project))
+    path = path.resolve()
     checkpoint = load_checkpoint(path)
-    training = checkpoint["training"] or {}
-    if not checkpoint["train_args"] or training.get("optimizer") is None:
-        raise UserError(f"{path}: has no training state to resume (it is a final or an upstream checkpoint)")
+    if not checkpoint["train_args"]:
+        raise UserError(f"{path}: has no training state to resume (an upstream or imported checkpoint)")
     saved = TrainConfig.from_options(checkpoint["train_args"])
-    resumed = dataclasses.replace(saved, resume=str(path), device=config.device or saved.device,
+    if saved.epochs is not None and int(checkpoint["epoch"]) + 1 >= saved.epochs:
+        raise UserError(f"{path}: this run finished its {saved.epochs} epochs; nothing to resume (to train on, "
+                        f"start a new run from it: yolo-attn train --weights {shlex.quote(str(path))} ...)")
+    if (checkpoint["training"] or {}).get("optimizer") is None:
+        raise UserError(f"{path}: has no training state to resume (a final checkpoint, stripped of its optimizer)")
+    data = config.data or saved.data
+    if data and not Path(data).is_file():
+        raise UserError(f"{path}: the run's dataset YAML {data} is not there any more; if it moved, give its new "
+                        f"place: yolo-attn train --resume {shlex.quote(str(path))} --data NEW.yaml")
+    resumed = dataclasses.replace(saved, resume=str(path), device=config.device or saved.device, data=data,
                                   save_dir=str(path.parent.parent))
     return resumed, checkpoint
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training; the message says where the last checkpoint is and how to resume from it."""
 
 
 class Trainer:
     """One training run (one process of it under DDP). :meth:`run` returns the summary dict."""
 
     def __init__(self, config: TrainConfig):
+        check_options(config)
         self.resume_checkpoint: dict[str, Any] | None = None
         if config.resume:
             config, self.resume_checkpoint = resume_config(config)
@@ -227,7 +287,8 @@ class Trainer:
     # -- set-up -------------------------------------------------------------------------------
 
     def setup(self) -> None:
-        """Resolve the options, read data and hyp, make the run folder and build the model."""
+        """Resolve the options, read data and hyp, build the model and fit the options to it. The run folder waits
+        until the run can start (:meth:`make_run_dir`)."""
         demo_data = None
         if not self.config.data:
             demo_data = broadcast_object(str(synthetic.generate_demo_dataset()) if self.is_main else None, self.context)
@@ -237,23 +298,47 @@ class Trainer:
         source = model_source(config)
         if demo_data is not None:
             self.log(f"demo: synthetic shapes set {config.data}, model {Path(source).name}, {config.img} px")
-        if self.batch_size < 1:
-            raise UserError(f"--batch {config.batch} is smaller than the {self.context.world_size} processes")
+        self.check_processes()
         self.data = load_dataset_config(config.data)
+        if config.single_cls:
+            self.data = dataclasses.replace(self.data, nc=1, names=single_class_names(self.data.names))
         self.hyp = self.load_hyp()
-        self.make_run_dir()
         seed_everything(self.process_seed)
         self.model, new_layers = self.build_model()
         self.stride = max_stride(self.model)
-        if config.img % self.stride:
-            new = math.ceil(config.img / self.stride) * self.stride
-            self.log(f"--img {config.img} is not a multiple of the max stride {self.stride}; using {new}",
-                     logging.WARNING)
-            self.config = dataclasses.replace(config, img=new)
+        self.fit_to_model()
         self.calibrate_behind(new_layers)
         # Again: the draws of the model's initialisation (an ablation variant's extra layer) must not shift
         # the random streams the data pipeline and training use after it.
         seed_everything(self.process_seed)
+
+    def check_processes(self) -> None:
+        """The options that depend on how many processes train: the batch split over them, and the options that
+        need one process (the automatic batch, --image-weights)."""
+        config, world = self.config, self.context.world_size
+        if config.batch == AUTO_BATCH and self.context.enabled:
+            raise UserError(f"--batch {AUTO_BATCH} (automatic) needs one process; give the total batch for DDP")
+        if config.batch != AUTO_BATCH and self.batch_size < 1:
+            raise UserError(f"--batch {config.batch} is smaller than the {world} processes")
+        if config.image_weights and (self.context.enabled or config.rect):
+            raise UserError("--image-weights draws the images of one process at random: not with DDP or --rect")
+
+    def fit_to_model(self) -> None:
+        """What depends on the built model: the image size rounded up to a multiple of its stride (as YOLOv5's
+        check_img_size), the automatic batch size (``--batch -1``), the frozen layers (``--freeze``)."""
+        config = self.config
+        if config.img % self.stride:
+            new = math.ceil(config.img / self.stride) * self.stride
+            self.log(f"--img {config.img} is not a multiple of the max stride {self.stride}; using {new}",
+                     logging.WARNING)
+            config = self.config = dataclasses.replace(config, img=new)
+        if config.batch == AUTO_BATCH:
+            self.world_batch = self.batch_size = auto_batch_size(self.model, config.img, self.device)
+            self.config = dataclasses.replace(config, batch=self.batch_size)
+        frozen = freeze_layers(self.model, config.freeze)
+        if frozen:
+            span = f"{frozen[0]}..{frozen[-1]}" if frozen == list(range(len(frozen))) else ", ".join(map(str, frozen))
+            self.log(f"--freeze: layers {span} frozen")
 
     def load_hyp(self) -> dict[str, Any]:
         if self.resume_checkpoint is not None and self.resume_checkpoint.get("hyp"):
@@ -265,7 +350,7 @@ class Trainer:
 
     def make_run_dir(self) -> None:
         config = self.config
-        save_dir = config.save_dir or increment_path(Path(config.project) / config.name, config.exist_ok)
+        save_dir = config.save_dir or increment_path(Path(config.project) / config.name, config.exist_ok).resolve()
         self.config = dataclasses.replace(config, save_dir=str(save_dir))
         self.save_dir, self.weights_dir = Path(save_dir), Path(save_dir) / "weights"
         if self.is_main:
@@ -307,19 +392,27 @@ class Trainer:
                      f"{min(self.config.bn_calibration, len(loader.dataset))} training images")
 
     def make_loader(self, split: str, augment: bool, mosaic: bool = True):
-        """(loader, dataset) of ``split``: the augmented train loader (drawing from :attr:`augment_rng`) or the
-        rectangular val loader."""
+        """(loader, dataset) of ``split``: the augmented train loader (drawing from :attr:`augment_rng`; with
+        --image-weights, from a :class:`WeightedImageSampler`) or the rectangular val loader; images cached as
+        --cache asks."""
         config, source, prefix = self.config, self.data.split(split), f"{split}: "
         assert config.img is not None  # filled in by with_defaults
         dataset: DetectionDataset
         if augment:
             hyp = self.hyp if mosaic else {**self.hyp, "mosaic": 0.0}
             dataset = TrainDataset(source, config.img, self.batch_size, rect=config.rect, stride=self.stride, hyp=hyp,
-                                   prefix=prefix, seed=self.augment_rng)
+                                   prefix=prefix, seed=self.augment_rng, single_cls=config.single_cls)
+            if config.cache:
+                dataset.cache_images(config.cache)
+            sampler = None
+            if config.image_weights:
+                sampler = WeightedImageSampler(image_weights(dataset.labels, self.data.nc), config.seed)
             return create_dataloader(dataset, self.batch_size, config.workers, shuffle=not config.rect,
-                                     seed=config.seed, rank=self.context.rank), dataset
+                                     seed=config.seed, rank=self.context.rank, sampler=sampler), dataset
         dataset = DetectionDataset(source, config.img, self.batch_size * 2, rect=True, stride=self.stride, pad=RECT_PAD,
-                                   prefix=prefix)
+                                   prefix=prefix, single_cls=config.single_cls)
+        if config.cache:
+            dataset.cache_images(config.cache)
         return create_dataloader(dataset, self.batch_size * 2, config.workers * 2, seed=config.seed), dataset
 
     def check_dataset(self, train_dataset: TrainDataset) -> None:
@@ -376,19 +469,26 @@ class Trainer:
     def run(self) -> dict[str, Any] | None:
         try:
             return self._run()
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(self.resume_hint()) from None
         finally:
             cleanup(self.context)
+
+    def resume_hint(self) -> str:
+        """What an interrupted run leaves: its last checkpoint and the command that resumes it."""
+        last = self.weights_dir / "last.pt"
+        if self.weights_dir != Path() and last.is_file():  # weights_dir is Path() until the run folder exists
+            return f"interrupted; resume from the last checkpoint: yolo-attn train --resume {shlex.quote(str(last))}"
+        return "interrupted before the first checkpoint was saved; nothing to resume"
 
     def _run(self) -> dict[str, Any] | None:
         self.setup()
         config = self.config
         assert config.epochs is not None  # filled in by with_defaults
         start_epoch = int(self.resume_checkpoint["epoch"]) + 1 if self.resume_checkpoint is not None else 0
-        if start_epoch >= config.epochs:
-            raise UserError(f"{config.resume}: training to {config.epochs} epochs is already finished; "
-                            "nothing to resume")
         train_loader, train_dataset = self.make_loader("train", True, mosaic=not self.mosaic_closed(start_epoch))
         val_loader = self.make_loader("val", augment=False)[0] if self.is_main else None
+        self.make_run_dir()  # only now: a run that cannot start leaves no folder behind
         self.check_dataset(train_dataset)
         self.prepare_training()
         if self.is_main:
@@ -401,6 +501,7 @@ class Trainer:
         metrics = self.fit(train_loader, val_loader, start_epoch)
         if not self.is_main:
             return None
+        self.strip_final_checkpoints()
         if not config.noplots:
             results.plot_results(self.save_dir / results.RESULTS_CSV)
         return self.summary(metrics)
@@ -418,6 +519,10 @@ class Trainer:
             if self.mosaic_closed(epoch) and not self.mosaic_closed(epoch - 1) and epoch > start_epoch:
                 self.log(f"closing mosaic for the last {config.close_mosaic} epochs")
                 train_loader, _ = self.make_loader("train", augment=True, mosaic=False)
+            if isinstance(train_loader.sampler, WeightedImageSampler):  # --image-weights: by the last val's mAPs
+                train_loader.sampler.weights = image_weights(train_loader.dataset.labels, self.data.nc,
+                                                             metrics.get("maps"))
+                train_loader.sampler.set_epoch(epoch)
             with reusing_freed_memory():  # same-shaped steps: no page faults for their tensors
                 mean_losses = self.train_one_epoch(epoch, train_loader, warmup_iters)
             lrs = [group["lr"] for group in self.state.optimizer.param_groups]
@@ -475,6 +580,8 @@ class Trainer:
             if iteration <= warmup_iters:
                 apply_warmup(state.optimizer, iteration, warmup_iters, self.lr_factor(epoch), self.hyp)
             images = images.to(self.device, non_blocking=True).float() / 255
+            if config.multi_scale:
+                images = self.multi_scale(images, iteration)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             loss_items = self.train_step(images, targets, iteration, warmup_iters)
@@ -485,6 +592,18 @@ class Trainer:
                 if epoch == 0 and i == 0 and not config.noplots and self.resume_checkpoint is None:
                     results.plot_batch(images, targets, self.save_dir / "train_batch0.jpg")
         return mean_losses.tolist() if mean_losses is not None else [0.0] * len(self.compute_loss.item_names)
+
+    def multi_scale(self, images: torch.Tensor, iteration: int) -> torch.Tensor:
+        """YOLOv5's --multi-scale: the batch resized (bilinear) so that its long side is a random multiple of the
+        stride in 0.5..1.5 x --img, drawn from (seed, rank, iteration) so that a resumed run repeats it."""
+        img, stride = self.config.img, self.stride
+        rng = np.random.default_rng((self.config.seed, max(self.context.rank, 0), iteration))
+        size = max(int(rng.integers(int(img * 0.5), int(img * 1.5) + stride)) // stride * stride, stride)
+        factor = size / max(images.shape[2:])
+        if factor == 1:
+            return images
+        shape = [math.ceil(side * factor / stride) * stride for side in images.shape[2:]]
+        return nn.functional.interpolate(images, size=shape, mode="bilinear", align_corners=False)
 
     def train_step(self, images: torch.Tensor, targets: torch.Tensor, iteration: int, warmup_iters: int):
         """Forward, backward and (every ``accumulate`` batches) an optimiser step with EMA update."""
@@ -527,6 +646,13 @@ class Trainer:
             save_checkpoint(self.weights_dir / "best.pt", checkpoint)
         if self.config.save_period > 0 and (state.epoch + 1) % self.config.save_period == 0:
             save_checkpoint(self.weights_dir / f"epoch{state.epoch}.pt", checkpoint)
+
+    def strip_final_checkpoints(self) -> None:
+        """Training done: best.pt and last.pt keep the EMA weights only, without the optimizer (YOLOv5's
+        strip_optimizer); the checkpoints saved during training keep everything resume needs."""
+        for path in (self.weights_dir / "best.pt", self.weights_dir / "last.pt"):
+            if path.is_file():
+                save_checkpoint(path, strip_optimizer(load_checkpoint(path)))
 
     def summary(self, metrics: dict[str, Any]) -> dict[str, Any]:
         wall = self.state.wall_s()

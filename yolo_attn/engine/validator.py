@@ -28,8 +28,16 @@ from tqdm import tqdm
 from yolo_attn.data.coco_json import detections_to_json, ground_truth_json
 from yolo_attn.data.config import DatasetConfig, SplitSource, load_dataset_config
 from yolo_attn.data.dataset import DetectionDataset, create_dataloader
+from yolo_attn.engine.options import BATCH_FLAGS, CONF_FLAGS, IMG_FLAGS, IOU_FLAGS, NON_NEGATIVE, POSITIVE, UNIT, option
 from yolo_attn.errors import UserError
-from yolo_attn.metrics import ClassMetrics, ConfusionMatrix, DetectionStats, coco_backend_classes, coco_evaluate
+from yolo_attn.metrics import (
+    COCO_BACKENDS,
+    ClassMetrics,
+    ConfusionMatrix,
+    DetectionStats,
+    coco_backend_classes,
+    coco_evaluate,
+)
 from yolo_attn.nn.heads import configure_end_to_end, has_objectness
 from yolo_attn.nn.model import DetectionModel, max_stride, model_device, try_channels_last
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
@@ -61,22 +69,23 @@ class EvalConfig:
     built from ``data``; a loader handed to :func:`evaluate` is used as it is. ``device=None`` keeps the model
     where it is."""
 
-    img_size: int = 640
-    batch_size: int = 16
-    workers: int = 8
-    split: str = "val"
+    img_size: int = option(640, "inference size (long side, pixels)", flags=IMG_FLAGS, bounds=POSITIVE)
+    batch_size: int = option(16, "batch size", flags=BATCH_FLAGS, bounds=POSITIVE)
+    workers: int = option(8, "dataloader workers (at most the CPU count)", bounds=NON_NEGATIVE)
+    split: str = option("val", "split to evaluate", choices=("train", "val", "test"))
     cache_dir: str | Path | None = None
-    conf_thres: float = 0.001
-    iou_thres: float = 0.6
-    max_det: int = 300
+    conf_thres: float = option(0.001, "confidence threshold", flags=CONF_FLAGS, bounds=UNIT)
+    iou_thres: float = option(0.6, "NMS IoU threshold", flags=IOU_FLAGS, bounds=UNIT)
+    max_det: int = option(300, "maximum detections per image", bounds=POSITIVE)
     nms_free: bool = False  # an end-to-end head's one-to-one detections without NMS (Ultralytics' nms=False)
     device: str | torch.device | None = None
-    half: bool = False
+    half: bool = option(False, "FP16 inference (CUDA only)")
     save_dir: str | Path | None = None
     plots: bool = False
     coco: bool = True
-    coco_backend: str = "auto"
-    save_json: bool = False
+    coco_backend: str = option("auto", "COCOeval implementation; auto = faster-coco-eval (same numbers) if importable, "
+                               "else pycocotools (the reference)", choices=("auto", *COCO_BACKENDS))
+    save_json: bool = option(False, "write COCO-format predictions.json to the run folder")
     progress: bool = False
     verbose: bool = False
 

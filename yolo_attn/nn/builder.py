@@ -34,6 +34,7 @@ from yolo_attn.nn.registry import lookup
 from yolo_attn.nn.resource_guard import ResourceGuard, ResourceLimitError, ResourceLimits, resolve_limits
 from yolo_attn.nn.rules import LayerContext, Resolved
 from yolo_attn.nn.summary import count_params
+from yolo_attn.nn.yaml_edit import hand_edit_warning
 from yolo_attn.nn.yaml_values import UnsafeValueError, parse_activation, resolve_value
 from yolo_attn.utils.builtin import builtin_config, is_builtin_model
 from yolo_attn.utils.yaml_io import read_yaml_mapping
@@ -79,6 +80,9 @@ def load_model_yaml(cfg: str | Path | dict[str, Any]) -> dict[str, Any]:
     path = Path(cfg)
     data = read_yaml_mapping(model_yaml_path(cfg), "model YAML with backbone/head", ModelConfigError)
     data.setdefault("yaml_file", path.name)
+    warning = hand_edit_warning(model_yaml_path(cfg).read_text(encoding="utf-8"), str(cfg))
+    if warning:
+        LOGGER.warning(warning)
     return data
 
 

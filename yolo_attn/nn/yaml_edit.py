@@ -15,17 +15,22 @@ Trailing comments that start with a layer's own index (``# 13``) follow the renu
 
 from __future__ import annotations
 
+import logging
 import re
+import shlex
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 from yolo_attn.errors import UserError
-from yolo_attn.nn.registry import lookup
+from yolo_attn.nn.registry import all_blocks, lookup
 
+LOGGER = logging.getLogger(__name__)
 SECTIONS = ("backbone", "head")
+INDEX_COMMENT = re.compile(r"\s*,?\s*#\s*(\d+)(?!\d)")  # a trailing comment that starts with a layer index
 
 
 class YamlEditError(UserError, ValueError):
@@ -128,6 +133,26 @@ def _check_block_name(block: str) -> None:
         raise YamlEditError(e.args[0]) from None
 
 
+def resolve_block_name(block: str) -> str:
+    """``block`` as registered: itself when registered, else the one registered name that matches it ignoring
+    case (``cbam`` -> ``CBAM``, with a note), else the registry's error with its closest names."""
+    try:
+        lookup(block)
+        return block
+    except KeyError as e:
+        unknown = YamlEditError(e.args[0])
+    matches = {spec.name: key for spec in all_blocks() for key in (spec.name, *spec.aliases)
+               if key.lower() == block.lower()}
+    if len(matches) != 1:
+        if matches:
+            raise YamlEditError(f"block {block!r} matches {' and '.join(sorted(matches.values()))} ignoring case; "
+                                "give its exact name")
+        raise unknown
+    (name,) = matches.values()
+    LOGGER.info(f"note: block {block!r} read as {name!r} (names are case-sensitive)")
+    return name
+
+
 def _apply(text: str, edits: list[tuple[int, int, str]]) -> str:
     for start, end, replacement in sorted(edits, reverse=True):
         text = text[:start] + replacement + text[end:]
@@ -146,11 +171,16 @@ def _renumbered(layer: LayerSpan, ref: Reference, after: int, rewire_all: bool) 
 
 def _index_comment_edit(text: str, layer: LayerSpan, new_index: int) -> list[tuple[int, int, str]]:
     """Renumber a trailing comment that starts with the layer's own index (``# 13``, ``# 17 (P3/8-small)``)."""
-    _, line_end = _line_bounds(text, layer.end)
-    comment = re.match(r"\s*,?\s*#\s*(\d+)(?!\d)", text[layer.end:line_end])
+    comment = _index_comment_match(text, layer)
     if not comment or int(comment.group(1)) != layer.index:
         return []
-    return [(layer.end + comment.start(1), layer.end + comment.end(1), str(new_index))]
+    return [(comment.start(1), comment.end(1), str(new_index))]
+
+
+def _index_comment_match(text: str, layer: LayerSpan) -> re.Match[str] | None:
+    """The trailing comment of a layer's line when it starts with a number (``# 13``, ``# 0-P1/2``)."""
+    _, line_end = _line_bounds(text, layer.end)
+    return INDEX_COMMENT.match(text, layer.end, line_end)
 
 
 def _line_bounds(text: str, position: int) -> tuple[int, int]:
@@ -240,6 +270,54 @@ def default_block_args(model_yaml: dict[str, Any], after: int, block: str) -> li
     return spec.rule.args_for_channels(example_args, out_shape[1], float(model.yaml.get("width_multiple", 1.0)))
 
 
+def pin_scale(text: str, name: str) -> str:
+    """``text`` of an Ultralytics YAML (one with ``scales:``) read under ``name``, with the scale that name picks
+    written in (``yolo11s.yaml`` -> ``scale: s``), so that the edited copy builds at that scale whatever it is
+    called; any other YAML, or one that names its scale already, as it is."""
+    from yolo_attn.nn.builder import resolve_scale
+
+    data = yaml.safe_load(text)
+    if isinstance(data, dict) and "scales" in data and "scale" not in data:
+        scale = resolve_scale({**data, "yaml_file": Path(name).name})["scale"]
+        text = f"scale: {scale}  # picked from the base name {Path(name).name}\n{text}"
+    return text
+
+
+def _index_comment(text: str, layer: LayerSpan) -> int | None:
+    """The number a layer's trailing comment starts with (``# 13``, ``# 0-P1/2``), if any."""
+    comment = _index_comment_match(text, layer)
+    return int(comment.group(1)) if comment else None
+
+
+def hand_edit_warning(text: str, where: str) -> str | None:
+    """What to tell about a model YAML whose ``# N`` layer-index comments stop matching the layers' real indices
+    (a layer added or removed by hand, without renumbering the ``from`` indices after it): the first line that
+    moved and, for an added layer, the ``yolo-attn insert`` command that renumbers. None when every index comment
+    matches, or there are none."""
+    try:
+        spans = layer_spans(text)
+    except YamlEditError:
+        return None  # the builder reports what is wrong with the layout
+    commented = [(layer, number) for layer in spans if (number := _index_comment(text, layer)) is not None]
+    moved = next(((layer, number) for layer, number in commented if number != layer.index), None)
+    if moved is None:
+        return None
+    layer, number = moved
+    line = text.count("\n", 0, layer.start) + 1
+    message = (f"{where} line {line}: '# {number}' is on layer {layer.index}: a layer was added or removed above it "
+               "by hand without renumbering, so the 'from' indices after it may read the wrong layers")
+    matched = [lay.index for lay, n in commented if n == lay.index and lay.index < layer.index]
+    added = next((lay for lay in spans[(matched[-1] + 1 if matched else 0):layer.index]
+                  if _index_comment(text, lay) is None), None)
+    if number > layer.index or added is None:
+        return message
+    added_line = text.count("\n", 0, added.start) + 1
+    block_args = text[added.args.start_mark.index:added.args.end_mark.index]
+    return (f"{message}. If it is {added.module.value} on line {added_line}, remove that line and run: yolo-attn "
+            f"insert {shlex.quote(where)} --after {added.index - 1} --block {added.module.value} "
+            f"--args {shlex.quote(block_args)}")
+
+
 def readers_of(text: str, index: int) -> list[int]:
     """Indices of the layers whose ``from`` reads layer ``index``."""
     return [
@@ -251,5 +329,5 @@ def readers_of(text: str, index: int) -> list[int]:
 
 __all__ = [
     "YamlEditError", "LayerSpan", "layer_spans", "format_args", "insert_block", "replace_block", "readers_of",
-    "default_block_args",
+    "default_block_args", "resolve_block_name", "pin_scale", "hand_edit_warning",
 ]

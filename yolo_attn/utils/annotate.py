@@ -20,9 +20,11 @@ def class_color(index: int) -> tuple[int, int, int]:
 
 
 def draw_detections(
-    image: np.ndarray, detections: torch.Tensor | np.ndarray, names: Sequence[str], line_width: int | None = None
+    image: np.ndarray, detections: torch.Tensor | np.ndarray, names: Sequence[str], line_width: int | None = None,
+    labels: bool = True, scores: bool = True,
 ) -> np.ndarray:
-    """Return a copy of ``image`` (BGR) with ``detections`` (n, 6: x1, y1, x2, y2, score, class) drawn."""
+    """Return a copy of ``image`` (BGR) with ``detections`` (n, 6: x1, y1, x2, y2, score, class) drawn, each box
+    labelled with its class name and score (``labels=False``: boxes only; ``scores=False``: names only)."""
     canvas = np.ascontiguousarray(image.copy())
     lw = line_width or max(round(sum(canvas.shape[:2]) / 2 * 0.003), 2)
     font_scale = lw / 3
@@ -33,7 +35,9 @@ def draw_detections(
         color = class_color(cls)
         p1, p2 = (int(x1), int(y1)), (int(x2), int(y2))
         cv2.rectangle(canvas, p1, p2, color, thickness=lw, lineType=cv2.LINE_AA)
-        label = f"{names[cls] if 0 <= cls < len(names) else cls} {score:.2f}"
+        if not labels:
+            continue
+        label = f"{names[cls] if 0 <= cls < len(names) else cls}" + (f" {score:.2f}" if scores else "")
         (tw, th), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, font_scale, thickness)
         left = max(min(p1[0], canvas.shape[1] - tw - 2), 0)  # keep the label inside the image
         top = p1[1] - th - baseline - 3 if p1[1] - th - baseline - 3 >= 0 else p1[1]
