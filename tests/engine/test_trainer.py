@@ -55,16 +55,16 @@ def test_train_writes_results_and_checkpoints(tiny_data, tmp_path):
     assert set(summary) >= {"map50", "map50_95", "precision", "recall", "epochs", "wall_s", "best", "last"}
     assert summary["epochs"] == 2
     save_dir = summary["save_dir"]
-    assert results_epochs(save_dir) == [0, 1]
+    assert results_epochs(save_dir) == [1, 2]  # epochs count from 1, as in the log
     for name in ("results.png", "labels.jpg", "train_batch0.jpg", "hyp.yaml", "opt.yaml"):
         assert os.path.isfile(os.path.join(save_dir, name)), name
     checkpoint = load_checkpoint(summary["last"])
     assert checkpoint["epoch"] == 1 and checkpoint["training"]["optimizer"] is not None and checkpoint["ema"] is not None
     assert checkpoint["training"]["augment_rng"]["bit_generator"] == "PCG64"
-    # --save-period 2: a copy after every second epoch, here only the one of index 1
+    # --save-period 2: a copy after every second epoch, here only after epoch 2 (the checkpoint's index 1)
     weights = os.path.join(save_dir, "weights")
-    assert sorted(f for f in os.listdir(weights) if f.startswith("epoch")) == ["epoch1.pt"]
-    assert load_checkpoint(os.path.join(weights, "epoch1.pt"))["epoch"] == 1
+    assert sorted(f for f in os.listdir(weights) if f.startswith("epoch")) == ["epoch2.pt"]
+    assert load_checkpoint(os.path.join(weights, "epoch2.pt"))["epoch"] == 1
     loaded = load_model(summary["best"])
     assert loaded.names == ["rectangle", "ellipse", "triangle"] and loaded.model.nc == 3
     assert not logging.getLogger("yolo_attn").handlers  # the library leaves logging to its caller
@@ -88,7 +88,7 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_data, tmp_path
     last = tmp_path / "cut" / "exp" / "weights" / "last.pt"
     assert load_checkpoint(last)["epoch"] == 1
     resumed = train(resume=str(last))
-    assert resumed["epochs"] == 3 and results_epochs(resumed["save_dir"]) == [0, 1, 2]
+    assert resumed["epochs"] == 3 and results_epochs(resumed["save_dir"]) == [1, 2, 3]
     full_state = load_checkpoint(full["last"])
     resumed_state = load_checkpoint(resumed["last"])
     for key in ("state_dict", "ema"):
@@ -113,7 +113,7 @@ def test_sigkill_then_resume_continues_results(tiny_data, tmp_path):
     out = subprocess.run([sys.executable, "-m", "yolo_attn", "train", "--resume", str(last), "--json"],
                          env=env, capture_output=True, text=True, check=True)
     summary = json.loads(out.stdout.strip().splitlines()[-1])
-    assert summary["epochs"] == 6 and results_epochs(tmp_path / "exp") == list(range(6))
+    assert summary["epochs"] == 6 and results_epochs(tmp_path / "exp") == list(range(1, 7))
 
 
 def test_fine_tune_transfers_matching_weights(tiny_data, tmp_path, caplog):
