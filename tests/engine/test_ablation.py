@@ -144,7 +144,7 @@ def test_ablate_two_seeds_writes_statistics_and_resumes(tiny_data, tmp_path, cap
     assert float(se["delta_ci_low"]) <= float(se["delta_map50_95"]) <= float(se["delta_ci_high"])
     assert 0.0 <= float(se["p_value"]) <= 1.0 and rows[2]["p_value"] == ""
     assert float(se_runs[1]["wall_s"]) > wall_before_stop  # the time before the stop is counted too
-    assert [int(r["epoch"]) for r in read_csv(last.parent.parent / "results.csv")] == [0, 1]  # continued
+    assert [int(r["epoch"]) for r in read_csv(last.parent.parent / "results.csv")] == [1, 2]  # continued
     table = (save_dir / "ablation.md").read_text()
     assert table.startswith("n = 2 seeds (0, 1) per variant") and "paired t-test" in table
     se_line = next(line for line in table.splitlines() if line.startswith("| SE-after9 |"))

@@ -60,20 +60,20 @@ def test_train_writes_results_and_checkpoints(tiny_data, tmp_path):
     assert set(summary) >= {"map50", "map50_95", "precision", "recall", "epochs", "wall_s", "best", "last"}
     assert summary["epochs"] == 2
     save_dir = summary["save_dir"]
-    assert results_epochs(save_dir) == [0, 1]
+    assert results_epochs(save_dir) == [1, 2]  # epochs count from 1, as in the log
     for name in ("results.png", "labels.jpg", "train_batch0.jpg", "hyp.yaml", "opt.yaml"):
         assert os.path.isfile(os.path.join(save_dir, name)), name
     # the finished run's last.pt and best.pt: EMA weights in float16, no optimizer (YOLOv5's strip_optimizer)
     checkpoint = load_checkpoint(summary["last"])
     assert checkpoint["epoch"] == 1 and checkpoint["ema"] is None and set(checkpoint["training"]) == {"wall_s"}
     assert checkpoint["state_dict"]["model.0.conv.weight"].dtype == torch.float16
-    # --save-period 2: a copy after every second epoch, here only the one of index 1, saved during training
+    # --save-period 2: a copy after every second epoch, here only after epoch 2 (index 1), saved during training
     weights = os.path.join(save_dir, "weights")
-    assert sorted(f for f in os.listdir(weights) if f.startswith("epoch")) == ["epoch1.pt"]
-    during = load_checkpoint(os.path.join(weights, "epoch1.pt"))
+    assert sorted(f for f in os.listdir(weights) if f.startswith("epoch")) == ["epoch2.pt"]
+    during = load_checkpoint(os.path.join(weights, "epoch2.pt"))
     assert during["epoch"] == 1 and during["training"]["optimizer"] is not None and during["ema"] is not None
     assert during["training"]["augment_rng"]["bit_generator"] == "PCG64"
-    assert os.path.getsize(summary["best"]) < os.path.getsize(os.path.join(weights, "epoch1.pt")) / 3
+    assert os.path.getsize(summary["best"]) < os.path.getsize(os.path.join(weights, "epoch2.pt")) / 3
     umask = os.umask(0)
     os.umask(umask)
     assert all(os.stat(os.path.join(weights, f)).st_mode & 0o777 == 0o666 & ~umask for f in os.listdir(weights))
@@ -102,10 +102,10 @@ def test_resume_after_interruption_matches_uninterrupted_run(tiny_data, tmp_path
     monkeypatch.setattr(Trainer, "train_one_epoch", original)
     assert load_checkpoint(last)["epoch"] == 1
     resumed = train(resume=str(last))
-    assert resumed["epochs"] == 3 and results_epochs(resumed["save_dir"]) == [0, 1, 2]
+    assert resumed["epochs"] == 3 and results_epochs(resumed["save_dir"]) == [1, 2, 3]
     # the last epoch's full checkpoints (last.pt is stripped once training completes)
-    full_state = load_checkpoint(os.path.join(full["save_dir"], "weights", "epoch2.pt"))
-    resumed_state = load_checkpoint(os.path.join(resumed["save_dir"], "weights", "epoch2.pt"))
+    full_state = load_checkpoint(os.path.join(full["save_dir"], "weights", "epoch3.pt"))
+    resumed_state = load_checkpoint(os.path.join(resumed["save_dir"], "weights", "epoch3.pt"))
     for key in ("state_dict", "ema"):
         for name, tensor in full_state[key].items():
             torch.testing.assert_close(resumed_state[key][name], tensor, msg=f"{key}.{name}")
@@ -128,7 +128,7 @@ def test_sigkill_then_resume_continues_results(tiny_data, tmp_path):
     out = subprocess.run([sys.executable, "-m", "yolo_attn", "train", "--resume", str(last), "--json"],
                          env=env, capture_output=True, text=True, check=True)
     summary = json.loads(out.stdout.strip().splitlines()[-1])
-    assert summary["epochs"] == 6 and results_epochs(tmp_path / "exp") == list(range(6))
+    assert summary["epochs"] == 6 and results_epochs(tmp_path / "exp") == list(range(1, 7))
 
 
 def test_fine_tune_transfers_matching_weights(tiny_data, tmp_path, caplog):

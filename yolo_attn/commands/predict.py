@@ -50,7 +50,7 @@ def save_outputs(args: argparse.Namespace, save_dir: Path, path: Path, image: np
                  names: list[str]) -> None:
     """The files one image's detections go to: the annotated image, its labels and its crops, as asked."""
     if not args.nosave:
-        drawn = draw_detections(image, det, names, labels=not args.hide_labels, scores=not args.hide_conf)
+        drawn = draw_detections(image, det, names, hide_labels=args.hide_labels, hide_conf=args.hide_conf)
         cv2.imwrite(str(save_dir / path.name), drawn)
     if args.save_txt:
         lines = yolo_label_lines(det, image.shape[:2], args.save_conf)

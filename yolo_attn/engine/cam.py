@@ -33,7 +33,7 @@ from torchvision.ops import batched_nms
 from yolo_attn.checkpoint import LoadedModel, load_model
 from yolo_attn.data.config import load_dataset_config
 from yolo_attn.data.dataset import IMAGE_SUFFIXES, list_yolo_images
-from yolo_attn.engine.cam_figure import render_figure
+from yolo_attn.engine.cam_figure import method_name, render_figure
 from yolo_attn.engine.predictor import END_TO_END_MIN_CANDIDATES, image_paths, preprocess
 from yolo_attn.errors import UserError
 from yolo_attn.nn.attention._gates import Gate
@@ -409,15 +409,17 @@ def explain_all(models: Sequence[tuple[str, LoadedModel]], image: np.ndarray,
 
 def draw_cam_figure(weights_list: Sequence[str | Path], images: Sequence[str | Path], out_path: str | Path,
                     settings: CamSettings = CamSettings(), labels: Sequence[str] | None = None, dpi: int = 100,
-                    ) -> Path:
-    """One figure, one row per (image, model): detections, CAMs and attention gates side by side."""
+                    title: str | None = None) -> Path:
+    """One figure, one row per (image, model): detections, CAMs and attention gates side by side. ``title``
+    defaults to the method and the number of images."""
     models = load_models(weights_list, settings.device, labels)
     rows = []
     for path in images:
         image = read_image(path)
         explanations = explain_all(models, image, settings)
-        rows += [(image, replace(e, label=f"{e.label} | {Path(path).name}")) for e in explanations]
-    return render_figure(rows, Path(out_path), title=f"{settings.method}: where the models look", dpi=dpi)
+        rows += [(image, replace(e, label=f"{e.label}\n{Path(path).name}")) for e in explanations]
+    title = title or f"{method_name(settings.method)} on {count_of(len(images), 'image')}"
+    return render_figure(rows, Path(out_path), title=title, dpi=dpi)
 
 
 def run_cam(config: CamConfig) -> dict:
@@ -431,7 +433,7 @@ def run_cam(config: CamConfig) -> dict:
     for path, image in images:
         explanations = explain_all(models, image, config.settings)
         figure = render_figure([(image, e) for e in explanations], save_dir / f"{path.stem}.png",
-                               title=f"{path.name}: {config.settings.method}", dpi=config.dpi)
+                               title=f"{path.name}: {method_name(config.settings.method)}", dpi=config.dpi)
         summary["figures"].append(str(figure))
         summary["images"][str(path)] = {e.label: describe(e) for e in explanations}
     return summary
@@ -462,11 +464,21 @@ def ablation_cam_figure(save_dir: Path, variants: Sequence[str], weights: Sequen
                         device: str = "", first_run: Path | None = None) -> Path:
     """``ablate --cam N``: every trained variant on the first ``N`` validation images in ``save_dir/cam.png``,
     linked from ``ablation.md``. Data and image size are those the first variant trained with (its run folder
-    ``first_run``, by default ``save_dir/<first variant>``)."""
+    ``first_run``, by default ``save_dir/<first variant>``), whose model and seed the title names."""
     opt = yaml.safe_load(((first_run or save_dir / variants[0]) / "opt.yaml").read_text())
-    figure = draw_cam_figure(weights, validation_images(opt["data"], n_images), save_dir / "cam.png",
-                             CamSettings(img_size=int(opt["img"]), device=device), labels=variants)
+    settings = CamSettings(img_size=int(opt["img"]), device=device)
+    on_images = f"on {count_of(n_images, 'validation image')}"
+    model = Path(str(opt.get("cfg") or opt.get("weights") or variants[0])).name
+    seed = f", seed {opt['seed']}" if "seed" in opt else ""
+    figure = draw_cam_figure(weights, validation_images(opt["data"], n_images), save_dir / "cam.png", settings,
+                             labels=variants, title=f"{method_name(settings.method)} of {model} and its variants"
+                             f"{seed}, {on_images}")
     with open(save_dir / "ablation.md", "a", encoding="utf-8") as f:
         f.write(f"\n## Where the variants look\n\n"
-                f"![Grad-CAM of every variant on {n_images} validation images]({figure.name})\n")
+                f"![{method_name(settings.method)} of every variant{seed}, {on_images}]({figure.name})\n")
     return figure
+
+
+def count_of(n: int, noun: str) -> str:
+    """``1 image``, ``2 images``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"

@@ -1,15 +1,21 @@
-"""Training records: ``results.csv`` (one row per epoch), ``results.png``, label statistics and batch mosaics."""
+"""Training records: ``results.csv`` (one row per epoch, epochs counted from 1 as in the log and the progress bars),
+``results.png``, the progress columns, label statistics and batch mosaics."""
 
 from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
+from yolo_attn.utils.annotate import draw_detections
 from yolo_attn.utils.boxes import xywh2xyxy
 
 RESULTS_CSV = "results.csv"
@@ -18,17 +24,22 @@ METRIC_COLUMNS = {
     "precision": "metrics/precision", "recall": "metrics/recall",
     "map50": "metrics/mAP_0.5", "map50_95": "metrics/mAP_0.5:0.95",
 }
+MOSAIC_MAX_IMAGES = 16
+MOSAIC_MAX_SIDE = 1920  # px, the longer side of a batch mosaic (YOLOv5's)
+WHITE = (255, 255, 255)
 
 
 def epoch_row(epoch: int, losses: list[float], metrics: dict, lrs: list[float],
               loss_names: tuple[str, ...]) -> dict[str, float]:
-    """One epoch of results.csv: train losses, validation metrics and losses, learning rates."""
+    """One epoch of results.csv (``epoch`` counts from 1): train losses, validation metrics and losses, learning
+    rates."""
     val_losses = metrics.get("loss")
     val_losses = [float(v) for v in val_losses] if val_losses is not None else [0.0] * len(loss_names)
     row: dict[str, float] = {"epoch": epoch}
     row.update({f"train/{name}_loss": value for name, value in zip(loss_names, losses, strict=True)})
     row.update({column: float(metrics.get(key, 0.0)) for key, column in METRIC_COLUMNS.items()})
-    row.update({f"val/{name}_loss": value for name, value in zip(loss_names, val_losses, strict=True)})
+    # the validation loss (the head's eval loss) may name fewer items than the training loss chosen by --loss
+    row.update({f"val/{name}_loss": value for name, value in zip(loss_names, val_losses, strict=False)})
     row.update({f"x/lr{i}": lr for i, lr in enumerate(lrs)})
     return row
 
@@ -57,10 +68,11 @@ def read_results(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def truncate_results(path: Path, first_epoch: int) -> None:
-    """Drop rows of epochs >= ``first_epoch`` (left by a run killed after logging but before saving)."""
+def truncate_results(path: Path, completed_epochs: int) -> None:
+    """Keep the rows of the first ``completed_epochs`` epochs (epochs count from 1); drop later ones, left by a run
+    killed after logging but before saving."""
     rows = read_results(path)
-    kept = [r for r in rows if int(r["epoch"]) < first_epoch]
+    kept = [r for r in rows if int(r["epoch"]) <= completed_epochs]
     if len(kept) == len(rows):
         return
     with path.open("w", newline="") as f:
@@ -70,30 +82,47 @@ def truncate_results(path: Path, first_epoch: int) -> None:
             writer.writerows(kept)
 
 
-def plot_results(csv_path: Path) -> Path | None:
-    """One small panel per column of ``results.csv`` against epoch; saved beside it as results.png."""
-    rows = read_results(csv_path)
-    if not rows:
-        return None
-    import matplotlib
+def progress_header(loss_names: Sequence[str]) -> str:
+    """The titles of the training progress columns (YOLOv5's): Epoch, GPU_mem, one per loss, Instances, Size."""
+    titles = ("Epoch", "GPU_mem", *(f"{name}_loss" for name in loss_names), "Instances", "Size")
+    return ("%11s" * len(titles)) % titles
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
+def progress_columns(epoch: int, epochs: int, memory_gb: float, losses: Sequence[float], instances: int,
+                     size: int) -> str:
+    """One line under :func:`progress_header`: ``epoch/epochs`` (from 1), memory, mean losses, boxes, image size."""
+    return ("%11s" * 2 + "%11.4g" * (len(losses) + 2)) % (f"{epoch}/{epochs}", f"{memory_gb:.3g}G", *losses,
+                                                          instances, size)
+
+
+def results_figure(rows: Sequence[dict[str, str]]) -> Figure:
+    """One panel per column of ``results.csv`` rows against the epoch (whole numbers, from 1), five to a row."""
     columns = [k for k in rows[0] if k != "epoch"]
     epochs = [int(r["epoch"]) for r in rows]
     ncols = 5
     nrows = math.ceil(len(columns) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3 * ncols, 2.5 * nrows), squeeze=False)
-    for ax, column in zip(axes.ravel(), columns, strict=False):  # the grid's spare axes are switched off below
+    fig = Figure(figsize=(3.2 * ncols, 2.7 * nrows), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for ax, column in zip(axes[:len(columns)], columns, strict=True):
         ax.plot(epochs, [float(r[column]) for r in rows], marker=".")
-        ax.set_title(column, fontsize=9)
-    for ax in axes.ravel()[len(columns):]:
+        ax.set_title(column, fontsize=10)
+        ax.set_xlabel("epoch", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.ticklabel_format(axis="y", style="plain", useOffset=False)  # no "1e-5" or "+3.7e-2" over the title
+        ax.tick_params(labelsize=8)
+    for ax in axes[len(columns):]:
         ax.axis("off")
-    fig.tight_layout()
+    return fig
+
+
+def plot_results(csv_path: Path) -> Path | None:
+    """:func:`results_figure` of ``results.csv``, saved beside it as results.png (None when it has no rows)."""
+    rows = read_results(csv_path)
+    if not rows:
+        return None
     out = csv_path.with_name("results.png")
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    results_figure(rows).savefig(out, dpi=100)
     return out
 
 
@@ -120,25 +149,38 @@ def plot_labels(labels: list[np.ndarray], names: list[str], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_batch(images: torch.Tensor, targets: torch.Tensor, path: Path, max_images: int = 16) -> None:
-    """A grid of a batch's images (uint8 or 0-1 float, RGB CHW) with their (img, cls, cx, cy, w, h) boxes."""
-    images = images[:max_images].detach().cpu().float()
-    if images.max() <= 1:
-        images = images * 255
+def label_boxes(targets: torch.Tensor, n_images: int, height: int, width: int) -> list[np.ndarray]:
+    """A loader's ``(image, class, cx, cy, w, h)`` targets (normalised) as :func:`plot_batch` boxes: per image, rows
+    ``(x1, y1, x2, y2, 1, class)`` in pixels."""
+    targets = targets.detach().cpu().float().reshape(-1, 6)
+    boxes = torch.as_tensor(xywh2xyxy(targets[:, 2:6])) * torch.tensor([width, height, width, height])
+    rows = torch.cat((boxes, torch.ones(len(targets), 1), targets[:, 1:2]), 1)
+    return [rows[targets[:, 0] == i].numpy() for i in range(n_images)]
+
+
+def plot_batch(images: torch.Tensor, boxes: Sequence[np.ndarray], names: Sequence[str], path: Path,
+               scores: bool = False) -> np.ndarray:
+    """A mosaic of a batch's first 16 images (uint8 or 0-1 float, RGB CHW), each with its boxes (rows ``(x1, y1, x2,
+    y2, score, class)`` in its pixels) labelled by class name (and score with ``scores``). Tiles shrink until the
+    longer side is at most 1920 px (YOLOv5's limit); labels are drawn after, at a size legible on a tile. Written
+    to ``path``; returns the mosaic (RGB, HWC)."""
+    unit_range = images.is_floating_point()  # 0-1 floats (training batches) or uint8 (validation batches)
+    images = images[:MOSAIC_MAX_IMAGES].detach().cpu().float() * (255 if unit_range else 1)
     n, _, h, w = images.shape
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    canvas = np.full((rows * h, cols * w, 3), 255, dtype=np.uint8)
-    targets = targets.detach().cpu()
+    scale = min(1.0, MOSAIC_MAX_SIDE / max(rows * h, cols * w))
+    tile_h, tile_w = round(h * scale), round(w * scale)
+    canvas = np.full((rows * tile_h, cols * tile_w, 3), 255, dtype=np.uint8)
     for i in range(n):
-        tile = np.ascontiguousarray(images[i].permute(1, 2, 0).numpy()[..., ::-1].astype(np.uint8))
-        mine = targets[targets[:, 0] == i]
-        boxes = xywh2xyxy(mine[:, 2:6]) * torch.tensor([w, h, w, h])
-        for cls, box in zip(mine[:, 1].int().tolist(), boxes.round().int().tolist(), strict=True):
-            colour = tuple(int(c) for c in np.array(((cls * 67) % 255, (cls * 151) % 255, (cls * 37 + 100) % 255)))
-            cv2.rectangle(tile, tuple(box[:2]), tuple(box[2:]), colour, 2)
-            cv2.putText(tile, str(cls), (box[0], max(box[1] - 2, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4, colour, 1)
+        tile: np.ndarray = np.ascontiguousarray(images[i].permute(1, 2, 0).numpy()[..., ::-1].astype(np.uint8))
+        if scale < 1:
+            tile = cv2.resize(tile, (tile_w, tile_h), interpolation=cv2.INTER_AREA)
+        detections = np.array(boxes[i], dtype=np.float32).reshape(-1, 6)
+        detections[:, :4] *= scale
         r, c = divmod(i, cols)
-        canvas[r * h : (r + 1) * h, c * w : (c + 1) * w] = tile
-        cv2.rectangle(canvas, (c * w, r * h), ((c + 1) * w - 1, (r + 1) * h - 1), (255, 255, 255), 2)
+        canvas[r * tile_h:(r + 1) * tile_h, c * tile_w:(c + 1) * tile_w] = draw_detections(
+            tile, detections, names, hide_conf=not scores)
+        cv2.rectangle(canvas, (c * tile_w, r * tile_h), ((c + 1) * tile_w - 1, (r + 1) * tile_h - 1), WHITE, 2)
     cv2.imwrite(str(path), canvas)
+    return canvas[..., ::-1]

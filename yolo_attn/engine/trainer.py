@@ -70,8 +70,9 @@ from yolo_attn.engine.options import (
     check_options,
     option,
 )
+from yolo_attn.engine.tensorboard_logger import FINAL_FIGURES, TensorBoardLogger
 from yolo_attn.engine.training_state import TrainingState, seed_everything
-from yolo_attn.engine.validator import RECT_PAD, EvalConfig, evaluate
+from yolo_attn.engine.validator import RECT_PAD, TABLE_HEADER, EvalConfig, evaluate, format_results, table_row
 from yolo_attn.errors import UserError
 from yolo_attn.losses import Loss, build_loss, loss_names
 from yolo_attn.losses.yolov5 import scale_loss_gains
@@ -79,6 +80,7 @@ from yolo_attn.nn.builder import build_model
 from yolo_attn.nn.heads import head_contract
 from yolo_attn.nn.heads.contract import AnchorBasedHead, DetectionHead
 from yolo_attn.nn.model import DetectionModel, max_stride, try_channels_last
+from yolo_attn.nn.summary import layer_table, summarize
 from yolo_attn.utils.builtin import builtin_config
 from yolo_attn.utils.device import DEFAULT_DEVICE, DEVICE_HELP
 from yolo_attn.utils.paths import increment_path
@@ -87,7 +89,7 @@ from yolo_attn.utils.yaml_io import read_yaml_mapping
 
 LOGGER = logging.getLogger(__name__)
 
-
+PLOTTED_BATCHES = 3  # train_batch{0,1,2}.jpg: the first batches of a fresh run (YOLOv5's)
 DEMO_MODEL = "yolov5n.yaml"  # the demo's model when neither --cfg nor --weights is given
 KIND_DEFAULT = "kind_default"  # the metadata key of a field's KindDefault
 
@@ -149,8 +151,8 @@ class TrainConfig:
     name: str = "exp"
     exist_ok: bool = False
     seed: int = option(0, "seed of the initialisation, the data order and the augmentation", bounds=NON_NEGATIVE)
-    save_period: int = option(-1, "also save weights/epoch<E>.pt every N epochs (E counts from 0, as in results.csv; "
-                              "< 1: off)", metavar="N")
+    save_period: int = option(-1, "also save weights/epoch<E>.pt every N epochs (E counts from 1, as in results.csv "
+                              "and the log; < 1: off)", metavar="N")
     freeze: tuple[int, ...] = option((0,), "freeze layers as YOLOv5 does: N freezes layers 0..N-1 (10: the YOLOv5 "
                                      "backbone), several numbers freeze those layers (0: none)", metavar="N",
                                      bounds=NON_NEGATIVE)
@@ -271,6 +273,7 @@ class Trainer:
         self.nominal_batch = NOMINAL_BATCH_SIZE
         self.lr_factor = lr_lambda(1, 1.0)
         self.channels_last = False
+        self.tensorboard = TensorBoardLogger(None)  # writes on rank 0 from the start of the epochs
 
     @property
     def ema_model(self) -> DetectionModel:
@@ -307,6 +310,7 @@ class Trainer:
         self.model, new_layers = self.build_model()
         self.stride = max_stride(self.model)
         self.fit_to_model()
+        self.log_model_summary()
         self.calibrate_behind(new_layers)
         # Again: the draws of the model's initialisation (an ablation variant's extra layer) must not shift
         # the random streams the data pipeline and training use after it.
@@ -379,6 +383,14 @@ class Trainer:
             model = build_model(model_source(config), nc=nc)  # no weights: the cfg
         model.names = list(self.data.names)
         return model.to(self.device), new_layers
+
+    def log_model_summary(self) -> None:
+        """The layer table and totals, as ``yolo-attn info`` prints them (GFLOPs at the training size)."""
+        if self.is_main:
+            totals = summarize(self.model, self.config.img)
+            self.log(f"{layer_table(self.model)}\n{Path(self.config.cfg or self.config.weights).stem} summary: "
+                     f"{totals.layers} layers, {totals.params:,} parameters, {totals.gflops:.2f} GFLOPs at "
+                     f"{self.config.img} px")
 
     def calibrate_behind(self, new_layers: set[int]) -> None:
         """Re-estimate the BatchNorm statistics behind the layers --weights did not cover (bn_calibration.py)."""
@@ -457,7 +469,7 @@ class Trainer:
         if self.resume_checkpoint is not None:
             checkpoint = self.resume_checkpoint
             self.state.load_state_dict(checkpoint["training"], checkpoint["ema"], restore_rng=self.is_main)
-            self.log(f"resuming {config.resume} after epoch {self.state.epoch}")
+            self.log(f"resuming {config.resume} after epoch {self.state.epoch + 1}")
         self.state.scheduler.last_epoch = self.state.epoch
         loss_hyp = scale_loss_gains(hyp, cast(DetectionHead, head).nl, self.data.nc, config.img)
         self.compute_loss = build_loss(head, loss_hyp, config.loss)
@@ -472,6 +484,7 @@ class Trainer:
         except KeyboardInterrupt:
             raise TrainingInterrupted(self.resume_hint()) from None
         finally:
+            self.tensorboard.close()
             cleanup(self.context)
 
     def resume_hint(self) -> str:
@@ -493,17 +506,21 @@ class Trainer:
         self.prepare_training()
         if self.is_main:
             results.truncate_results(self.save_dir / results.RESULTS_CSV, start_epoch)
+            self.tensorboard = TensorBoardLogger(self.save_dir)
         self.log(
             f"training {Path(model_source(config)).name} on {config.data}: {len(train_dataset)} images, "
             f"{config.img} px, batch {self.world_batch}, {self.context.world_size} process(es) on {self.device}, "
-            f"epochs {start_epoch}..{config.epochs - 1}, results in {self.save_dir}"
+            f"epochs {start_epoch + 1}..{config.epochs}, results in {self.save_dir}"
         )
         metrics = self.fit(train_loader, val_loader, start_epoch)
         if not self.is_main:
             return None
         self.strip_final_checkpoints()
+        if metrics:
+            self.log(f"last validation, epoch {self.state.epoch + 1}:\n{format_results(metrics, per_class=True)}")
         if not config.noplots:
             results.plot_results(self.save_dir / results.RESULTS_CSV)
+            self.tensorboard.image_files([self.save_dir / name for name in FINAL_FIGURES], self.state.epoch + 1)
         return self.summary(metrics)
 
     def fit(self, train_loader, val_loader, start_epoch: int) -> dict[str, Any]:
@@ -533,7 +550,7 @@ class Trainer:
             if broadcast_object(stop, self.context):
                 if epoch + 1 < config.epochs:
                     self.log(f"early stopping: no improvement in {config.patience} epochs "
-                             f"(best epoch {self.state.stopper.best_epoch})")
+                             f"(best epoch {self.state.stopper.best_epoch + 1})")
                 break
         return metrics
 
@@ -546,13 +563,13 @@ class Trainer:
         state.ema.update_attributes(self.model)
         if not self.config.noval or final_epoch:
             metrics = self.validate(val_loader, final_epoch)
-            self.log(f"  val: P {metrics['precision']:.4f}  R {metrics['recall']:.4f}  mAP50 {metrics['map50']:.4f}  "
-                     f"mAP50-95 {metrics['map50_95']:.4f}")
+            self.log(f"{TABLE_HEADER}\n{table_row('all', metrics)}")
         fit = fitness(float(metrics.get("map50", 0.0)), float(metrics.get("map50_95", 0.0)))
         stop = state.stopper(epoch, fit)
         state.best_fitness, state.epoch = max(state.best_fitness, fit), epoch
-        row = results.epoch_row(epoch, mean_losses, metrics, lrs, self.compute_loss.item_names)
+        row = results.epoch_row(epoch + 1, mean_losses, metrics, lrs, self.compute_loss.item_names)
         results.append_results_row(self.save_dir / results.RESULTS_CSV, row)
+        self.tensorboard.scalars(row, epoch + 1)
         if not self.config.nosave or final_epoch:
             self.save(is_best=fit == state.best_fitness)
         return metrics, stop or final_epoch
@@ -572,8 +589,9 @@ class Trainer:
         if loader.generator is not None:
             loader.generator.manual_seed((config.seed + epoch) * self.context.world_size + max(self.context.rank, 0))
         mean_losses = None
-        progress = tqdm(loader, total=batches, desc=f"epoch {epoch + 1}/{config.epochs}", leave=True,
-                        mininterval=1.0, disable=not self.is_main)
+        self.log(results.progress_header(self.compute_loss.item_names))
+        progress = tqdm(loader, desc=f"{epoch + 1}/{config.epochs}".rjust(11), total=batches, leave=True,
+                        mininterval=1.0, disable=not self.is_main, bar_format="{l_bar}{bar:10}{r_bar}")
         state.optimizer.zero_grad()
         for i, (images, targets, _paths, _shapes) in enumerate(progress):
             iteration = i + batches * epoch
@@ -587,10 +605,12 @@ class Trainer:
             loss_items = self.train_step(images, targets, iteration, warmup_iters)
             mean_losses = loss_items if mean_losses is None else (mean_losses * i + loss_items) / (i + 1)
             if self.is_main:
-                shown = " ".join(f"{v:.4f}" for v in mean_losses.tolist())
-                progress.set_postfix_str(f"loss {shown} n {targets.shape[0]} {images.shape[-1]}px")
-                if epoch == 0 and i == 0 and not config.noplots and self.resume_checkpoint is None:
-                    results.plot_batch(images, targets, self.save_dir / "train_batch0.jpg")
+                memory = torch.cuda.memory_reserved(self.device) / 1e9 if self.device.type == "cuda" else 0.0
+                progress.set_description(results.progress_columns(epoch + 1, config.epochs, memory,
+                                                                  mean_losses.tolist(), targets.shape[0],
+                                                                  images.shape[-1]), refresh=False)
+                if epoch == 0 and i < PLOTTED_BATCHES and not config.noplots and self.resume_checkpoint is None:
+                    self.plot_train_batch(i, images, targets)
         return mean_losses.tolist() if mean_losses is not None else [0.0] * len(self.compute_loss.item_names)
 
     def multi_scale(self, images: torch.Tensor, iteration: int) -> torch.Tensor:
@@ -604,6 +624,12 @@ class Trainer:
             return images
         shape = [math.ceil(side * factor / stride) * stride for side in images.shape[2:]]
         return nn.functional.interpolate(images, size=shape, mode="bilinear", align_corners=False)
+
+    def plot_train_batch(self, index: int, images: torch.Tensor, targets: torch.Tensor) -> None:
+        """``train_batch{index}.jpg``, also in TensorBoard."""
+        boxes = results.label_boxes(targets, len(images), *images.shape[2:])
+        mosaic = results.plot_batch(images, boxes, self.data.names, self.save_dir / f"train_batch{index}.jpg")
+        self.tensorboard.image(f"train_batch{index}", mosaic, 1)
 
     def train_step(self, images: torch.Tensor, targets: torch.Tensor, iteration: int, warmup_iters: int):
         """Forward, backward and (every ``accumulate`` batches) an optimiser step with EMA update."""
@@ -629,7 +655,7 @@ class Trainer:
         """The EMA weights on the val split, through a fused copy (Conv+BN folded: ~10% faster)."""
         model = copy.deepcopy(self.ema_model).fuse()
         config = EvalConfig(conf_thres=0.001, iou_thres=0.6, device=self.device, half=self.amp, save_dir=self.save_dir,
-                            plots=final_epoch and not self.config.noplots, coco=False)
+                            plots=final_epoch and not self.config.noplots, coco=False, progress=True)
         return evaluate(model, config=config, dataloader=val_loader, names=list(self.data.names),
                         compute_loss=self.val_loss)
 
@@ -645,7 +671,7 @@ class Trainer:
         if is_best:
             save_checkpoint(self.weights_dir / "best.pt", checkpoint)
         if self.config.save_period > 0 and (state.epoch + 1) % self.config.save_period == 0:
-            save_checkpoint(self.weights_dir / f"epoch{state.epoch}.pt", checkpoint)
+            save_checkpoint(self.weights_dir / f"epoch{state.epoch + 1}.pt", checkpoint)
 
     def strip_final_checkpoints(self) -> None:
         """Training done: best.pt and last.pt keep the EMA weights only, without the optimizer (YOLOv5's

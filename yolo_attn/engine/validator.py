@@ -53,6 +53,9 @@ COCO_JSON_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR100")
 COCO_TABLE_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100")
 ROW_FORMAT = "%22s" + "%11s" * 6
 VALUE_FORMAT = "%22s" + "%11i" * 2 + "%11.3g" * 4
+TABLE_HEADER = ROW_FORMAT % ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
+PLOTTED_BATCHES = 3  # with plots: val_batch{0,1,2}_labels.jpg and _pred.jpg (YOLOv5's)
+PLOT_CONF = 0.25  # detections drawn in val_batch*_pred.jpg (YOLOv5's)
 TIMING_KEYS = ("data", "load", "pre", "inference", "nms", "metrics", "coco", "plots")
 # On CPU our detection models take batches this many images at a time (same outputs): a 640-px yolov5n chunk's
 # tensors stay under glibc's 32 MiB mmap threshold, so their memory is reused instead of faulted in anew
@@ -200,20 +203,34 @@ def _forward(model: nn.Module, images: torch.Tensor, config: EvalConfig, device:
     return decoded, _cat_raw(raw) if keep_raw else None
 
 
+def plot_val_batch(index: int, images: torch.Tensor, targets: torch.Tensor, detections: list[torch.Tensor],
+                   names: list[str], save_dir: Path) -> None:
+    """``val_batch{index}_labels.jpg`` and ``val_batch{index}_pred.jpg``: a batch's labels and its detections
+    (score at least :data:`PLOT_CONF`) on the letterboxed images."""
+    from yolo_attn.engine.results import label_boxes, plot_batch
+
+    height, width = images.shape[2:]
+    labels = label_boxes(targets, len(images), height, width)
+    predictions = [det[det[:, 4] >= PLOT_CONF].float().cpu().numpy() for det in detections]
+    plot_batch(images, labels, names, save_dir / f"val_batch{index}_labels.jpg")
+    plot_batch(images, predictions, names, save_dir / f"val_batch{index}_pred.jpg", scores=True)
+
+
 @torch.no_grad()
 def run_inference(model: nn.Module, loader, config: EvalConfig, device: torch.device, output: InferenceOutput,
                   compute_loss: LossFunction | None = None, chunk: int | None = None,
                   channels_last: bool = False) -> None:
     """Forward every batch (``chunk`` images at a time, NHWC with ``channels_last``), NMS, and record
-    statistics (and loss)."""
+    statistics (and loss); with ``plots`` and a ``save_dir``, draw the first batches (:func:`plot_val_batch`)."""
     dataset: DetectionDataset = loader.dataset
     image_id_of = dict(zip(dataset.im_files, dataset.image_ids, strict=True))
     keep_predictions = config.coco or config.save_json
     objectness = has_objectness(model)
     end_to_end = configure_end_to_end(model, config.max_det, nms_free=config.nms_free)  # final output: no NMS
     timings, tick = output.timings, time.perf_counter()
-    for images, targets, paths, shapes in tqdm(loader, desc=config.split, unit="batch", disable=not config.progress,
-                                               leave=False):
+    plot_dir = Path(config.save_dir) if config.plots and config.save_dir is not None else None
+    batches = tqdm(loader, desc=TABLE_HEADER, unit="batch", disable=not config.progress, leave=False)
+    for index, (images, targets, paths, shapes) in enumerate(batches):
         timings["load"] += time.perf_counter() - tick
         targets = targets.to(device)
         decoded, raw = _forward(model, images, config, device, chunk or len(images), channels_last,
@@ -227,6 +244,8 @@ def run_inference(model: nn.Module, loader, config: EvalConfig, device: torch.de
             non_max_suppression(part, config.conf_thres, config.iou_thres, multi_label=True, max_det=config.max_det,
                                 objectness=objectness))]
         t1 = time.perf_counter()
+        if plot_dir is not None and index < PLOTTED_BATCHES:  # before _record_batch rescales boxes in place
+            plot_val_batch(index, images, targets, detections, list(dataset.split.names), plot_dir)
         _record_batch(output, detections, targets, images, paths, shapes, image_id_of,
                       dataset.split.class_to_category_id, keep_predictions)
         timings["nms"] += t1 - t0
@@ -367,16 +386,17 @@ def evaluate(model: nn.Module, data: DataSource | None = None, config: EvalConfi
     return result
 
 
-def _table_row(name: str, row: dict[str, Any]) -> str:
+def table_row(name: str, row: dict[str, Any]) -> str:
+    """One line of the results table under :data:`TABLE_HEADER`."""
     keys = ("images", "instances", "precision", "recall", "map50", "map50_95")
     return VALUE_FORMAT % (name[:22], *(row[k] for k in keys))
 
 
 def format_results(result: dict[str, Any], per_class: bool = True) -> str:
     """The results table (all classes, then each class with labels), the COCO line and the speed line."""
-    lines = [ROW_FORMAT % ("Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95"), _table_row("all", result)]
+    lines = [TABLE_HEADER, table_row("all", result)]
     if per_class:
-        lines += [_table_row(row["name"], row) for row in result["per_class"]]
+        lines += [table_row(row["name"], row) for row in result["per_class"]]
     if result.get("coco_stats"):
         lines.append("COCO bbox: " + "  ".join(f"{k} {result['coco_stats'][k]:.4f}" for k in COCO_TABLE_KEYS))
     speed = result["speed_ms"]
