@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 
-from yolo_attn.commands.common import add_json_argument, print_json
+from yolo_attn.commands.common import add_json_argument, bounded, print_json
 from yolo_attn.engine.block_check import check_block, resolve_block
+from yolo_attn.engine.options import NON_NEGATIVE
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -14,7 +15,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    "or a registered block name")
     p.add_argument("--args", default=None, help="the block's YAML args after yolov5n's layer 9 and yolo11n's layer 10, "
                    'e.g. "[256]" (parsed, never evaluated); default: its example args fitted to the layer')
-    p.add_argument("--repeats", type=int, default=10, help="timed forward passes for the latency (0: no timing)")
+    p.add_argument("--repeats", type=bounded(int, NON_NEGATIVE), default=10,
+                   help="timed forward passes for the latency (0: no timing)")
     add_json_argument(p, "the report card")
 
 
