@@ -16,9 +16,9 @@ from yolo_attn.data.dataset import (
     DetectionDataset,
     create_dataloader,
     label_path_for,
-    parse_label_lines,
     rect_batch_shapes,
 )
+from yolo_attn.data.labels import parse_label_lines
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
 
 
@@ -41,7 +41,7 @@ def tiny_yolo(tmp_path):
         cv2.imwrite(str(images / f"{name}.jpg"), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
     (images / "broken.jpg").write_bytes(b"not a jpeg at all")
     (labels / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n1 0.25 0.25 0.1 0.2\n")
-    (labels / "b.txt").write_text("1 0.5 0.5 0.2 0.2\nfoo bar\n7 0.5 0.5 0.1 0.1\n0 1.5 0.5 0.1 0.1\n")
+    (labels / "b.txt").write_text("1 0.5 0.5 0.2 0.2\nfoo bar\n1 0.5 0.5 0.1 nan\n0 1.5 0.5 0.1 0.1\n")
     (labels / "broken.txt").write_text("0 0.5 0.5 0.1 0.1\n")
     cfg = load_dataset_config({"path": str(tmp_path / "ds"), "val": "images/val", "names": ["x", "y"]})
     return cfg.splits["val"]
@@ -59,11 +59,14 @@ def test_parse_label_lines_drops_bad_lines_boxes_polygons_and_dedups():
         ["0 0.5 0.5 0.2 0.2", "0 0.5 0.5 0.2 0.2", "1 0.1 0.1 0.3 0.1 0.3 0.5 0.1 0.5", "2 0.5 0.5 0.1 0.1", "1 0.5"]
         + ["0.5 0.5 0.5 0.1 0.1"]
     )
-    labels, problems = parse_label_lines(text, nc=2)
+    labels, dropped, repaired, problems = parse_label_lines(text, nc=2)
     np.testing.assert_allclose(labels, [[0, 0.5, 0.5, 0.2, 0.2], [1, 0.2, 0.3, 0.2, 0.4]], atol=1e-6)
     assert labels.dtype == np.float32
+    assert dropped == {"duplicate": 1, "class id >= nc": 1, "wrong number of values": 1,
+                       "class id not an integer >= 0": 1}
+    assert repaired == {"polygon as box": 1}
     assert len(problems) == 4 and any("duplicate" in p for p in problems)
-    assert any("line 4" in p and "class 2" in p for p in problems)
+    assert any("line 4" in p and "class id >= nc (2)" in p for p in problems)
 
 
 def test_scan_skips_corrupt_files_with_one_warning_each_and_counts_them(tiny_yolo, tmp_path, caplog):
@@ -77,7 +80,8 @@ def test_scan_skips_corrupt_files_with_one_warning_each_and_counts_them(tiny_yol
     assert len(warnings) == 2
     assert any("broken.jpg" in w and "skipped" in w for w in warnings)
     assert any("b.txt" in w and "line 2" in w and "line 3" in w and "line 4" in w for w in warnings)
-    assert "2 with labels, 1 label files missing, 0 empty, 1 corrupt or missing images skipped" in caplog.text
+    assert "2 with labels, 1 label files missing, 0 empty, 1 skipped (not an image 1); labels dropped 3 " \
+           "(non-finite value 1, not numbers 1, outside the image 1)" in caplog.text
     assert ds.shapes.tolist() == [[64, 48], [40, 64], [30, 30]]
 
 
@@ -93,7 +97,8 @@ def test_label_cache_is_reused_until_a_file_changes(tiny_yolo, tmp_path, monkeyp
 
     monkeypatch.setattr(dataset_module, "_scan", no_rescan)
     again = DetectionDataset(tiny_yolo, img_size=64, cache_dir=cache)
-    assert again.im_files == first.im_files and all(np.array_equal(a, b) for a, b in zip(again.labels, first.labels))
+    assert again.im_files == first.im_files
+    assert all(np.array_equal(a, b) for a, b in zip(again.labels, first.labels, strict=True))
     assert again.summary.messages == first.summary.messages
     monkeypatch.undo()
 
@@ -118,7 +123,7 @@ def test_yolo_and_coco_layouts_give_the_same_dataset(coco128, tmp_path):
     coco = DetectionDataset(coco128["coco"], rect=True, pad=0.5, cache_dir=tmp_path)
     assert len(yolo) == len(coco) == 128 and yolo.im_files == coco.im_files
     assert sum(map(len, yolo.labels)) == sum(map(len, coco.labels)) == 929
-    for a, b in zip(yolo.labels, coco.labels):
+    for a, b in zip(yolo.labels, coco.labels, strict=True):
         np.testing.assert_allclose(a, b, atol=1e-5)
     assert np.array_equal(yolo.shapes, coco.shapes) and np.array_equal(yolo.batch_shapes, coco.batch_shapes)
     assert yolo.image_ids == coco.image_ids and yolo.image_ids[0] == int(os.path.basename(yolo.im_files[0])[:-4])

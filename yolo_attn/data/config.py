@@ -125,7 +125,8 @@ def load_dataset_config(path_or_dict: str | Path | dict[str, Any]) -> DatasetCon
         data, yaml_path, base = dict(path_or_dict), None, Path.cwd()
     else:
         yaml_path = Path(path_or_dict).resolve()
-        data, base = read_yaml_mapping(yaml_path, "dataset YAML with train/val/names", DatasetConfigError), yaml_path.parent
+        data = read_yaml_mapping(yaml_path, "dataset YAML with train/val/names", DatasetConfigError)
+        base = yaml_path.parent
     where = str(yaml_path or "dataset config")
     root = (base / str(data["path"])).resolve() if data.get("path") else base
     download_hint = str(data.get("download") or "").strip()
