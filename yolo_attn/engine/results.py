@@ -21,8 +21,9 @@ METRIC_COLUMNS = {
 
 
 def epoch_row(epoch: int, losses: list[float], metrics: dict, lrs: list[float],
-              loss_names: tuple[str, ...]) -> dict[str, float]:
-    """One epoch of results.csv: train losses, validation metrics and losses, learning rates."""
+              loss_names: tuple[str, ...], skipped_steps: int = 0) -> dict[str, float]:
+    """One epoch of results.csv: train losses, validation metrics and losses, learning rates, and the optimizer
+    steps skipped for a non-finite loss or gradient."""
     val_losses = metrics.get("loss")
     val_losses = [float(v) for v in val_losses] if val_losses is not None else [0.0] * len(loss_names)
     row: dict[str, float] = {"epoch": epoch}
@@ -30,6 +31,7 @@ def epoch_row(epoch: int, losses: list[float], metrics: dict, lrs: list[float],
     row.update({column: float(metrics.get(key, 0.0)) for key, column in METRIC_COLUMNS.items()})
     row.update({f"val/{name}_loss": value for name, value in zip(loss_names, val_losses)})
     row.update({f"x/lr{i}": lr for i, lr in enumerate(lrs)})
+    row["train/skipped_steps"] = skipped_steps
     return row
 
 
