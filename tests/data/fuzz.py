@@ -140,16 +140,9 @@ def listed_images(fs: FuzzSet, split: str) -> int:
 
 # -- image corruptions (both layouts) ---------------------------------------------------------------------------------
 
-def _replace_image(fs: FuzzSet, split: str, write: Callable[[Path, np.ndarray], None], suffix: str = ".jpg") -> None:
-    """Rewrite a picked image through ``write(path, rgb array)``, renaming it (and its json entry) to ``suffix``."""
-    image = fs.pick_image(split)
-    rgb = cv2.imread(str(image))[..., ::-1].copy()
-    target = image.with_suffix(suffix)
-    image.unlink()
-    write(target, rgb)
+def _renamed(fs: FuzzSet, split: str, image: Path, target: Path) -> None:
+    """Follow an image's new name in its label file's name (YOLO) or its json entry (COCO)."""
     fs.used.add(target)
-    if target.name == image.name:
-        return
     if fs.layout == "yolo":
         fs.label_file(image).rename(fs.label_file(target))
     else:
@@ -158,18 +151,32 @@ def _replace_image(fs: FuzzSet, split: str, write: Callable[[Path, np.ndarray], 
         fs.write_json(split, data)
 
 
-def truncated_jpeg(fs: FuzzSet, split: str) -> Expect:
+def _replace_image(fs: FuzzSet, split: str, write: Callable[[Path, np.ndarray], None], suffix: str = ".jpg") -> None:
+    """Rewrite a picked image through ``write(path, rgb array)``, renaming it (and its json entry) to ``suffix``."""
     image = fs.pick_image(split)
-    data = image.read_bytes()
-    image.write_bytes(data[: int(len(data) * fs.rng.uniform(0.7, 0.9))])
+    rgb = cv2.imread(str(image))[..., ::-1].copy()
+    target = image.with_suffix(suffix)
+    image.unlink()
+    write(target, rgb)
+    if target.name != image.name:
+        _renamed(fs, split, image, target)
+
+
+def _truncate(fs: FuzzSet, path: Path, low: float, high: float) -> None:
+    """Cut ``path`` to a random fraction in ``low..high`` of its length (an interrupted download or copy)."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fs.rng.uniform(low, high))])
+
+
+def truncated_jpeg(fs: FuzzSet, split: str) -> Expect:
+    _truncate(fs, fs.pick_image(split), 0.7, 0.9)  # the headers stay whole: only the end marker is missing
     return Expect("skipped", "truncated")
 
 
 def truncated_png(fs: FuzzSet, split: str) -> Expect:
     def write(path: Path, rgb: np.ndarray) -> None:
         cv2.imwrite(str(path), rgb)
-        data = path.read_bytes()
-        path.write_bytes(data[: int(len(data) * fs.rng.uniform(0.3, 0.9))])
+        _truncate(fs, path, 0.3, 0.9)
 
     _replace_image(fs, split, write, ".png")
     return Expect("skipped", "broken")
@@ -237,13 +244,7 @@ def non_ascii_name(fs: FuzzSet, split: str) -> Expect:
     image = fs.pick_image(split)
     target = image.with_name(f"straße_日本_{image.stem}.jpg")
     image.rename(target)
-    fs.used.add(target)
-    if fs.layout == "yolo":
-        fs.label_file(image).rename(fs.label_file(target))
-    else:
-        data = fs.read_json(split)
-        fs.image_entry(split, data, image)["file_name"] = target.name
-        fs.write_json(split, data)
+    _renamed(fs, split, image, target)
     return Expect("same")
 
 
@@ -466,9 +467,7 @@ def json_without_categories(fs: FuzzSet, split: str) -> Expect:
 
 
 def truncated_json(fs: FuzzSet, split: str) -> Expect:
-    path = fs.json_path(split)
-    text = path.read_bytes()
-    path.write_bytes(text[: int(len(text) * fs.rng.uniform(0.2, 0.95))])
+    _truncate(fs, fs.json_path(split), 0.2, 0.95)
     return Expect("error", "cannot read COCO json")
 
 

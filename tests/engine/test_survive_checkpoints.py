@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.engine.survive import TINY, finite_checkpoint, results_column, same_weights, tiny_dataset, write_micro_model
+from tests.engine.survive import finite_checkpoint, results_column, same_weights
 from yolo_attn.checkpoint import CheckpointWriteError, load_checkpoint, make_checkpoint, save_checkpoint
 from yolo_attn.cli import main
 from yolo_attn.engine.trainer import Trainer, train
@@ -29,12 +29,6 @@ DAMAGE = {  # name: (make the damaged bytes from a good file's, what the error s
 @pytest.fixture(autouse=True)
 def label_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("YOLO_ATTN_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def micro(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("micro")
-    return {"cfg": write_micro_model(folder), "data": tiny_dataset(folder / "data"), **TINY}
 
 
 def damage(path, kind: str, seed: int = 0) -> None:

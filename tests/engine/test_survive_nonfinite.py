@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.engine.survive import CBAM_LAYER, TINY, finite_checkpoint, results_column, tiny_dataset, write_micro_model
+from tests.engine.survive import CBAM_LAYER, finite_checkpoint, results_column
 from yolo_attn.engine.nonfinite import NonFiniteGuard, NonFiniteTrainingError, first_nonfinite_layer
 from yolo_attn.engine.trainer import Trainer, train
 from yolo_attn.nn.attention.cbam import CBAM
@@ -15,12 +15,6 @@ from yolo_attn.nn.builder import build_model
 @pytest.fixture(autouse=True)
 def label_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("YOLO_ATTN_CACHE", str(tmp_path / "cache"))
-
-
-@pytest.fixture(scope="module")
-def micro(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("micro")
-    return {"cfg": write_micro_model(folder), "data": tiny_dataset(folder / "data"), **TINY}
 
 
 def cbam_goes_wrong(monkeypatch, epoch: int, after_steps: int, output: bool = True, steps: int | None = None) -> None:

@@ -161,7 +161,7 @@ def save_checkpoint(path: str | Path, checkpoint: dict, keep_previous: bool = Fa
     removes the temporary file, leaves ``path`` as it was and raises :class:`CheckpointWriteError`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a save that was killed
+    for stale in path.parent.glob(f".*{path.suffix}.*.tmp"):  # left in the folder by saves that were killed
         stale.unlink(missing_ok=True)
     tmp = None
     try:

@@ -267,11 +267,11 @@ def _read_cache(path: Path, key: str) -> ScannedSplit | None:
         return None
 
 
-def _scan_items(split: SplitSource, yolo_images: list[str] | None) -> tuple[list[tuple[str, Any]], Any, ScanSummary,
-                                                                               dict[str, int]]:
+def _scan_items(split: SplitSource,
+                yolo_images: list[str] | None) -> tuple[list[Any], Any, ScanSummary, dict[str, int]]:
     """(items to scan, the scanner, the summary of what the json left out, COCO image ids by path)."""
     summary = ScanSummary()
-    if split.layout != "coco":
+    if split.layout != "coco" or split.annotations is None:
         return [(image, split.nc) for image in yolo_images or []], _scan_yolo_image, summary, {}
     coco = read_coco_labels(split.annotations, split.class_to_category_id)
     summary.skipped.update(coco.skipped)

@@ -95,13 +95,17 @@ class Row(NamedTuple):
 
 def check_rows(rows: list[Row], nc: int) -> CheckedLabels:
     """Check each row with :func:`check_box`, then drop duplicates."""
-    kept, dropped, repaired, problems = [], Counter(), Counter(), []
+    kept: list[list[float]] = []
+    dropped: Counter[str] = Counter()
+    repaired: Counter[str] = Counter()
+    problems: list[str] = []
     for row in rows:
         checked = check_box(row.cls, row.xywh, nc)
         if checked.row is None:
-            dropped[checked.note] += 1
-            shown = f" ({row.cls:g})" if checked.note == CLASS_OUT_OF_RANGE else ""
-            problems.append(f"{row.where}: {checked.note}{shown}")
+            reason = str(checked.note)
+            dropped[reason] += 1
+            shown = f" ({row.cls:g})" if reason == CLASS_OUT_OF_RANGE else ""
+            problems.append(f"{row.where}: {reason}{shown}")
             continue
         repaired.update(note for note in (row.repaired, checked.note) if note)
         kept.append(checked.row)
@@ -111,7 +115,10 @@ def check_rows(rows: list[Row], nc: int) -> CheckedLabels:
 def parse_label_lines(text: str, nc: int) -> CheckedLabels:
     """YOLO label text checked row by row. A line is ``cls xc yc w h`` (normalised), or ``cls x1 y1 x2 y2 x3 y3
     ...`` (a segmentation polygon, boxed by its extent); a leading byte-order mark is removed."""
-    rows, dropped, repaired, problems = [], Counter(), Counter(), []
+    rows: list[Row] = []
+    dropped: Counter[str] = Counter()
+    repaired: Counter[str] = Counter()
+    problems: list[str] = []
     if text.startswith(BOM):
         text = text[len(BOM):]
         repaired[BYTE_ORDER_MARK] += 1

@@ -16,11 +16,13 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from yolo_attn.errors import UserError
+from yolo_attn.nn.model import DetectionModel
 from yolo_attn.utils.torch_utils import tensors_in, unwrap_model
 
 CUBLAS_WORKSPACE = ":4096:8"  # what deterministic cuBLAS needs (CUDA >= 10.2; PyTorch's "Reproducibility" notes)
@@ -121,11 +123,15 @@ def layer_determinism(model: nn.Module, images: torch.Tensor) -> list[LayerDeter
     deterministic flag, one at a time (forward and backward on its own input, routed as the model routes it), on a
     copy in ``model``'s mode (training mode: the kernels training uses). A layer that refuses still runs, without
     the flag, so that the layers after it are checked too."""
-    probe = copy.deepcopy(unwrap_model(model))
-    report, outputs, x = [], [], images
-    for layer in probe.model:
+    probe = copy.deepcopy(cast(DetectionModel, unwrap_model(model)))
+    report: list[LayerDeterminism] = []
+    outputs: list[object] = []
+    x: object = images
+    layers: Any = probe.model  # an nn.Sequential whose layers carry i, f and type
+    for layer in layers:
         if layer.f != -1:
-            x = outputs[layer.f] if isinstance(layer.f, int) else [x if j == -1 else outputs[j] for j in layer.f]
+            routed = layer.f
+            x = outputs[routed] if isinstance(routed, int) else [x if j == -1 else outputs[j] for j in routed]
         output, op = _run_layer(layer, _detached(x))
         report.append(LayerDeterminism(layer.i, layer.type, op))
         x = _detached(output)

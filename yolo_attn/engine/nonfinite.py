@@ -15,13 +15,14 @@ import copy
 import logging
 from collections.abc import Iterable
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
 from yolo_attn.errors import UserError
-from yolo_attn.nn.model import layer_label
+from yolo_attn.nn.model import DetectionModel, layer_label
 from yolo_attn.utils.torch_utils import tensors_in, unwrap_model
 
 LOGGER = logging.getLogger(__name__)
@@ -35,11 +36,15 @@ def _finite(value: object) -> bool:
     return all(bool(torch.isfinite(t).all()) for t in tensors_in(value) if t.is_floating_point())
 
 
+def _bare(model: nn.Module) -> DetectionModel:
+    return cast(DetectionModel, unwrap_model(model))
+
+
 def owning_layer(model: nn.Module, name: str) -> str:
     """``layer 7 (CBAM)`` for a parameter or buffer name such as ``model.7.cv1.conv.weight``."""
     parts = name.split(".")
     if len(parts) > 1 and parts[0] == "model" and parts[1].isdigit():
-        return layer_label(unwrap_model(model).model[int(parts[1])])
+        return layer_label(_bare(model).model[int(parts[1])])
     return "outside the layers"
 
 
@@ -56,7 +61,7 @@ def first_nonfinite_layer(model: nn.Module, images: torch.Tensor, amp: bool = Fa
     """The first layer, in execution order, whose output has a NaN or infinity when ``model`` runs on ``images``
     (a copy of it, in its training mode and under the same autocast, so that its BatchNorm statistics stay as they
     are); None when every output is finite."""
-    probe = copy.deepcopy(unwrap_model(model))
+    probe = copy.deepcopy(_bare(model))
     found: list[str] = []
 
     def record(layer: nn.Module, _inputs: object, output: object) -> None:
