@@ -206,13 +206,14 @@ def evaluable_ground_truth(path: Path | str) -> dict[str, Any] | Path:
     images = [im for im in data["images"] if _usable_image(im)]
     image_ids = {im["id"] for im in images}
     category_ids = {c["id"] for c in data["categories"] if isinstance(c, dict) and isinstance(c.get("id"), int)}
-    given = data.get("annotations") if isinstance(data.get("annotations"), list) else []
+    annotations_given = data.get("annotations")
+    given: list[Any] = annotations_given if isinstance(annotations_given, list) else []
     kept = [a for a in given if _evaluable_annotation(a, image_ids, category_ids)]
     complete = all("id" in a and "area" in a for a in kept)
     if len(images) == len(data["images"]) and len(kept) == len(given) and complete:
         return path
     next_id = 1 + max((a["id"] for a in kept if isinstance(a.get("id"), int)), default=0)
-    annotations = []
+    annotations: list[dict[str, Any]] = []
     for index, a in enumerate(kept):
         annotations.append({"id": next_id + index, "area": a["bbox"][2] * a["bbox"][3], **a})
     return {**data, "images": images, "annotations": annotations}
