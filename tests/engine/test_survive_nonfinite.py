@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import nn
 
 from tests.engine.survive import CBAM_LAYER, finite_checkpoint, results_column
 from yolo_attn.engine.nonfinite import NonFiniteGuard, NonFiniteTrainingError, first_nonfinite_layer
@@ -102,3 +103,20 @@ def _one_conv_model() -> dict:
     return {"depth_multiple": 1.0, "width_multiple": 1.0, "anchors": [[10, 13, 16, 30, 33, 23]],
             "backbone": [[-1, 1, "Conv", [8, 3, 2]], [-1, 1, "Conv", [8, 3, 2]], [-1, 1, "Conv", [8, 3, 2]]],
             "head": [[[2], 1, "Detect", ["nc", "anchors"]]]}
+
+
+def test_an_amp_overflow_is_skipped_and_the_scale_still_backs_off():
+    """The trainer's skip path under AMP: unscale_, the clipped norm is infinite, no step, update() halves the
+    scale as after a step the scaler skips itself (GradScaler on the CPU stands in for CUDA's)."""
+    layer = nn.Linear(2, 1)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
+    guard = NonFiniteGuard(layer, patience=3)
+    weight = layer.weight.detach().clone()
+    scaler.scale(layer(torch.full((1, 2), 1e38)).sum()).backward()  # overflows once scaled
+    scaler.unscale_(optimizer)
+    norm = torch.nn.utils.clip_grad_norm_(layer.parameters(), max_norm=10.0)
+    assert not guard.gradients_are_finite(norm)
+    scaler.update()
+    guard.skip(optimizer, "gradient", torch.zeros(1, 2), epoch=0, iteration=0)
+    assert scaler.get_scale() == 2.0**15 and torch.equal(layer.weight, weight) and guard.epoch_skips == 1
