@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from yolo_attn.data.coco_json import detections_to_json, ground_truth_json
+from yolo_attn.data.coco_json import detections_to_json, evaluable_ground_truth, ground_truth_json
 from yolo_attn.data.config import DatasetConfig, SplitSource, load_dataset_config
 from yolo_attn.data.dataset import DetectionDataset, create_dataloader
 from yolo_attn.engine.options import BATCH_FLAGS, CONF_FLAGS, IMG_FLAGS, IOU_FLAGS, NON_NEGATIVE, POSITIVE, UNIT, option
@@ -259,7 +259,7 @@ def coco_metrics(dataset: DetectionDataset, predictions: list[dict[str, Any]], s
     split = dataset.split
     if split.layout == "coco":
         assert split.annotations is not None  # the COCO layout's json
-        ground_truth: dict[str, Any] | Path = split.annotations
+        ground_truth: dict[str, Any] | Path = evaluable_ground_truth(split.annotations)
     else:
         ground_truth = ground_truth_json(dataset.image_ids, dataset.im_files, dataset.shapes, dataset.labels,
                                          split.class_to_category_id, list(split.names))
