@@ -112,19 +112,21 @@ CONTROL = Variant("control-after9", "after 9", "", MATCHED, ("after", 9), note="
 VARIANTS = [Variant("base", "-", "", BASE), BLOCK, CONTROL]
 
 
-def runs(name: str, maps: list[float], folder: Path) -> list[PairRun]:
-    return [PairRun(name, seed, folder / name / f"seed{seed}",
-                    {"precision": 0.5, "recall": 0.5, "map50": m + 0.2, "map50_95": m, "APs": m / 2, "APm": m,
-                     "APl": m * 1.5, "AR100": 0.6}, {"cat": (m, 40), "dog": (m - 0.01 * seed, 12)}, 10.0)
+def runs(name: str, maps: list[float], folder: Path, failed: tuple[str, int] | None = None) -> list[PairRun]:
+    return [PairRun(name, seed, folder / name / f"seed{seed}", None, error="killed") if (name, seed) == failed
+            else PairRun(name, seed, folder / name / f"seed{seed}",
+                         {"precision": 0.5, "recall": 0.5, "map50": m + 0.2, "map50_95": m, "APs": m / 2, "APm": m,
+                          "APl": m * 1.5, "AR100": 0.6}, {"cat": (m, 40), "dog": (m - 0.01 * seed, 12)}, 10.0)
             for seed, m in enumerate(maps)]
 
 
-def result_of(maps: dict[str, list[float]], images: int, folder: Path, image_sd: float = 0.002) -> AblationResult:
+def result_of(maps: dict[str, list[float]], images: int, folder: Path, image_sd: float = 0.002,
+              failed: tuple[str, int] | None = None) -> AblationResult:
     """An ablation of ``maps`` (variant -> mAP50-95 per seed) whose runs score, on each bootstrap resample, their mAP
     plus noise shared by every run (so paired differences keep only the seeds' spread and a little image noise)."""
     cost = {"base": 1_000_000, "CBAM-after9": 1_008_000, "control-after9": 1_008_100}
     summaries = [summarize(v, VariantCost(cost[v.name], 1.0, Latency(10.0 + i, 12.0 + i, 20)),
-                           runs(v.name, maps[v.name], folder)) for i, v in enumerate(VARIANTS)]
+                           runs(v.name, maps[v.name], folder, failed)) for i, v in enumerate(VARIANTS)]
     shared = np.random.default_rng(0).normal(0, 0.01, 1000)
     own = {}
 
@@ -169,6 +171,19 @@ def test_a_small_run_marks_nothing_significant_and_says_so(tmp_path):
     assert all("improves" not in c.verdict for c in result.comparisons)
     text = markdown_report(result)
     assert text.index("Too small to tell: 2 seed(s) and 20 validation images") < text.index("| variant |")
+
+
+def test_a_failed_pair_leaves_its_seed_out_of_every_delta(tmp_path):
+    maps = {"base": [0.30, 0.31, 0.29], "CBAM-after9": [0.35, 0.90, 0.34], "control-after9": [0.30, 0.31, 0.295]}
+    result = result_of(maps, 200, tmp_path, failed=("CBAM-after9", 1))
+    block_vs_base, block_vs_control, control_vs_base = result.comparisons
+    assert block_vs_base.seeds == (0, 2) and block_vs_base.estimate.mean == pytest.approx(0.05)
+    assert block_vs_control.seeds == (0, 2) and control_vs_base.seeds == (0, 1, 2)
+    assert block_vs_base.finding == "too small to tell"  # two common seeds left: no verdict
+    assert control_vs_base.finding == "no detectable effect"
+    assert result.summaries[1].metrics["map50_95"] == pytest.approx((0.345, 0.00707), abs=1e-5)
+    text = markdown_report(result)
+    assert "| 2/3 (seed 1 FAILED) |" in text
 
 
 def test_no_improvement_without_an_interval_excluding_zero(tmp_path):

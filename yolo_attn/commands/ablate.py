@@ -38,7 +38,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     add_config_arguments(training, TrainConfig, exclude=PER_RUN_OPTIONS)
     p.add_argument("--seeds", default="1", metavar="N|S,S,...",
                    help="train every variant once per seed: 3 means 0,1,2; 0,5,7 lists them (default 1: seed 0). "
-                   "Two or more give mean ± std and a paired confidence interval for Δ")
+                   "Two or more give mean ± std and an interval over seeds; a verdict needs three or more")
     p.add_argument("--controls", action="store_true",
                    help="also train a matched control (a plain residual conv block with the parameters of the largest "
                    "attention block, at its position) and the next model scale, and compare every block with both")

@@ -26,17 +26,19 @@ def plot_deltas(result: AblationResult, path: Path) -> None:
     """One row per comparison: Δ mAP50-95 with its 95 % interval over seeds and images (dark) and its simultaneous
     interval over all comparisons (light); the base's comparisons in one colour, the matched control's in another."""
     plt = pyplot()
-    rows = [c for c in result.comparisons if c.estimate is not None]
+    rows = [(c, tested) for c in result.comparisons if (tested := c.tested()) is not None]
     kinds = {s.name: s.variant.kind for s in result.summaries}
     fig, ax = plt.subplots(figsize=(7, 1.2 + 0.45 * max(1, len(rows))), layout="constrained")
-    for y, c in enumerate(reversed(rows)):
-        e, (low, high) = c.estimate, c.simultaneous
+    for y, (c, (e, _, (low, high))) in enumerate(reversed(rows)):
         colour = "C0" if kinds[c.reference] == BASE else "C1"
         ax.plot([low, high], [y, y], color=colour, alpha=0.3, linewidth=7, solid_capstyle="butt")
         ax.errorbar(e.mean, y, xerr=[[e.mean - e.low], [e.high - e.mean]], fmt=MARKERS.get(kinds[c.variant], "o"),
                     color=colour, capsize=4)
     ax.axvline(0, color="black", linewidth=1)
-    ax.set_yticks(range(len(rows)), [f"{c.variant} − {c.reference}" for c in reversed(rows)], fontsize=8)
+    references = [plt.Line2D([], [], color=colour, marker="o", label=label)
+                  for colour, label in (("C0", "against the base"), ("C1", "against the matched control"))]
+    ax.legend(handles=references, fontsize=7, loc="best")
+    ax.set_yticks(range(len(rows)), [f"{c.variant} − {c.reference}" for c, _ in reversed(rows)], fontsize=8)
     ax.set_xlabel("Δ mAP50-95")
     title = (f"Δ mAP50-95, {len(result.seeds)} seeds × {result.images} validation images\nbar: 95 % interval "
              f"(seeds and images); shade: simultaneous interval over the {result.family} comparisons")

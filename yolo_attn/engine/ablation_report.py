@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from yolo_attn.engine.ablation_figures import plot_accuracy_vs_cost, plot_deltas
-from yolo_attn.engine.ablation_stats import MAX_SEEDS, PairedDelta
+from yolo_attn.engine.ablation_stats import MAX_SEEDS, PairedDelta, format_p
 from yolo_attn.engine.ablation_summary import (
     CLASSES_SHOWN,
     METRICS,
@@ -132,21 +132,22 @@ def deltas_section(result: AblationResult) -> Section:
               "finding")
     rows = []
     for c in result.comparisons:
-        e = c.estimate
-        if e is None:
-            rows.append([c.variant, c.reference, "0", *["-"] * 9, "no common seed"])
+        tested = c.tested()
+        if tested is None:
+            rows.append([c.variant, c.reference, "0", *["-"] * 9, c.finding])
             continue
+        e, holm_p, simultaneous = tested
         seeds = interval_cell(e.seeds.low, e.seeds.high) if e.seeds else "-"
         needed = "-" if c.detectable is None else (f"> {MAX_SEEDS}" if c.seeds_needed is None else str(c.seeds_needed))
         rows.append([c.variant, c.reference, str(e.n), f"{e.mean:+.4f}", seeds, interval_cell(*e.images),
-                     interval_cell(e.low, e.high), f"{e.p_value:.3g}", f"{c.holm_p:.3g}",
-                     interval_cell(*c.simultaneous), "-" if c.detectable is None else f"{c.detectable:.4f}", needed,
-                     c.finding])
+                     interval_cell(e.low, e.high), format_p(e.p_value), format_p(holm_p), interval_cell(*simultaneous),
+                     "-" if c.detectable is None else f"{c.detectable:.4f}", needed, c.finding])
     notes = [
         "Δ = variant − reference, paired: the same seeds (data order, augmentation) and the same validation images. "
         "seeds CI: t interval over seeds, the training noise (none from one seed). images CI: percentile interval "
         "of the seed-mean Δ over bootstrap resamples of the validation images, the validation set as a sample. "
-        "both CI, p: the two sources together (variances added, the seeds' n − 1 degrees of freedom). Holm p: over the "
+        "both CI, p: the two sources together (variances added, Welch-Satterthwaite degrees of freedom; it can be "
+        "narrower than the seeds' own interval, whose few degrees of freedom make it wide). Holm p: over the "
         f"{result.family} comparisons; simultaneous CI: the both-sources interval at 1 − 0.05/{result.family}. "
         "A finding says improves or worse only where the simultaneous interval excludes 0.",
         "Power, from the seed-to-seed spread of Δ: detectable Δ is the smallest effect this many seeds detect with "
@@ -274,12 +275,13 @@ def cost_fields(summary: VariantSummary) -> dict[str, Any]:
 
 
 def comparison_fields(c: Comparison) -> dict[str, Any]:
-    e = c.estimate
-    if e is None:
+    tested = c.tested()
+    if tested is None:
         return {"n": 0}
+    e, holm_p, simultaneous = tested
     fields = {"n": e.n, "delta_map50_95": e.mean, "image_ci_low": e.images[0], "image_ci_high": e.images[1],
-              "ci_low": e.low, "ci_high": e.high, "p_value": e.p_value, "holm_p": c.holm_p,
-              "simultaneous_low": c.simultaneous[0], "simultaneous_high": c.simultaneous[1],
+              "ci_low": e.low, "ci_high": e.high, "p_value": e.p_value, "holm_p": holm_p,
+              "simultaneous_low": simultaneous[0], "simultaneous_high": simultaneous[1],
               "detectable_delta": c.detectable, "seeds_needed": c.seeds_needed,
               **{f"delta_{m}": d.mean for m, d in c.size_deltas.items() if d is not None}}
     if e.seeds is not None:
@@ -296,10 +298,10 @@ def write_csv(result: AblationResult, path: Path) -> None:
         for r in s.runs:
             row = {"row": "run", **common, "seed": r.seed, "n": 1, "status": "ok" if r.ok else "failed",
                    "wall_s": r.wall_s, "error": r.error}
-            if r.ok:
+            if r.metrics is not None:
                 row.update(r.metrics)
                 if r.seed in base:
-                    row["delta_map50_95"] = r.metrics["map50_95"] - base[r.seed].metrics["map50_95"]
+                    row["delta_map50_95"] = r.value("map50_95") - base[r.seed].value("map50_95")
             rows.append(row)
         rows.append({"row": "summary", **common, "n": len(s.runs) - len(s.failed), "wall_s": s.wall_s,
                      **{m: v[0] for m, v in s.metrics.items()}, **{f"{m}_std": v[1] for m, v in s.metrics.items()}})

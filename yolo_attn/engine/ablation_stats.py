@@ -69,6 +69,11 @@ def two_sided_p(statistic: float, df: float) -> float:
     return 1 - central_probability(statistic, df)
 
 
+def format_p(p: float) -> str:
+    """A p-value for a table: two significant digits, and "< 0.0001" below that."""
+    return "< 0.0001" if p < 1e-4 else f"{p:.2g}"
+
+
 def mean_std(values: Sequence[float]) -> tuple[float, float | None]:
     """Mean and sample standard deviation (``None`` for a single value)."""
     mean = sum(values) / len(values)
@@ -100,7 +105,7 @@ def paired_delta(values: Sequence[float], base: Sequence[float]) -> PairedDelta 
         return None
     mean, std = mean_std(differences)
     n = len(differences)
-    if std == 0:
+    if not std:  # no spread (std is None only for one value, excluded above)
         return PairedDelta(n, mean, mean, mean, 1.0 if mean == 0 else 0.0)
     error = std / math.sqrt(n)
     half = t_quantile(CONFIDENCE, n - 1) * error

@@ -23,6 +23,7 @@ from yolo_attn.engine.ablation_stats import (
     Estimate,
     PairedDelta,
     combine,
+    format_p,
     holm,
     mean_std,
     minimum_detectable_effect,
@@ -54,6 +55,12 @@ class PairRun:
     @property
     def ok(self) -> bool:
         return self.metrics is not None
+
+    def value(self, metric: str) -> float:
+        """A metric of a finished run."""
+        if self.metrics is None:
+            raise ValueError(f"{self.variant} seed {self.seed} did not finish")
+        return self.metrics[metric]
 
 
 @dataclass(frozen=True)
@@ -90,8 +97,8 @@ class VariantSummary:
 def summarize(variant: Variant, cost: VariantCost | None, runs: Sequence[PairRun]) -> VariantSummary:
     """Mean ± std of every metric over the finished runs (a size metric COCOeval had no labels for is left out)."""
     ok = [r for r in runs if r.ok]
-    metrics = {m: mean_std([r.metrics[m] for r in ok]) for m in (*METRICS, *SIZE_METRICS)
-               if ok and all(math.isfinite(r.metrics[m]) for r in ok)}
+    metrics = {m: mean_std([r.value(m) for r in ok]) for m in (*METRICS, *SIZE_METRICS)
+               if ok and all(math.isfinite(r.value(m)) for r in ok)}
     wall = float(np.mean([r.wall_s for r in ok])) if ok else float("nan")
     return VariantSummary(variant, cost, tuple(runs), metrics, wall)
 
@@ -115,6 +122,12 @@ class Comparison:
     class_deltas: list[tuple[str, float, int]] = field(default_factory=list)  # (class, mean Δ AP50-95, labels)
     finding: str = ""
     verdict: str = ""
+
+    def tested(self) -> tuple[Estimate, float, tuple[float, float]] | None:
+        """(estimate, Holm p, simultaneous interval) once :func:`adjust` has run; ``None`` without a common seed."""
+        if self.estimate is None or self.holm_p is None or self.simultaneous is None:
+            return None
+        return self.estimate, self.holm_p, self.simultaneous
 
 
 @dataclass(frozen=True)
@@ -165,7 +178,7 @@ def compare(variant: VariantSummary, reference: VariantSummary,
     if not seeds:
         return Comparison(variant.name, reference.name, seeds, None)
     pairs = [(mine[s], theirs[s]) for s in seeds]
-    differences = [a.metrics["map50_95"] - b.metrics["map50_95"] for a, b in pairs]
+    differences = [a.value("map50_95") - b.value("map50_95") for a, b in pairs]
     image_differences = np.mean([image_maps(a) - image_maps(b) for a, b in pairs], axis=0)
     estimate = combine(differences, image_differences)
     detectable = needed = None
@@ -173,8 +186,8 @@ def compare(variant: VariantSummary, reference: VariantSummary,
     if spread is not None:
         detectable = minimum_detectable_effect(spread, len(seeds))
         needed = seeds_needed(estimate.mean, spread)
-    sizes = {m: paired_delta([a.metrics[m] for a, _ in pairs], [b.metrics[m] for _, b in pairs]) for m in SIZE_METRICS
-             if all(math.isfinite(r.metrics[m]) for pair in pairs for r in pair)}
+    sizes = {m: paired_delta([a.value(m) for a, _ in pairs], [b.value(m) for _, b in pairs]) for m in SIZE_METRICS
+             if all(math.isfinite(r.value(m)) for pair in pairs for r in pair)}
     return Comparison(variant.name, reference.name, seeds, estimate, detectable=detectable, seeds_needed=needed,
                       size_deltas=sizes, class_deltas=class_deltas(pairs))
 
@@ -191,11 +204,13 @@ def class_deltas(pairs: Sequence[tuple[PairRun, PairRun]]) -> list[tuple[str, fl
 
 def adjust(comparisons: Sequence[Comparison], alpha: float = ALPHA) -> list[Comparison]:
     """Holm-adjusted p and the simultaneous (1 - alpha / m) interval of every comparison with an estimate."""
-    tested = [c for c in comparisons if c.estimate is not None]
-    adjusted = dict(zip((id(c) for c in tested), holm([c.estimate.p_value for c in tested]), strict=True))
-    confidence = 1 - alpha / max(1, len(tested))
-    return [c if c.estimate is None else
-            replace(c, holm_p=adjusted[id(c)], simultaneous=c.estimate.interval(confidence)) for c in comparisons]
+    estimates = [(i, c.estimate) for i, c in enumerate(comparisons) if c.estimate is not None]
+    adjusted = holm([e.p_value for _, e in estimates])
+    confidence = 1 - alpha / max(1, len(estimates))
+    result = list(comparisons)
+    for (i, e), p in zip(estimates, adjusted, strict=True):
+        result[i] = replace(comparisons[i], holm_p=p, simultaneous=e.interval(confidence))
+    return result
 
 
 def describe(kind: str, name: str) -> str:
@@ -203,33 +218,35 @@ def describe(kind: str, name: str) -> str:
 
 
 def finding(comparison: Comparison, too_small: bool, alpha: float = ALPHA) -> str:
-    """What a comparison shows, in a few words: improves / worse only where the simultaneous interval excludes 0."""
-    if comparison.estimate is None:
+    """What a comparison shows, in a few words: improves / worse only where the simultaneous interval excludes 0,
+    and nothing in a run too small to tell or on fewer than :data:`MIN_SEEDS` common seeds."""
+    tested = comparison.tested()
+    if tested is None:
         return "no common seed"
-    low, high = comparison.simultaneous
-    if too_small:
+    e, holm_p, (low, high) = tested
+    if too_small or e.n < MIN_SEEDS:  # the run, or this comparison after failed pairs
         return "too small to tell"
     if low > 0 or high < 0:
         return "improves" if low > 0 else "worse"
-    if comparison.holm_p < alpha:
-        return "leans above" if comparison.estimate.mean > 0 else "leans below"
+    if holm_p < alpha:
+        return "leans above" if e.mean > 0 else "leans below"
     return "no detectable effect"
 
 
 def verdict(comparison: Comparison, variant: VariantSummary, reference: VariantSummary, too_small: bool) -> str:
     """One sentence: the finding, its numbers and the cost relative to the reference."""
     against = describe(reference.variant.kind, reference.name)
-    e, short = comparison.estimate, finding(comparison, too_small)
-    if e is None:
+    tested = comparison.tested()
+    if tested is None:
         return f"{variant.name}: no comparison with {against} (no seed where both runs finished)."
-    low, high = comparison.simultaneous
+    (e, holm_p, (low, high)), short = tested, finding(comparison, too_small)
     phrase = {
         "improves": f"improves on {against}",
         "worse": f"is worse than {against}",
         "too small to tell": f"too small to tell against {against}",
         "no detectable effect": f"no detectable effect against {against}",
     }.get(short, f"{short} {against}, but its simultaneous interval [{low:+.3f}, {high:+.3f}] includes 0")
-    numbers = f"Δ mAP50-95 {e.mean:+.3f} [{e.low:+.3f}, {e.high:+.3f}], Holm p {comparison.holm_p:.2g}, n = {e.n}"
+    numbers = f"Δ mAP50-95 {e.mean:+.3f} [{e.low:+.3f}, {e.high:+.3f}], Holm p {format_p(holm_p)}, n = {e.n}"
     return f"{variant.name}: {phrase} ({numbers}){cost_phrase(variant.cost, reference.cost)}."
 
 

@@ -18,12 +18,12 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 from yaml.nodes import MappingNode, ScalarNode
 
-from yolo_attn.nn.builder import build_model, model_schema, model_yaml_path
+from yolo_attn.nn.builder import LayerRecord, build_model, model_schema, model_yaml_path
 from yolo_attn.nn.model import DetectionModel
 from yolo_attn.nn.registry import lookup
 from yolo_attn.nn.summary import count_params
@@ -67,8 +67,13 @@ def block_index(placement: tuple[str, int]) -> int:
     return index if mode == "replace" else index + 1
 
 
+def layer_records(model: DetectionModel) -> list[LayerRecord]:
+    """The summary rows the builder leaves on a model (one per YAML layer)."""
+    return cast(list[LayerRecord], model.layer_records)
+
+
 def block_params(model: DetectionModel, placement: tuple[str, int]) -> int:
-    return model.layer_records[block_index(placement)].params
+    return layer_records(model)[block_index(placement)].params
 
 
 def plan_variants(base_text: str, blocks: Sequence[str], after: Sequence[int] | None, replace: int | None,
@@ -104,14 +109,15 @@ def layer_channels(model: DetectionModel, placement: tuple[str, int]) -> tuple[i
     """(input, output) channels a block at ``placement`` of ``model`` (the base) has; ``None`` for a replaced
     layer that reads several layers."""
     mode, index = placement
-    records = model.layer_records
-    out = records[index].out_shape[1]
-    if mode == "after":
-        return out, out
-    source = records[index].source
-    if not isinstance(source, int):
+    records = layer_records(model)
+    shape = records[index].out_shape
+    if shape is None:
         return None
-    return records[index + source if source < 0 else source].out_shape[1], out
+    if mode == "after":
+        return shape[1], shape[1]
+    source = records[index].source
+    source_shape = records[index + source if source < 0 else source].out_shape if isinstance(source, int) else None
+    return None if source_shape is None else (source_shape[1], shape[1])
 
 
 def size_control(target: int, channels: tuple[int, int], schema: str) -> tuple[int, tuple[int, int], int] | None:
@@ -161,7 +167,7 @@ def controls_for(base_text: str, targets: dict[tuple[str, int], tuple[int, str]]
         mode, index = placement
         channels = layer_channels(base, placement)
         fit = size_control(target, channels, schema) if channels is not None and target > 0 else None
-        if fit is None:
+        if channels is None or fit is None:
             notes.append(f"no matched control {mode} {index}: no {CONTROL_BLOCK} comes within {TOLERANCE:.0%} of the "
                          f"{target:,} parameters of {largest}")
             continue
@@ -212,12 +218,12 @@ def next_scale(base_name: str, base_text: str) -> tuple[Variant | None, str]:
             return Variant(NEXT_SCALE_NAME, step, text, NEXT_SCALE), f"next scale: YOLOv7's {step}"
     multiples = (data.get("depth_multiple"), data.get("width_multiple"))
     names = list(YOLOV5_SCALES)
-    current = next((k for k, v in YOLOV5_SCALES.items() if v == multiples), None)
-    if current is None or current == names[-1]:
+    below = next((k for k, v in YOLOV5_SCALES.items() if v == multiples), None)
+    if below is None or below == names[-1]:
         return None, (f"no next scale: {stem} (depth {multiples[0]}, width {multiples[1]}) is not below one of "
                       "YOLOv5's scales n, s, m, l, x")
-    step = names[names.index(current) + 1]
+    step = names[names.index(below) + 1]
     depth, width = YOLOV5_SCALES[step]
     text = set_top_level(base_text, {"depth_multiple": depth, "width_multiple": f"{width:.2f}"})
     return (Variant(NEXT_SCALE_NAME, f"scale {step}", text, NEXT_SCALE),
-            f"next scale: {stem} at YOLOv5's {step} multiples (depth {depth}, width {width:.2f}; from {current})")
+            f"next scale: {stem} at YOLOv5's {step} multiples (depth {depth}, width {width:.2f}; from {below})")
