@@ -47,6 +47,11 @@ def test_plan_places_each_block_at_each_position():
     assert replaced.name == "SE-replace8" and "SE, [1024, 16]" in replaced.yaml_text
 
 
+def test_too_few_bootstrap_resamples_is_a_user_error(tmp_path, capsys):
+    assert main(["ablate", "--blocks", "SE", "--bootstrap", "200", "--project", str(tmp_path)]) == 2
+    assert "--bootstrap 200: use at least 1000 resamples" in capsys.readouterr().err
+
+
 def test_seeds_flag_takes_a_count_or_a_list():
     assert parse_seeds("3") == (0, 1, 2) and parse_seeds("0,5") == (0, 5) and parse_seeds("7,") == (7,)
     for bad in ("0", "x", "1,1", "-1,2"):

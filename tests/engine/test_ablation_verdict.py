@@ -4,6 +4,7 @@ runs, so no training)."""
 from __future__ import annotations
 
 import base64
+import json
 import re
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import yaml
 from torch import nn
 
 from tests.conftest import CONFIGS
+from yolo_attn.commands.ablate import json_result
 from yolo_attn.engine.ablation import base_text
 from yolo_attn.engine.ablation_report import markdown_report, write_html, write_reports
 from yolo_attn.engine.ablation_summary import (
@@ -215,5 +217,7 @@ def test_the_reports_are_complete_and_the_html_is_self_contained(tmp_path):
     write_html(result, tmp_path)
     page = (tmp_path / "ablation.html").read_text()
     assert "Grad-CAM" in page and len(re.findall(r'src="data:image/png;base64,', page)) == 3
+    document = json.loads(json.dumps(json_result(result, str(tmp_path)), allow_nan=False))  # strict JSON
+    assert document["family"] == 3 and document["comparisons"][0]["finding"] == "improves"
     rows = (tmp_path / "ablation.csv").read_text().splitlines()
     assert sum(r.startswith("comparison,") for r in rows) == 3 and sum(r.startswith("run,") for r in rows) == 9

@@ -43,7 +43,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="also train a matched control (a plain residual conv block with the parameters of the largest "
                    "attention block, at its position) and the next model scale, and compare every block with both")
     p.add_argument("--bootstrap", type=int, default=DEFAULTS.bootstrap, metavar="N",
-                   help="bootstrap resamples of the validation images for the intervals (default %(default)s)")
+                   help="bootstrap resamples of the validation images for the intervals (at least 1000; default "
+                   "%(default)s)")
     add_run_dir_arguments(p, DEFAULTS.project)
     p.add_argument("--resume", action="store_true",
                    help="continue <project>/<name>: skip finished (variant, seed) runs, retry failed ones")

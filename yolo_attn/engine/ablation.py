@@ -62,7 +62,7 @@ RESULT_FILE = "ablation-result.json"  # the training summary of a finished pair
 EVAL_FILE = "ablation-eval.json"  # its final validation: metrics, COCO size metrics, per-class AP
 IMAGES_FILE = "ablation-images.npz"  # its per-image statistics
 BOOTSTRAP_SEED = 0
-MIN_RESAMPLES = 100
+MIN_RESAMPLES = 1000  # fewer leave the percentile interval's ends noisy
 # TrainConfig fields the ablation sets for each (variant, seed) run itself; the others come from ``train``
 PER_RUN_OPTIONS = frozenset({"cfg", "seed", "resume", "project", "name", "exist_ok", "save_dir"})
 
@@ -294,8 +294,7 @@ def run_ablation(config: AblationConfig) -> tuple[AblationResult, Path]:
     if not config.seeds:
         raise UserError("--seeds: give at least one seed")
     if config.bootstrap < MIN_RESAMPLES:
-        raise UserError(f"--bootstrap {config.bootstrap}: use at least {MIN_RESAMPLES} resamples (1000 or more for "
-                        "intervals to report)")
+        raise UserError(f"--bootstrap {config.bootstrap}: use at least {MIN_RESAMPLES} resamples")
     target = Path(config.project) / config.name
     if config.resume and not target.is_dir():
         raise UserError(f"--resume: {target} does not exist")
