@@ -156,11 +156,13 @@ def matched_controls(base_text: str, variants: Sequence[Variant],
                      rewire_all: bool = True) -> tuple[list[Variant], list[str]]:
     """One matched control per placement of the attention ``variants``, sized to the largest block there; and
     notes for the placements where none could be matched."""
-    return controls_for(base_text, largest_blocks(variants))
+    return controls_for(base_text, largest_blocks(variants), rewire_all)
 
 
-def controls_for(base_text: str, targets: dict[tuple[str, int], tuple[int, str]]) -> tuple[list[Variant], list[str]]:
-    """A control per placement of ``targets`` (placement -> (parameters to match, the block's variant name))."""
+def controls_for(base_text: str, targets: dict[tuple[str, int], tuple[int, str]],
+                 rewire_all: bool = True) -> tuple[list[Variant], list[str]]:
+    """A control per placement of ``targets`` (placement -> (parameters to match, the block's variant name)), wired
+    as :func:`edit` with ``rewire_all``."""
     base_yaml = yaml.safe_load(base_text)
     base = build_model(base_yaml)
     schema = model_schema(base_yaml)
