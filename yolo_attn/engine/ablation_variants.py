@@ -18,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import yaml
 from yaml.nodes import MappingNode, ScalarNode
@@ -71,7 +71,7 @@ def block_index(placement: tuple[str, int]) -> int:
 
 def layer_records(model: DetectionModel) -> list[LayerRecord]:
     """The summary rows the builder leaves on a model (one per YAML layer)."""
-    return cast(list[LayerRecord], model.layer_records)
+    return model.layer_records
 
 
 def block_params(model: DetectionModel, placement: tuple[str, int]) -> int:

@@ -287,7 +287,13 @@ class Trainer:
         self.lr_factor = lr_lambda(1, 1.0)
         self.channels_last = False
         self.tensorboard = TensorBoardLogger(None)  # writes on rank 0 from the start of the epochs
-        self.guard: NonFiniteGuard | None = None
+        self._guard: NonFiniteGuard | None = None  # made by prepare_training
+
+    @property
+    def guard(self) -> NonFiniteGuard:
+        """The run's non-finite guard (made by :meth:`prepare_training`)."""
+        assert self._guard is not None, "prepare_training() makes the guard"
+        return self._guard
 
     @property
     def ema_model(self) -> DetectionModel:
@@ -344,14 +350,15 @@ class Trainer:
     def fit_to_model(self) -> None:
         """What depends on the built model: the image size rounded up to a multiple of its stride (as YOLOv5's
         check_img_size), the automatic batch size (``--batch -1``), the frozen layers (``--freeze``)."""
-        config = self.config
-        if config.img % self.stride:
-            new = math.ceil(config.img / self.stride) * self.stride
-            self.log(f"--img {config.img} is not a multiple of the max stride {self.stride}; using {new}",
-                     logging.WARNING)
-            config = self.config = dataclasses.replace(config, img=new)
+        config, img = self.config, self.config.img
+        assert img is not None  # filled in by with_defaults
+        if img % self.stride:
+            new = math.ceil(img / self.stride) * self.stride
+            self.log(f"--img {img} is not a multiple of the max stride {self.stride}; using {new}", logging.WARNING)
+            img, config = new, dataclasses.replace(config, img=new)
+            self.config = config
         if config.batch == AUTO_BATCH:
-            self.world_batch = self.batch_size = auto_batch_size(self.model, config.img, self.device)
+            self.world_batch = self.batch_size = auto_batch_size(self.model, img, self.device)
             self.config = dataclasses.replace(config, batch=self.batch_size)
         frozen = freeze_layers(self.model, config.freeze)
         if frozen:
@@ -401,8 +408,9 @@ class Trainer:
     def log_model_summary(self) -> None:
         """The layer table and totals, as ``yolo-attn info`` prints them (GFLOPs at the training size)."""
         if self.is_main:
+            assert self.config.img is not None  # filled in by with_defaults
             totals = summarize(self.model, self.config.img)
-            self.log(f"{layer_table(self.model)}\n{Path(self.config.cfg or self.config.weights).stem} summary: "
+            self.log(f"{layer_table(self.model)}\n{Path(model_source(self.config)).stem} summary: "
                      f"{totals.layers} layers, {totals.params:,} parameters, {totals.gflops:.2f} GFLOPs at "
                      f"{self.config.img} px")
 
@@ -489,9 +497,9 @@ class Trainer:
         self.compute_loss = build_loss(head, loss_hyp, config.loss)
         self.val_loss = build_loss(self.ema_model.head, loss_hyp, for_eval=True) if self.is_main else None
         self.train_model = wrap_model(self.model, self.context, config.sync_bn and self.context.enabled)
-        self.guard = NonFiniteGuard(self.model, config.nonfinite_patience, self.amp, self.context.enabled)
+        self._guard = NonFiniteGuard(self.model, config.nonfinite_patience, self.amp, self.context.enabled)
         if self.resume_checkpoint is not None:
-            self.guard.saved(config.resume, self.state.epoch)
+            self.guard.saved(str(config.resume), self.state.epoch)
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -516,6 +524,7 @@ class Trainer:
         if not self.config.deterministic:
             return contextlib.nullcontext()
         generator = torch.Generator(self.device).manual_seed(0)  # leaves the process-wide streams as they are
+        assert self.config.img is not None  # filled in by with_defaults
         images = torch.rand(2, 3, self.config.img, self.config.img, device=self.device, generator=generator)
         return deterministic_training(self.model, images)
 
@@ -609,6 +618,7 @@ class Trainer:
     def train_one_epoch(self, epoch: int, loader, warmup_iters: int) -> list[float]:
         """One pass over the training set; returns the mean loss items."""
         config, state, batches = self.config, self.state, len(loader)
+        assert config.epochs is not None  # filled in by with_defaults
         self.train_model.train()
         # Shuffle order and worker seeds depend on the epoch only, so a resumed run repeats them.
         if isinstance(loader.sampler, DistributedSampler):
@@ -649,6 +659,7 @@ class Trainer:
         """YOLOv5's --multi-scale: the batch resized (bilinear) so that its long side is a random multiple of the
         stride in 0.5..1.5 x --img, drawn from (seed, rank, iteration) so that a resumed run repeats it."""
         img, stride = self.config.img, self.stride
+        assert img is not None  # filled in by with_defaults
         rng = np.random.default_rng((self.config.seed, max(self.context.rank, 0), iteration))
         size = max(int(rng.integers(int(img * 0.5), int(img * 1.5) + stride)) // stride * stride, stride)
         factor = size / max(images.shape[2:])
@@ -709,7 +720,7 @@ class Trainer:
         the epoch, rewriting the others the same), the last.pt it replaces kept as last.prev.pt; never weights
         with a NaN or infinity. A failed write stops the run with the checkpoints as they were."""
         state, last = self.state, self.weights_dir / "last.pt"
-        check_finite_weights(self.model, state.ema.ema, state.epoch, self.guard.last_good)
+        check_finite_weights(self.model, self.ema_model, state.epoch, self.guard.last_good)
         checkpoint = make_checkpoint(
             self.model, names=list(self.data.names), ema=self.ema_model, training=state.state_dict(),
             epoch=state.epoch, best_fitness=state.best_fitness, hyp=self.hyp,
