@@ -213,6 +213,11 @@ class DetectionStats:
         if self.confusion is not None:
             self.confusion.update(detections, labels)
 
+    def per_image(self) -> list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
+        """Each image's ``(correct (n, 10), conf (n,), pred_cls (n,), target_cls (m,))`` in update order: what a
+        bootstrap over images resamples (``yolo_attn.engine.ablation_images``)."""
+        return list(zip(self._correct, self._conf, self._pred_cls, self._target_cls, strict=True))
+
     @property
     def target_classes(self) -> np.ndarray:
         return np.concatenate(self._target_cls) if self._target_cls else np.zeros(0)

@@ -11,6 +11,7 @@ import pytest
 from yolo_attn.commands import ablate, train
 from yolo_attn.commands.common import config_from_args
 from yolo_attn.engine.ablation import PER_RUN_OPTIONS
+from yolo_attn.engine.ablation_summary import AblationResult
 from yolo_attn.engine.options import OPTION
 from yolo_attn.engine.trainer import TrainConfig
 from yolo_attn.losses import loss_names
@@ -116,7 +117,7 @@ def test_ablate_hands_the_training_flags_to_every_run(monkeypatch):
 
     def fake_ablation(config):
         seen["config"] = config
-        return [], "nowhere"
+        return AblationResult([], [], config.seeds, 0, config.bootstrap), "nowhere"
 
     monkeypatch.setattr(ablate, "run_ablation", fake_ablation)
     monkeypatch.setattr(ablate, "markdown_report", lambda *args: "")

@@ -18,10 +18,10 @@ from yolo_attn.data.dataset import (
     create_dataloader,
     image_weights,
     label_path_for,
-    parse_label_lines,
     rect_batch_shapes,
     single_class_names,
 )
+from yolo_attn.data.labels import parse_label_lines
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
 
 
@@ -44,7 +44,7 @@ def tiny_yolo(tmp_path):
         cv2.imwrite(str(images / f"{name}.jpg"), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
     (images / "broken.jpg").write_bytes(b"not a jpeg at all")
     (labels / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n1 0.25 0.25 0.1 0.2\n")
-    (labels / "b.txt").write_text("1 0.5 0.5 0.2 0.2\nfoo bar\n7 0.5 0.5 0.1 0.1\n0 1.5 0.5 0.1 0.1\n")
+    (labels / "b.txt").write_text("1 0.5 0.5 0.2 0.2\nfoo bar\n1 0.5 0.5 0.1 nan\n0 1.5 0.5 0.1 0.1\n")
     (labels / "broken.txt").write_text("0 0.5 0.5 0.1 0.1\n")
     cfg = load_dataset_config({"path": str(tmp_path / "ds"), "val": "images/val", "names": ["x", "y"]})
     return cfg.splits["val"]
@@ -62,11 +62,14 @@ def test_parse_label_lines_drops_bad_lines_boxes_polygons_and_dedups():
         ["0 0.5 0.5 0.2 0.2", "0 0.5 0.5 0.2 0.2", "1 0.1 0.1 0.3 0.1 0.3 0.5 0.1 0.5", "2 0.5 0.5 0.1 0.1", "1 0.5"]
         + ["0.5 0.5 0.5 0.1 0.1"]
     )
-    labels, problems = parse_label_lines(text, nc=2)
+    labels, dropped, repaired, problems = parse_label_lines(text, nc=2)
     np.testing.assert_allclose(labels, [[0, 0.5, 0.5, 0.2, 0.2], [1, 0.2, 0.3, 0.2, 0.4]], atol=1e-6)
     assert labels.dtype == np.float32
+    assert dropped == {"duplicate": 1, "class id >= nc": 1, "wrong number of values": 1,
+                       "class id not an integer >= 0": 1}
+    assert repaired == {"polygon as box": 1}
     assert len(problems) == 4 and any("duplicate" in p for p in problems)
-    assert any("line 4" in p and "class 2" in p for p in problems)
+    assert any("line 4" in p and "class id >= nc (2)" in p for p in problems)
 
 
 def test_scan_skips_corrupt_files_with_one_warning_each_and_counts_them(tiny_yolo, tmp_path, caplog):
@@ -80,7 +83,8 @@ def test_scan_skips_corrupt_files_with_one_warning_each_and_counts_them(tiny_yol
     assert len(warnings) == 2
     assert any("broken.jpg" in w and "skipped" in w for w in warnings)
     assert any("b.txt" in w and "line 2" in w and "line 3" in w and "line 4" in w for w in warnings)
-    assert "2 with labels, 1 label files missing, 0 empty, 1 corrupt or missing images skipped" in caplog.text
+    assert "2 with labels, 1 label files missing, 0 empty, 1 skipped (not an image 1); labels dropped 3 " \
+           "(non-finite value 1, not numbers 1, outside the image 1)" in caplog.text
     assert ds.shapes.tolist() == [[64, 48], [40, 64], [30, 30]]
 
 

@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+import logging
 import pickle
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from yolo_attn.checkpoint.schema import apply_batchnorm_settings, upgrade
+from yolo_attn.checkpoint.schema import apply_batchnorm_settings, previous_checkpoint, upgrade
 from yolo_attn.checkpoint.unpickler import UnsafeCheckpointError, restricted_pickle
 from yolo_attn.checkpoint.upstream import convert_upstream
 from yolo_attn.errors import UserError
@@ -18,6 +20,16 @@ from yolo_attn.nn.builder import build_model
 from yolo_attn.nn.model import DetectionModel
 from yolo_attn.plugins import check_provenance
 from yolo_attn.utils.device import select_device
+
+LOGGER = logging.getLogger(__name__)
+
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format since PyTorch 1.6 (upstream YOLOv5/YOLOv7 files too)
+PICKLE_MAGIC = b"\x80"  # a bare pickle stream (PyTorch's legacy format) starts with its PROTO opcode
+ZERO_PROBE_BYTES = 1 << 20  # a file whose first MiB is all zeros is taken as zero-filled
+
+
+class DamagedCheckpointError(UserError):
+    """A weights file that is missing or cannot be a checkpoint (empty, zero-filled, truncated, garbage)."""
 
 
 @dataclass
@@ -36,22 +48,43 @@ def _torch_load(path: Path, pickle_module: Any = None) -> Any:
     return torch.load(path, map_location="cpu", pickle_module=pickle_module, weights_only=False)
 
 
+def damage(path: Path) -> str | None:
+    """Why ``path`` cannot be a checkpoint, found from its bytes before unpickling (None: it may be one)."""
+    size = path.stat().st_size
+    if size == 0:
+        return "the file is empty (0 bytes)"
+    with open(path, "rb") as f:
+        head = f.read(ZERO_PROBE_BYTES)
+    if head.startswith(ZIP_MAGIC):
+        return None if zipfile.is_zipfile(path) else (
+            f"truncated: a zip archive of {size} bytes without its end record (an interrupted write or copy)")
+    if not head.strip(b"\0"):
+        return (f"zero-filled: its first {min(size, ZERO_PROBE_BYTES)} bytes are all 0 (a write that never reached "
+                "the disk)")
+    if not head.startswith(PICKLE_MAGIC):
+        return f"neither a zip archive nor a pickle (starts with {head[:8]!r})"
+    return None
+
+
 def _read(path: Path) -> tuple[Any, bool]:
     """Unpickle ``path``; returns (object, came through the restricted unpickler)."""
     if not path.is_file():
-        raise UserError(f"weights file not found: {path}")
+        raise DamagedCheckpointError(f"weights file not found: {path}")
+    problem = damage(path)
+    if problem:
+        raise DamagedCheckpointError(f"{path}: not a readable PyTorch checkpoint: {problem}")
     try:
         return _torch_load(path), False
     except pickle.UnpicklingError:
         pass  # holds classes: an upstream checkpoint (or something worse), read it with the restricted unpickler
     except Exception as e:
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+        raise DamagedCheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
     try:
         return _torch_load(path, restricted_pickle), True
     except UnsafeCheckpointError as e:
         raise UnsafeCheckpointError(f"{path}: {e}") from None
     except Exception as e:
-        raise UserError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
+        raise DamagedCheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -65,6 +98,31 @@ def load_checkpoint(path: str | Path) -> dict:
     checkpoint = upgrade(obj, path)
     check_provenance(checkpoint["plugins"] or {}, str(path))
     return checkpoint
+
+
+def load_for_resume(path: str | Path) -> tuple[dict, Path]:
+    """(checkpoint, the file it came from) to resume ``path``: when ``path`` is missing or damaged (a crash during a
+    copy, a disk fault), the previous checkpoint saved beside it, with a warning; an unsafe or foreign file is
+    never passed over."""
+    path = Path(path)
+    try:
+        return load_checkpoint(path), path
+    except DamagedCheckpointError as e:
+        previous = previous_checkpoint(path)
+        if not previous.is_file():
+            raise
+        checkpoint = load_checkpoint(previous)
+        LOGGER.warning(f"{e}; resuming from the previous checkpoint {previous} (epoch {checkpoint['epoch']})")
+        return checkpoint, previous
+
+
+def resume_candidates(project: Path) -> list[Path]:
+    """The ``*/weights/last.pt`` of the runs under ``project``, oldest first (a run whose last.pt is missing but
+    whose last.prev.pt exists counts, by that file's time)."""
+    found = {p: p for p in project.glob("*/weights/last.pt")}
+    for previous in project.glob("*/weights/last.prev.pt"):
+        found.setdefault(previous.with_name("last.pt"), previous)
+    return sorted(found, key=lambda last: found[last].stat().st_mtime)
 
 
 def _preview(keys: set[str], limit: int = 8) -> str:

@@ -89,8 +89,8 @@ def new_checkpoint(**fields: Any) -> dict[str, Any]:
 def upgrade(checkpoint: Any, path: Path) -> dict[str, Any]:
     """``checkpoint`` as read from ``path`` in the current schema (older versions converted)."""
     if not isinstance(checkpoint, dict) or any(checkpoint.get(k) is None for k, v in FIELDS.items() if v is REQUIRED):
-        missing = [k for k, v in FIELDS.items()
-                   if v is REQUIRED and not (isinstance(checkpoint, dict) and k in checkpoint)]
+        present = checkpoint if isinstance(checkpoint, dict) else {}
+        missing = [k for k, v in FIELDS.items() if v is REQUIRED and k not in present]
         raise UserError(f"{path}: not a yolo-attn checkpoint (missing {', '.join(missing) or 'its fields'})")
     version = checkpoint.get("schema", 1)
     if not isinstance(version, int) or version > SCHEMA_VERSION:
@@ -148,20 +148,61 @@ def strip_optimizer(checkpoint: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def save_checkpoint(path: str | Path, checkpoint: dict) -> None:
-    """Write ``checkpoint`` atomically: a temporary file in the same folder (created with the permissions the
-    umask gives, like any file the user writes; ``tempfile.mkstemp`` would make it owner-only), fsync, then rename
-    over ``path``."""
+class CheckpointWriteError(UserError):
+    """A checkpoint that could not be written (a full disk, a lost mount); the file it was to replace is intact."""
+
+
+def previous_checkpoint(path: str | Path) -> Path:
+    """Where :func:`save_checkpoint` keeps the checkpoint it replaced: ``last.pt`` -> ``last.prev.pt``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` durable (POSIX; elsewhere folders cannot be opened and this is skipped)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _write_error(path: Path, error: BaseException) -> CheckpointWriteError:
+    """The error to report: the operating system's (torch.save reports a failed write as a RuntimeError whose
+    context is the OSError)."""
+    cause = error if isinstance(error, OSError) else error.__context__ if isinstance(error.__context__, OSError) \
+        else error
+    return CheckpointWriteError(f"cannot write {path}: {cause}; {path.name} was left as it was")
+
+
+def save_checkpoint(path: str | Path, checkpoint: dict, keep_previous: bool = False) -> None:
+    """Write ``checkpoint`` atomically: a temporary file in the same folder (created with the permissions the umask
+    gives, like any file the user writes; ``tempfile.mkstemp`` would make it owner-only), fsync, then rename over
+    ``path`` (and fsync the folder), so that a kill at any moment leaves the old file or the new one, whole.
+    ``keep_previous``: the file replaced is kept as :func:`previous_checkpoint` (``--resume`` falls back to it). A
+    failed write removes the temporary file, leaves ``path`` as it was and raises :class:`CheckpointWriteError`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".*{path.suffix}.*.tmp"):  # left in the folder by saves that were killed
+        stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         with os.fdopen(fd, "wb") as f:
             torch.save(checkpoint, f)
             f.flush()
             os.fsync(f.fileno())
+        if keep_previous and path.is_file():
+            os.replace(path, previous_checkpoint(path))
         os.replace(tmp, path)
-    except BaseException:
+        _fsync_folder(path.parent)
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
+        if isinstance(e, (OSError, RuntimeError)):
+            raise _write_error(path, e) from None
         raise

@@ -1,9 +1,13 @@
-"""``yolo-attn ablate``: train attention-block variants side by side and tabulate accuracy beside cost."""
+"""``yolo-attn ablate``: train attention-block variants side by side and say whether each beats the base and a fair
+control, with the statistics to back it."""
 
 from __future__ import annotations
 
 import argparse
+import math
+import sys
 from dataclasses import asdict
+from typing import Any
 
 from yolo_attn.commands.common import (
     add_config_arguments,
@@ -15,7 +19,8 @@ from yolo_attn.commands.common import (
 )
 from yolo_attn.commands.insert import add_rewire_argument
 from yolo_attn.engine.ablation import PER_RUN_OPTIONS, AblationConfig, parse_seeds, run_ablation
-from yolo_attn.engine.ablation_report import VariantSummary, markdown_report
+from yolo_attn.engine.ablation_report import markdown_report
+from yolo_attn.engine.ablation_summary import AblationResult
 from yolo_attn.engine.options import NON_NEGATIVE
 from yolo_attn.engine.trainer import TrainConfig
 
@@ -38,13 +43,19 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     add_config_arguments(training, TrainConfig, exclude=PER_RUN_OPTIONS)
     p.add_argument("--seeds", default="1", metavar="N|S,S,...",
                    help="train every variant once per seed: 3 means 0,1,2; 0,5,7 lists them (default 1: seed 0). "
-                   "Two or more give mean ± std and a paired confidence interval for Δ")
+                   "Two or more give mean ± std and an interval over seeds; a verdict needs three or more")
+    p.add_argument("--controls", action="store_true",
+                   help="also train a matched control (a plain residual conv block with the parameters of the largest "
+                   "attention block, at its position) and the next model scale, and compare every block with both")
+    p.add_argument("--bootstrap", type=int, default=DEFAULTS.bootstrap, metavar="N",
+                   help="bootstrap resamples of the validation images for the intervals (at least 1000; default "
+                   "%(default)s)")
     add_run_dir_arguments(p, DEFAULTS.project)
     p.add_argument("--resume", action="store_true",
-                   help="continue <project>/<name>: skip finished (variant, seed) runs")
+                   help="continue <project>/<name>: skip finished (variant, seed) runs, retry failed ones")
     p.add_argument("--cam", type=bounded(int, NON_NEGATIVE), default=DEFAULTS.cam, metavar="N",
                    help="also draw every variant's Grad-CAM on the first N validation images (cam.png)")
-    add_json_argument(p, '{"save_dir": ..., "rows": [the table rows]}')
+    add_json_argument(p, '{"save_dir": ..., "variants": [...], "comparisons": [...]}')
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,18 +64,42 @@ def run(args: argparse.Namespace) -> int:
         replace=args.replace, args=args.args, rewire_all=args.rewire_all,
         train=config_from_args(args, TrainConfig, exclude=PER_RUN_OPTIONS),
         seeds=parse_seeds(args.seeds), project=args.project, name=args.name, exist_ok=args.exist_ok,
-        resume=args.resume, cam=args.cam,
+        resume=args.resume, cam=args.cam, controls=args.controls, bootstrap=args.bootstrap,
     )
-    summaries, save_dir = run_ablation(config)
-    print(markdown_report(summaries, config.seeds))
-    print(f"ablation results in {save_dir} (ablation.csv, ablation.md, ablation.png{', cam.png' if args.cam else ''})")
+    result, save_dir = run_ablation(config)
+    print(markdown_report(result))
+    files = "ablation.html, ablation.md, ablation.csv, delta.png, ablation.png" + (", cam.png" if args.cam else "")
+    print(f"ablation results in {save_dir} ({files})")
     if args.json:
-        print_json({"save_dir": str(save_dir), "rows": [json_row(s) for s in summaries]})
+        print_json(json_result(result, str(save_dir)))
+    failed = [f"{s.name} seed {seed}" for s in result.summaries for seed in s.failed]
+    if failed:
+        print(f"ablate: {len(failed)} run(s) failed ({', '.join(failed)}); rerun with --resume to retry them",
+              file=sys.stderr)
+        return 1
     return 0
 
 
-def json_row(summary: VariantSummary) -> dict:
-    """A table row as plain values: cost, mean/std per metric, the paired Δ (or null) and the runs."""
-    row = asdict(summary)
-    row["metrics"] = {m: {"mean": mean, "std": std} for m, (mean, std) in summary.metrics.items()}
-    return row
+def json_result(result: AblationResult, save_dir: str) -> dict:
+    """The result as plain JSON values (non-finite numbers as null): each variant (cost, mean/std per metric, runs)
+    and each comparison (estimate, Holm p, simultaneous interval, power, verdict)."""
+    variants = [{
+        "variant": s.name, "kind": s.variant.kind, "position": s.variant.position,
+        "cost": asdict(s.cost) if s.cost else None,
+        "metrics": {m: {"mean": mean, "std": std} for m, (mean, std) in s.metrics.items()},
+        "runs": [{"seed": r.seed, "ok": r.ok, "metrics": r.metrics, "wall_s": r.wall_s, "error": r.error,
+                  "folder": str(r.folder)} for r in s.runs],
+    } for s in result.summaries]
+    return plain({"save_dir": save_dir, "too_small": result.too_small, "family": result.family,
+                  "variants": variants, "comparisons": [asdict(c) for c in result.comparisons]})
+
+
+def plain(value: Any) -> Any:
+    """``value`` with tuples as lists and NaN/infinity as None (strict JSON)."""
+    if isinstance(value, dict):
+        return {k: plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

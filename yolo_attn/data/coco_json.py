@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import mmap
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from yolo_attn.data.labels import CheckedLabels, Row, check_rows
 from yolo_attn.errors import UserError
 
 _CATEGORIES_KEY = b'"categories"'
@@ -27,7 +29,7 @@ class CocoJsonError(UserError, ValueError):
 
 def _load_json(path: Path) -> dict[str, Any]:
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8-sig") as f:  # -sig: a byte-order mark is skipped
             data = json.load(f)
     except (OSError, json.JSONDecodeError) as e:
         raise CocoJsonError(f"{path}: cannot read COCO json: {e}") from None
@@ -85,41 +87,136 @@ def _read_all_categories(path: Path) -> list[tuple[int, str]]:
     return _check_categories(_load_json(path)["categories"], path)
 
 
+# Why a json entry is not used (the scan summary's names).
+INCOMPLETE_IMAGE = "incomplete json entry"
+INCOMPLETE_ANNOTATION = "incomplete annotation"
+UNKNOWN_IMAGE = "unknown image id"
+CROWD = "crowd"
+_IMAGE_KEYS = ("id", "file_name", "width", "height")
+
+
 @dataclass(frozen=True)
 class CocoImage:
-    """One image of a COCO json with its boxes as YOLO labels (cls, xc, yc, w, h normalised)."""
+    """One image of a COCO json with its boxes checked as YOLO labels (cls, xc, yc, w, h normalised)."""
 
     image_id: int
     width: int
     height: int
-    labels: np.ndarray
+    labels: CheckedLabels
 
 
-def read_coco_labels(path: Path | str, class_to_category_id: list[int]) -> dict[str, CocoImage]:
-    """file_name -> :class:`CocoImage` for every image of the json.
+@dataclass
+class CocoLabels:
+    """file_name -> :class:`CocoImage`; the image entries (``skipped``; ``skipped_files``: the file names they give)
+    and annotations (``dropped``) left out, counted by reason, with a problem text for each."""
 
-    Crowd boxes (``iscrowd``: COCOeval treats them as regions to ignore) and boxes with no area
-    are left out, as YOLOv5's COCO-to-YOLO conversion does.
+    images: dict[str, CocoImage] = field(default_factory=dict)
+    skipped_files: set[str] = field(default_factory=set)
+    skipped: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+    problems: list[str] = field(default_factory=list)
+
+    def leave_out(self, counter: Counter[str], reason: str, what: str) -> None:
+        counter[reason] += 1
+        self.problems.append(f"{what}: {reason}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _usable_image(entry: Any) -> bool:
+    return (isinstance(entry, dict) and all(k in entry for k in _IMAGE_KEYS) and isinstance(entry["file_name"], str)
+            and isinstance(entry["id"], (int, str)) and all(_is_number(entry[k]) and entry[k] > 0
+                                                            for k in ("width", "height")))
+
+
+def _box_of(annotation: Any) -> list[float] | None:
+    """The annotation's ``bbox`` when it has one of four numbers, an ``image_id`` and an integer ``category_id``."""
+    if not (isinstance(annotation, dict) and isinstance(annotation.get("image_id"), (int, str))
+            and isinstance(annotation.get("category_id"), int)):
+        return None
+    box = annotation.get("bbox")
+    return box if isinstance(box, list) and len(box) == 4 and all(_is_number(v) for v in box) else None
+
+
+def _annotation_rows(data: dict[str, Any], class_of: dict[int, int], result: CocoLabels,
+                     path: Path) -> dict[Any, list[Row]]:
+    """image id -> its label rows (boxes centred and still in pixels); left-out annotations counted in ``result``."""
+    rows: dict[Any, list[Row]] = {}
+    annotations = data.get("annotations")
+    for index, ann in enumerate(annotations if isinstance(annotations, list) else []):
+        what = f"annotation {ann.get('id', f'#{index}') if isinstance(ann, dict) else f'#{index}'}"
+        box = _box_of(ann)
+        if box is None:
+            result.leave_out(result.dropped, INCOMPLETE_ANNOTATION, what)
+        elif ann.get("iscrowd", 0):  # a region COCOeval ignores, not an object (YOLOv5's conversion drops them)
+            result.dropped[CROWD] += 1
+        elif ann["category_id"] not in class_of:
+            raise CocoJsonError(f"{path}: {what} has unknown category_id {ann['category_id']!r}")
+        else:
+            x, y, w, h = box
+            rows.setdefault(ann["image_id"], []).append(
+                Row(what, class_of[ann["category_id"]], np.array([x + w / 2, y + h / 2, w, h], dtype=np.float64)))
+    return rows
+
+
+def read_coco_labels(path: Path | str, class_to_category_id: list[int]) -> CocoLabels:
+    """Every usable image of the json with its boxes checked (:func:`~yolo_attn.data.labels.check_rows`).
+
+    Crowd boxes (``iscrowd``: COCOeval treats them as regions to ignore) are left out, as YOLOv5's COCO-to-YOLO
+    conversion does; so are image entries and annotations missing a key, and annotations of no listed image.
+    An unknown ``category_id`` stops with a :class:`CocoJsonError` (the json contradicts its own categories).
     """
     path = Path(path)
     data = _load_json(path)
     class_of = {category_id: i for i, category_id in enumerate(class_to_category_id)}
-    boxes: dict[int, list[list[float]]] = {}
-    for ann in data.get("annotations", []):
-        x, y, w, h = ann["bbox"]
-        if ann.get("iscrowd", 0) or w <= 0 or h <= 0:
+    result = CocoLabels()
+    rows = _annotation_rows(data, class_of, result, path)
+    for index, im in enumerate(data["images"]):
+        if not _usable_image(im):
+            result.leave_out(result.skipped, INCOMPLETE_IMAGE, f"image entry #{index} (needs {', '.join(_IMAGE_KEYS)})")
+            if isinstance(im, dict) and isinstance(im.get("id"), (int, str)):
+                rows.pop(im["id"], None)  # the boxes of a skipped image, as a YOLO image's label file: not counted
+            if isinstance(im, dict) and isinstance(im.get("file_name"), str):
+                result.skipped_files.add(im["file_name"])
             continue
-        if ann["category_id"] not in class_of:
-            raise CocoJsonError(f"{path}: annotation {ann.get('id')} has unknown category_id {ann['category_id']}")
-        boxes.setdefault(ann["image_id"], []).append([class_of[ann["category_id"]], x + w / 2, y + h / 2, w, h])
-    images = {}
-    for im in data["images"]:
-        width, height = im["width"], im["height"]
-        labels = np.array(boxes.get(im["id"], []), dtype=np.float64).reshape(-1, 5)
-        labels[:, [1, 3]] /= width
-        labels[:, [2, 4]] /= height
-        images[im["file_name"]] = CocoImage(im["id"], width, height, labels.astype(np.float32))
-    return images
+        scale = np.array([im["width"], im["height"]] * 2, dtype=np.float64)
+        image_rows = [row._replace(xywh=row.xywh / scale) for row in rows.pop(im["id"], [])]
+        result.images[im["file_name"]] = CocoImage(im["id"], im["width"], im["height"],
+                                                   check_rows(image_rows, len(class_to_category_id)))
+    for image_id, orphans in rows.items():
+        for row in orphans:
+            result.leave_out(result.dropped, UNKNOWN_IMAGE, f"{row.where} (image_id {image_id!r})")
+    return result
+
+
+def _evaluable_annotation(annotation: Any, image_ids: set[Any], category_ids: set[int]) -> bool:
+    box = _box_of(annotation)
+    return (box is not None and annotation["image_id"] in image_ids and annotation["category_id"] in category_ids
+            and bool(np.isfinite(box).all()) and box[2] > 0 and box[3] > 0)
+
+
+def evaluable_ground_truth(path: Path | str) -> dict[str, Any] | Path:
+    """The ground truth COCOeval can read: ``path`` itself when its image entries and annotations are complete,
+    else its contents without the incomplete ones (the scan leaves them out too), with the ``id`` and ``area``
+    COCOeval needs filled in where an annotation lacks them. Crowd boxes stay: COCOeval ignores detections on them."""
+    path = Path(path)
+    data = _load_json(path)
+    images = [im for im in data["images"] if _usable_image(im)]
+    image_ids = {im["id"] for im in images}
+    category_ids = {c["id"] for c in data["categories"] if isinstance(c, dict) and isinstance(c.get("id"), int)}
+    annotations_given = data.get("annotations")
+    given: list[Any] = annotations_given if isinstance(annotations_given, list) else []
+    kept = [a for a in given if _evaluable_annotation(a, image_ids, category_ids)]
+    complete = all("id" in a and "area" in a for a in kept)
+    if len(images) == len(data["images"]) and len(kept) == len(given) and complete:
+        return path
+    next_id = 1 + max((a["id"] for a in kept if isinstance(a.get("id"), int)), default=0)
+    annotations: list[dict[str, Any]] = []
+    for index, a in enumerate(kept):
+        annotations.append({"id": next_id + index, "area": a["bbox"][2] * a["bbox"][3], **a})
+    return {**data, "images": images, "annotations": annotations}
 
 
 def image_ids_from_names(im_files: list[str]) -> list[int]:

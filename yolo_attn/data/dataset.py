@@ -13,20 +13,22 @@ import logging
 import math
 import os
 import zipfile
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import cv2
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, get_worker_info
 
-from yolo_attn.data.coco_json import CocoImage, image_ids_from_names, read_coco_labels
+from yolo_attn.data.coco_json import image_ids_from_names, read_coco_labels
 from yolo_attn.data.config import SplitSource
+from yolo_attn.data.images import IMAGE_SUFFIXES, ImageSkipped, inspect_image
+from yolo_attn.data.labels import CLASS_OUT_OF_RANGE, CheckedLabels, parse_label_lines
 from yolo_attn.data.letterbox import letterbox
 from yolo_attn.errors import UserError
 from yolo_attn.utils.boxes import clip_boxes, xywh2xyxy, xyxy2xywh
@@ -34,13 +36,13 @@ from yolo_attn.utils.paths import CACHE_ENV, cache_root
 
 LOGGER = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = frozenset({".bmp", ".dng", ".jpeg", ".jpg", ".mpo", ".png", ".tif", ".tiff", ".webp", ".pfm"})
-CACHE_VERSION = 1
-MIN_IMAGE_SIDE = 10  # pixels; smaller images are reported corrupt (YOLOv5's check)
+__all__ = ["IMAGE_SUFFIXES", "DetectionDataset", "ScanSummary", "create_dataloader", "scan_split"]
+
+CACHE_VERSION = 2
 LABEL_CLIP_EPS = 1e-3  # boxes are clipped this far inside the image before normalising (YOLOv5)
-EXIF_ORIENTATION = 274
-# what a broken image raises while PIL opens and verifies it (SyntaxError: PIL's "broken PNG file")
-IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+SHOWN_PROBLEMS = 10  # files whose problems are logged as warnings; the rest at debug level
+ORPHAN_LABELS = "label file without an image"
+NOT_IN_JSON = "image not in the json"
 
 Shapes = tuple[tuple[int, int], tuple[tuple[float, float], tuple[float, float]]]
 
@@ -69,7 +71,7 @@ def list_yolo_images(split: SplitSource) -> list[str]:
         if source.is_dir():
             files += [str(p) for p in source.rglob("*") if p.is_file()]
         elif source.is_file():
-            for line in source.read_text(encoding="utf-8").splitlines():
+            for line in source.read_text(encoding="utf-8-sig", errors="replace").splitlines():
                 line = line.strip()
                 if line:
                     path = Path(line)
@@ -82,22 +84,67 @@ def list_yolo_images(split: SplitSource) -> list[str]:
     return images
 
 
+def orphan_label_files(split: SplitSource, images: list[str]) -> list[str]:
+    """Label files in the label folders of a YOLO split's image folders that belong to none of its images."""
+    expected = {label_path_for(image) for image in images}
+    orphans: set[str] = set()
+    for source in split.sources:
+        label_dir = Path(label_path_for(str(source / "x.jpg"))).parent
+        if source.is_dir() and label_dir != source and label_dir.is_dir():
+            orphans.update(str(p) for p in label_dir.rglob("*.txt") if str(p) not in expected)
+    return sorted(orphans)
+
+
+def _by_reason(counter: Counter[str]) -> str:
+    return ", ".join(f"{reason} {n}" for reason, n in sorted(counter.items()))
+
+
 @dataclass
 class ScanSummary:
-    """What the label scan found: images with labels, without (file missing / no boxes), dropped as corrupt."""
+    """What the label scan found: images with labels, without a label file (``missing``), with no boxes
+    (``empty``), and counted by reason: images ``skipped``, label rows ``dropped``, rows ``repaired``, images
+    ``converted`` while loading, files ``ignored``; ``messages``: one text per file with a problem."""
 
     found: int = 0
     missing: int = 0
     empty: int = 0
-    corrupt: int = 0
+    skipped: Counter[str] = field(default_factory=Counter)
+    dropped: Counter[str] = field(default_factory=Counter)
+    repaired: Counter[str] = field(default_factory=Counter)
+    converted: Counter[str] = field(default_factory=Counter)
+    ignored: Counter[str] = field(default_factory=Counter)
     messages: list[str] = field(default_factory=list)
 
+    COUNTERS: ClassVar[tuple[str, ...]] = ("skipped", "dropped", "repaired", "converted", "ignored")
+    # how the summary line names the counters after ``skipped`` (images)
+    SHOWN_AS: ClassVar[dict[str, str]] = {"dropped": "labels dropped", "repaired": "labels repaired",
+                                          "converted": "images converted", "ignored": "files ignored"}
+
+    @property
+    def corrupt(self) -> int:
+        """Images skipped, whatever the reason."""
+        return sum(self.skipped.values())
+
+    def merge(self, other: ScanSummary) -> None:
+        """Add ``other``'s counts and messages to these."""
+        self.found += other.found
+        self.missing += other.missing
+        self.empty += other.empty
+        for name in self.COUNTERS:
+            getattr(self, name).update(getattr(other, name))
+        self.messages += other.messages
+
     def line(self, prefix: str = "") -> str:
+        """The one summary line train and val print: every image accounted for, every change by reason."""
         total = self.found + self.missing + self.empty + self.corrupt
-        return (
-            f"{prefix}scanned {total} images: {self.found} with labels, {self.missing} label files missing, "
-            f"{self.empty} empty, {self.corrupt} corrupt or missing images skipped"
-        )
+        text = (f"{prefix}scanned {total} images: {self.found} with labels, {self.missing} label files missing, "
+                f"{self.empty} empty, {self.corrupt} skipped")
+        text += f" ({_by_reason(self.skipped)})" if self.corrupt else ""
+        for name, shown in self.SHOWN_AS.items():
+            counter = getattr(self, name)
+            if counter:
+                text += f"; {shown} {sum(counter.values())} ({_by_reason(counter)})"
+        return text
 
 
 @dataclass
@@ -111,93 +158,53 @@ class ScannedSplit:
     summary: ScanSummary
 
 
-def _image_size(path: str) -> tuple[int, int]:
-    """(w, h) after EXIF rotation, as ``cv2.imread`` will load it; raises on an unreadable image."""
-    with Image.open(path) as im:
-        image_format, (w, h), orientation = im.format, im.size, im.getexif().get(EXIF_ORIENTATION)
-        im.verify()
-    if image_format is None or f".{image_format.lower()}" not in IMAGE_SUFFIXES:
-        raise ValueError(f"unsupported image format {image_format}")
-    if orientation in (5, 6, 7, 8):  # EXIF rotations by 90 degrees
-        w, h = h, w
-    if w < MIN_IMAGE_SIDE or h < MIN_IMAGE_SIDE:
-        raise ValueError(f"image size {w}x{h} < {MIN_IMAGE_SIDE} pixels")
-    return w, h
-
-
-def parse_label_lines(text: str, nc: int) -> tuple[np.ndarray, list[str]]:
-    """YOLO label text -> (n, 5) float32 rows and a list of problems (malformed lines are dropped).
-
-    A line is ``cls xc yc w h`` (normalised), or ``cls x1 y1 x2 y2 ...`` (a polygon, boxed by its extent).
-    """
-    rows, problems = [], []
-    for number, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        try:
-            values = [float(v) for v in parts]
-        except ValueError:
-            problems.append(f"line {number}: not numbers")
-            continue
-        cls, coords = values[0], np.array(values[1:])
-        if len(coords) > 4 and len(coords) % 2 == 0:
-            xy = coords.reshape(-1, 2)
-            (x1, y1), (x2, y2) = xy.min(0), xy.max(0)
-            coords = np.array([(x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1])
-        if len(coords) != 4:
-            problems.append(f"line {number}: expected 5 values (cls xc yc w h), got {len(parts)}")
-        elif not (cls.is_integer() and 0 <= cls < nc):
-            problems.append(f"line {number}: class {parts[0]} outside 0..{nc - 1}")
-        elif not (np.isfinite(coords).all() and (coords >= 0).all() and (coords <= 1).all()):
-            problems.append(f"line {number}: coordinates not normalised to 0..1")
-        else:
-            rows.append([cls, *coords])
-    labels = np.array(rows, dtype=np.float32).reshape(-1, 5)
-    _, first = np.unique(labels, axis=0, return_index=True)
-    if len(first) < len(labels):
-        problems.append(f"{len(labels) - len(first)} duplicate labels removed")
-        labels = labels[np.sort(first)]
-    return labels, problems
-
-
 class ImageScan(NamedTuple):
-    """One image's scan: (w, h) or None when unusable, its labels, how its labels were found, a warning."""
+    """One image's scan: (w, h) or None when it is skipped, its labels, and its share of the summary."""
 
     size: tuple[int, int] | None
     labels: np.ndarray
-    status: str  # the ScanSummary counter it adds to: "found", "missing" (no label file), "empty" or "corrupt"
-    warning: str | None
+    summary: ScanSummary
 
 
-def _corrupt(image: str, error: Exception) -> ImageScan:
-    return ImageScan(None, np.zeros((0, 5), np.float32), "corrupt", f"{image}: image skipped: {error}")
+def _no_labels() -> np.ndarray:
+    return np.zeros((0, 5), np.float32)
+
+
+def _image_scan(image: str, checked: CheckedLabels | None, label_file: str) -> ImageScan:
+    """Check ``image`` and account for its ``checked`` labels (None: no label file) in a one-image summary."""
+    summary = ScanSummary()
+    try:
+        info = inspect_image(image)
+    except ImageSkipped as e:
+        summary.skipped[e.reason] += 1
+        summary.messages.append(f"{image}: image skipped: {e}")
+        return ImageScan(None, _no_labels(), summary)
+    summary.converted.update(info.conversions)
+    if checked is None:
+        summary.missing = 1
+        return ImageScan(info.size, _no_labels(), summary)
+    summary.dropped.update(checked.dropped)
+    summary.repaired.update(checked.repaired)
+    if checked.problems:
+        summary.messages.append(f"{label_file}: {'; '.join(checked.problems)}")
+    summary.found, summary.empty = (1, 0) if len(checked.labels) else (0, 1)
+    return ImageScan(info.size, checked.labels, summary)
 
 
 def _scan_yolo_image(args: tuple[str, int]) -> ImageScan:
     """Check one YOLO-layout image and read its label file (``nc`` bounds the class column)."""
     image, nc = args
-    try:
-        size = _image_size(image)
-    except IMAGE_ERRORS as e:
-        return _corrupt(image, e)
     label_file = label_path_for(image)
     if not os.path.isfile(label_file):
-        return ImageScan(size, np.zeros((0, 5), np.float32), "missing", None)
+        return _image_scan(image, None, label_file)
     with open(label_file, encoding="utf-8", errors="replace") as f:
-        labels, problems = parse_label_lines(f.read(), nc)
-    warning = f"{label_file}: {'; '.join(problems)}" if problems else None
-    return ImageScan(size, labels, "found" if len(labels) else "empty", warning)
+        return _image_scan(image, parse_label_lines(f.read(), nc), label_file)
 
 
-def _scan_coco_image(args: tuple[str, CocoImage]) -> ImageScan:
+def _scan_coco_image(args: tuple[str, CheckedLabels, str]) -> ImageScan:
     """Check one COCO-layout image; its labels come from the json."""
-    image, entry = args
-    try:
-        size = _image_size(image)
-    except IMAGE_ERRORS as e:
-        return _corrupt(image, e)
-    return ImageScan(size, entry.labels, "found" if len(entry.labels) else "empty", None)
+    image, labels, annotations = args
+    return _image_scan(image, labels, annotations)
 
 
 def _stat_signature(paths: list[str]) -> str:
@@ -219,6 +226,7 @@ def _cache_file(split: SplitSource, cache_dir: Path) -> Path:
 def _write_cache(path: Path, key: str, scan: ScannedSplit) -> None:
     """Plain arrays through ``np.savez`` (no pickled objects), written to a temp file and renamed into place."""
     s = scan.summary
+    reasons = [(name, reason, n) for name in ScanSummary.COUNTERS for reason, n in getattr(s, name).items()]
     arrays: dict[str, Any] = {
         "version": np.array(CACHE_VERSION),
         "key": np.array(key),
@@ -226,8 +234,10 @@ def _write_cache(path: Path, key: str, scan: ScannedSplit) -> None:
         "shapes": scan.shapes.astype(np.int64).reshape(-1, 2),
         "image_ids": np.array(scan.image_ids, dtype=np.int64),
         "label_counts": np.array([len(lb) for lb in scan.labels], dtype=np.int64),
-        "labels": np.concatenate(scan.labels, 0) if scan.labels else np.zeros((0, 5), np.float32),
-        "counts": np.array([s.found, s.missing, s.empty, s.corrupt], dtype=np.int64),
+        "labels": np.concatenate(scan.labels, 0) if scan.labels else _no_labels(),
+        "counts": np.array([s.found, s.missing, s.empty], dtype=np.int64),
+        "reasons": np.array([f"{name}\t{reason}" for name, reason, _ in reasons], dtype=str),
+        "reason_counts": np.array([n for _, _, n in reasons], dtype=np.int64),
         "messages": np.array(s.messages, dtype=str),
     }
     try:
@@ -247,47 +257,77 @@ def _read_cache(path: Path, key: str) -> ScannedSplit | None:
                 return None
             counts = z["label_counts"]
             labels = np.split(z["labels"].astype(np.float32), np.cumsum(counts)[:-1]) if len(counts) else []
-            found, missing, empty, corrupt = (int(x) for x in z["counts"])
+            found, missing, empty = (int(x) for x in z["counts"])
+            summary = ScanSummary(found, missing, empty, messages=[str(m) for m in z["messages"]])
+            for entry, n in zip(z["reasons"], z["reason_counts"], strict=True):
+                name, reason = str(entry).split("\t")
+                getattr(summary, name)[reason] = int(n)
             return ScannedSplit(
                 im_files=[str(f) for f in z["im_files"]],
                 labels=[lb.reshape(-1, 5) for lb in labels],
                 shapes=z["shapes"].astype(np.int64).reshape(-1, 2),
                 image_ids=[int(i) for i in z["image_ids"]],
-                summary=ScanSummary(found, missing, empty, corrupt, [str(m) for m in z["messages"]]),
+                summary=summary,
             )
-    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):  # absent, stale or damaged: rescan
+    except (OSError, KeyError, ValueError, EOFError, AttributeError, zipfile.BadZipFile):  # absent, stale, damaged
         return None
 
 
+def _scan_items(split: SplitSource,
+                yolo_images: list[str] | None) -> tuple[list[Any], Any, ScanSummary, dict[str, int]]:
+    """(items to scan, the scanner, the summary of what the json left out, COCO image ids by path)."""
+    summary = ScanSummary()
+    if split.layout != "coco" or split.annotations is None:
+        return [(image, split.nc) for image in yolo_images or []], _scan_yolo_image, summary, {}
+    coco = read_coco_labels(split.annotations, split.class_to_category_id)
+    summary.skipped.update(coco.skipped)
+    summary.dropped.update(coco.dropped)
+    if coco.problems:
+        summary.messages.append(f"{split.annotations}: {'; '.join(coco.problems)}")
+    folder = split.sources[0]
+    items = sorted((str(folder / name), entry.labels, str(split.annotations)) for name, entry in coco.images.items())
+    listed = {image for image, *_ in items} | {str(folder / name) for name in coco.skipped_files}
+    unlisted = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and str(p) not in listed]
+    if unlisted:
+        summary.ignored[NOT_IN_JSON] = len(unlisted)
+    image_ids = {str(folder / name): entry.image_id for name, entry in coco.images.items()}
+    return items, _scan_coco_image, summary, image_ids
+
+
+def _check_classes(split: SplitSource, summary: ScanSummary) -> None:
+    """Stop when labels name classes the dataset YAML does not have (training would silently lose them)."""
+    count = summary.dropped[CLASS_OUT_OF_RANGE]
+    if count:
+        example = next(m for m in summary.messages if CLASS_OUT_OF_RANGE in m)
+        raise UserError(
+            f"{split.origin}: {count} labels have a class id outside 0..{split.nc - 1} (first: {example}); "
+            f"the dataset YAML's 'nc'/'names' ({split.nc} classes) must cover every class id of the labels"
+        )
+
+
 def _scan(split: SplitSource, yolo_images: list[str] | None) -> ScannedSplit:
-    """Check every image (and YOLO label file) with a few threads; corrupt images are dropped."""
-    scanner: Callable[[tuple[str, Any]], ImageScan]
-    if split.layout == "coco":
-        assert split.annotations is not None  # the COCO layout's json
-        entries = read_coco_labels(split.annotations, split.class_to_category_id)
-        folder = split.sources[0]
-        items: list[tuple[str, Any]] = sorted((str(folder / name), entry) for name, entry in entries.items())
-        scanner = _scan_coco_image
-    else:
-        items = [(image, split.nc) for image in yolo_images or []]
-        scanner = _scan_yolo_image
+    """Check every image (and YOLO label file) with a few threads; unusable images are left out, counted."""
+    items, scanner, summary, coco_ids = _scan_items(split, yolo_images)
     with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
         results = list(pool.map(scanner, items))
-    summary = ScanSummary()
-    kept, labels, shapes, coco_ids = [], [], [], []
-    for result, (image, entry) in zip(results, items, strict=True):
-        if result.warning:
-            summary.messages.append(result.warning)
-        setattr(summary, result.status, getattr(summary, result.status) + 1)
-        if result.size is None:
-            continue
-        kept.append(image)
-        labels.append(result.labels)
-        shapes.append(result.size)
-        if split.layout == "coco":
-            coco_ids.append(entry.image_id)
-    image_ids = coco_ids if split.layout == "coco" else image_ids_from_names(kept)
+    kept, labels, shapes = [], [], []
+    for result, (image, *_) in zip(results, items, strict=True):
+        summary.merge(result.summary)
+        if result.size is not None:
+            kept.append(image)
+            labels.append(result.labels)
+            shapes.append(result.size)
+    _check_classes(split, summary)
+    image_ids = [coco_ids[image] for image in kept] if split.layout == "coco" else image_ids_from_names(kept)
     return ScannedSplit(kept, labels, np.array(shapes, dtype=np.int64).reshape(-1, 2), image_ids, summary)
+
+
+def _log_messages(messages: list[str], prefix: str) -> None:
+    """The first :data:`SHOWN_PROBLEMS` file problems as warnings, the rest at debug level (``--verbose``)."""
+    for index, message in enumerate(messages):
+        LOGGER.log(logging.WARNING if index < SHOWN_PROBLEMS else logging.DEBUG, f"{prefix}{message}")
+    if len(messages) > SHOWN_PROBLEMS:
+        LOGGER.warning(f"{prefix}{len(messages) - SHOWN_PROBLEMS} more files with problems (--verbose lists them)")
 
 
 def scan_split(split: SplitSource, cache_dir: Path | str | None = None, prefix: str = "") -> ScannedSplit:
@@ -296,12 +336,13 @@ def scan_split(split: SplitSource, cache_dir: Path | str | None = None, prefix: 
     The cache (``<cache_dir>/<hash of the split's paths>.cache``) is keyed on the stats of every
     image and label file (COCO layout: the json and the image folder's files).
     """
-    yolo_images = None
+    yolo_images, orphans = None, []
     if split.layout == "coco":
         with os.scandir(split.sources[0]) as entries:
             key_files = [str(split.annotations)] + sorted(e.path for e in entries)
     else:
         yolo_images = list_yolo_images(split)
+        orphans = orphan_label_files(split, yolo_images)
         key_files = [p for f in yolo_images for p in (f, label_path_for(f))]
     key = f"{split.nc}|{_stat_signature(key_files)}"
     cache = _cache_file(split, Path(cache_dir) if cache_dir else default_cache_dir())
@@ -309,8 +350,9 @@ def scan_split(split: SplitSource, cache_dir: Path | str | None = None, prefix: 
     if scan is None:
         scan = _scan(split, yolo_images)
         _write_cache(cache, key, scan)
-    for message in scan.summary.messages:
-        LOGGER.warning(f"{prefix}{message}")
+    if orphans:
+        scan.summary.ignored[ORPHAN_LABELS] = len(orphans)
+    _log_messages(scan.summary.messages, prefix)
     LOGGER.info(scan.summary.line(prefix))
     if not scan.im_files:
         raise UserError(f"{split.origin}: no usable images ({scan.summary.line()})")

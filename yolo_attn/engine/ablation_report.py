@@ -1,153 +1,314 @@
-"""The ablation's results: per-variant statistics over seeds and the files ``ablation.csv``, ``ablation.md``
-and ``ablation.png``.
+"""The ablation's reports: ``ablation.md``, ``ablation.csv``, ``ablation.html`` (self-contained: figures inline as
+base64 PNG, nothing fetched, nothing computed by the browser) and the figures of
+:mod:`~yolo_attn.engine.ablation_figures`.
 
-Metrics are mean ± std over seeds. Δ mAP50-95 is paired by seed (variant - base trained with the same
-seed, hence the same data order and augmentation) with a 95 % t interval and a paired t-test's p
-(:mod:`~yolo_attn.engine.ablation_stats`). With one seed no interval exists and no Δ is shown.
+The Markdown and HTML reports render the same sections (:func:`sections`): a warning when the run is too small to
+tell, the verdicts, the main figure, the variants with their cost, the Δ mAP50-95 table with its three intervals,
+Holm p and power, the COCO size metrics, the classes that gain and lose most, how the controls were made and how
+cost was measured, then the accuracy-cost figure.
 """
 
 from __future__ import annotations
 
+import base64
 import csv
-from dataclasses import asdict, dataclass
+import html
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from yolo_attn.engine.ablation_stats import PairedDelta, mean_std, paired_delta
+from yolo_attn.engine.ablation_figures import plot_accuracy_vs_cost, plot_deltas
+from yolo_attn.engine.ablation_stats import MAX_SEEDS, PairedDelta, format_p
+from yolo_attn.engine.ablation_summary import (
+    CLASSES_SHOWN,
+    METRICS,
+    MIN_IMAGES,
+    MIN_SEEDS,
+    SIZE_METRICS,
+    AblationResult,
+    Comparison,
+    VariantSummary,
+)
+from yolo_attn.engine.ablation_variants import BASE
+from yolo_attn.engine.latency import Latency
 
-METRICS = ("precision", "recall", "map50", "map50_95")
 METRIC_HEADERS = ("P", "R", "mAP50", "mAP50-95")
-CSV_FIELDS = ("row", "variant", "position", "seed", "n", "params", "gflops", "cpu_ms", "gpu_ms",
-              *(f"{m}{suffix}" for m in METRICS for suffix in ("", "_std")),
-              "delta_map50_95", "delta_ci_low", "delta_ci_high", "p_value", "wall_s")
+DELTA_FIGURE, COST_FIGURE, CAM_FIGURE = "delta.png", "ablation.png", "cam.png"
+CSV_FIELDS = (
+    "row", "variant", "kind", "position", "reference", "seed", "n", "status", "params", "gflops", "cpu_ms",
+    "cpu_p90_ms", "gpu_ms", "gpu_p90_ms",
+    *(f"{m}{suffix}" for m in (*METRICS, *SIZE_METRICS) for suffix in ("", "_std")),
+    "delta_map50_95", "seed_ci_low", "seed_ci_high", "image_ci_low", "image_ci_high", "ci_low", "ci_high", "p_value",
+    "holm_p", "simultaneous_low", "simultaneous_high", "detectable_delta", "seeds_needed",
+    *(f"delta_{m}" for m in SIZE_METRICS), "verdict", "wall_s", "error",
+)
 
 
 @dataclass(frozen=True)
-class RunResult:
-    """One trained (variant, seed) pair: its final validation metrics and wall time."""
+class Section:
+    """A titled part of the report: paragraphs, bullet points, a table (header and rows) and a figure file name."""
 
-    variant: str
-    seed: int
-    precision: float
-    recall: float
-    map50: float
-    map50_95: float
-    wall_s: float
-
-
-@dataclass(frozen=True)
-class VariantCost:
-    """What a variant costs: parameters, GFLOPs at the training size and forward latency."""
-
-    params: int
-    gflops: float
-    cpu_ms: float
-    gpu_ms: float | None
+    title: str
+    paragraphs: list[str] = field(default_factory=list)
+    bullets: list[str] = field(default_factory=list)
+    header: tuple[str, ...] = ()
+    rows: list[list[str]] = field(default_factory=list)
+    figure: str | None = None
 
 
-@dataclass(frozen=True)
-class VariantSummary:
-    """One row of the table: a variant's cost and its metrics over seeds (``(mean, std)``, std ``None`` for one
-    seed) with the paired Δ mAP50-95 against the base (``None`` for the base itself or one seed)."""
-
-    variant: str
-    position: str
-    cost: VariantCost
-    runs: tuple[RunResult, ...]
-    metrics: dict[str, tuple[float, float | None]]
-    delta: PairedDelta | None
-    wall_s: float  # mean per run
+def write_reports(result: AblationResult, save_dir: Path) -> None:
+    """``ablation.csv``, ``ablation.md``, the two figures and ``ablation.html``."""
+    write_csv(result, save_dir / "ablation.csv")
+    plot_deltas(result, save_dir / DELTA_FIGURE)
+    plot_accuracy_vs_cost(result, save_dir / COST_FIGURE)
+    (save_dir / "ablation.md").write_text(markdown_report(result) + "\n", encoding="utf-8")
+    write_html(result, save_dir)
 
 
-def summarize(variant: str, position: str, cost: VariantCost, runs: list[RunResult],
-              base_runs: list[RunResult]) -> VariantSummary:
-    """Mean ± std of each metric over ``runs`` and the paired Δ mAP50-95 against ``base_runs`` (same seeds)."""
-    metrics = {m: mean_std([getattr(r, m) for r in runs]) for m in METRICS}
-    delta = None
-    if runs is not base_runs:
-        delta = paired_delta([r.map50_95 for r in runs], [r.map50_95 for r in base_runs])
-    wall = mean_std([r.wall_s for r in runs])[0]
-    return VariantSummary(variant, position, cost, tuple(runs), metrics, delta, wall)
+# -- sections -----------------------------------------------------------------------------------------------------
+
+def sections(result: AblationResult) -> list[Section]:
+    return [overview(result), Section("Main figure", figure=DELTA_FIGURE), variants_section(result),
+            deltas_section(result), sizes_section(result), classes_section(result), method_section(result),
+            Section("Accuracy against cost", figure=COST_FIGURE)]
 
 
-def write_reports(summaries: list[VariantSummary], seeds: tuple[int, ...], save_dir: Path) -> None:
-    write_csv(summaries, save_dir / "ablation.csv")
-    (save_dir / "ablation.md").write_text(markdown_report(summaries, seeds) + "\n", encoding="utf-8")
-    plot_accuracy_vs_cost(summaries, len(seeds), save_dir / "ablation.png")
+def warning(result: AblationResult) -> str | None:
+    if not result.too_small:
+        return None
+    return (f"Too small to tell: {len(result.seeds)} seed(s) and {result.images} validation images (needs at least "
+            f"{MIN_SEEDS} seeds and {MIN_IMAGES} images). No result below is marked significant.")
 
 
-def write_csv(summaries: list[VariantSummary], path: Path) -> None:
-    """One row per (variant, seed), then one summary row per variant (means, stds, Δ interval, p)."""
-    rows, base = [], {r.seed: r for r in summaries[0].runs}
-    for s in summaries:
-        cost = asdict(s.cost)
-        for r in s.runs:
-            rows.append({"row": "run", "variant": s.variant, "position": s.position, "seed": r.seed, "n": 1, **cost,
-                         **{m: getattr(r, m) for m in METRICS}, "wall_s": r.wall_s,
-                         "delta_map50_95": r.map50_95 - base[r.seed].map50_95})
-        summary = {"row": "summary", "variant": s.variant, "position": s.position, "n": len(s.runs), **cost,
-                   **{m: s.metrics[m][0] for m in METRICS}, **{f"{m}_std": s.metrics[m][1] for m in METRICS},
-                   "wall_s": round(s.wall_s, 2)}
-        if s.delta is not None:
-            summary.update(delta_map50_95=s.delta.mean, delta_ci_low=s.delta.low, delta_ci_high=s.delta.high,
-                           p_value=s.delta.p_value)
-        rows.append(summary)
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
-        writer.writeheader()
-        writer.writerows(rows)
+def overview(result: AblationResult) -> Section:
+    n = len(result.seeds)
+    facts = (f"n = {n} seed{'s' * (n > 1)} ({', '.join(map(str, result.seeds))}) per variant, "
+             f"{result.images} validation images, {result.resamples:,} bootstrap resamples of those images (seeded). "
+             f"{result.family} comparisons, Holm-adjusted as one family.")
+    paragraphs = [p for p in (warning(result), facts) if p]
+    return Section("Verdicts", paragraphs, [c.verdict for c in result.comparisons if c.verdict])
 
 
-def markdown_report(summaries: list[VariantSummary], seeds: tuple[int, ...]) -> str:
-    """The table with a note stating n and the test used."""
-    n = len(seeds)
-    if n == 1:
-        note = (f"n = 1 (seed {seeds[0]}): metrics of a single run. No confidence interval can be given from one "
-                "seed, so no Δ is shown; rerun with `--seeds 3` (or more) to compare variants.")
-    else:
-        note = (f"n = {n} seeds ({', '.join(map(str, seeds))}) per variant; metrics are mean ± std over seeds. "
-                "Δ mAP50-95 = variant − base, paired by seed (same data order and augmentation), mean with its "
-                f"95 % confidence interval (t distribution, {n - 1} degree{'s' * (n > 2)} of freedom); "
-                "p: two-sided paired t-test. **\\*** marks an interval that excludes 0.")
-    header = ("| variant | position | params | GFLOPs | CPU ms | GPU ms | " + " | ".join(METRIC_HEADERS)
-              + " | Δ mAP50-95 [95 % CI] | p | wall s |")
-    lines = [note, "", header, "|---|---|" + "---:|" * (len(METRIC_HEADERS) + 7)]
-    for s in summaries:
-        c = s.cost
-        gpu = f"{c.gpu_ms:.2f}" if c.gpu_ms is not None else "-"
-        cells = [s.variant, s.position, f"{c.params:,}", f"{c.gflops:.3f}", f"{c.cpu_ms:.1f}", gpu,
-                 *(format_mean_std(*s.metrics[m]) for m in METRICS), *format_delta(s.delta), f"{s.wall_s:.0f}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+def latency_cell(latency: Latency | None) -> str:
+    return "-" if latency is None else f"{latency.median_ms:.1f} ({latency.p90_ms:.1f})"
 
 
-def format_mean_std(mean: float, std: float | None) -> str:
+def mean_std_cell(value: tuple[float, float | None] | None) -> str:
+    if value is None:
+        return "-"
+    mean, std = value
     return f"{mean:.3f}" if std is None else f"{mean:.3f} ± {std:.3f}"
 
 
-def format_delta(delta: PairedDelta | None) -> tuple[str, str]:
-    """(Δ with its interval, p); dashes for the base and for a single seed."""
-    if delta is None:
-        return "-", "-"
-    mark = " **\\***" if delta.excludes_zero else ""
-    return f"{delta.mean:+.3f} [{delta.low:+.3f}, {delta.high:+.3f}]{mark}", f"{delta.p_value:.3f}"
+def runs_cell(summary: VariantSummary) -> str:
+    done = len(summary.runs) - len(summary.failed)
+    failed = ", ".join(f"seed {s} FAILED" for s in summary.failed)
+    return f"{done}/{len(summary.runs)}" + (f" ({failed})" if failed else "")
 
 
-def plot_accuracy_vs_cost(summaries: list[VariantSummary], n: int, path: Path) -> None:
-    """mAP50-95 (mean, error bar ±1 std over seeds) against GFLOPs."""
-    import matplotlib
+def variants_section(result: AblationResult) -> Section:
+    header = ("variant", "kind", "position", "params", "GFLOPs", "CPU ms median (p90)", "GPU ms median (p90)",
+              *METRIC_HEADERS, "runs", "wall s")
+    rows = []
+    for s in result.summaries:
+        c = s.cost
+        cost = [f"{c.params:,}", f"{c.gflops:.3f}", latency_cell(c.cpu), latency_cell(c.gpu)] if c else ["-"] * 4
+        wall = "-" if math.isnan(s.wall_s) else f"{s.wall_s:.0f}"
+        rows.append([s.name, s.variant.kind, s.variant.position, *cost,
+                     *(mean_std_cell(s.metrics.get(m)) for m in METRICS), runs_cell(s), wall])
+    note = ("Metrics: mean ± std over the finished seeds. A failed (variant, seed) pair is marked in runs and enters "
+            "no Δ; --resume trains it again.")
+    return Section("Variants", [note], header=header, rows=rows)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4), tight_layout=True)
-    for s in summaries:
-        mean, std = s.metrics["map50_95"]
-        ax.errorbar(s.cost.gflops, mean, yerr=std or 0.0, fmt="s" if s is summaries[0] else "o", capsize=4,
-                    label=s.variant)
-    ax.legend(fontsize=8)
-    ax.set_xlabel("GFLOPs")
-    ax.set_ylabel("mAP50-95")
-    bars = f"mean ± 1 std over {n} seeds" if n > 1 else "one seed, no error bars"
-    ax.set_title(f"attention blocks: accuracy vs cost ({bars})", fontsize=9)
-    fig.savefig(path, dpi=150)
-    plt.close(fig)
+def interval_cell(low: float, high: float) -> str:
+    return f"[{low:+.3f}, {high:+.3f}]"
+
+
+def deltas_section(result: AblationResult) -> Section:
+    header = ("variant", "against", "seeds", "Δ mAP50-95", "seeds 95 % CI", "images 95 % CI", "both 95 % CI", "p",
+              "Holm p", f"simultaneous {100 - 5 / max(1, result.family):.2f} % CI", "detectable Δ", "seeds for Δ",
+              "finding")
+    rows = []
+    for c in result.comparisons:
+        tested = c.tested()
+        if tested is None:
+            rows.append([c.variant, c.reference, "0", *["-"] * 9, c.finding])
+            continue
+        e, holm_p, simultaneous = tested
+        seeds = interval_cell(e.seeds.low, e.seeds.high) if e.seeds else "-"
+        needed = "-" if c.detectable is None else (f"> {MAX_SEEDS}" if c.seeds_needed is None else str(c.seeds_needed))
+        rows.append([c.variant, c.reference, str(e.n), f"{e.mean:+.4f}", seeds, interval_cell(*e.images),
+                     interval_cell(e.low, e.high), format_p(e.p_value), format_p(holm_p), interval_cell(*simultaneous),
+                     "-" if c.detectable is None else f"{c.detectable:.4f}", needed, c.finding])
+    notes = [
+        "Δ = variant − reference, paired: the same seeds (data order, augmentation) and the same validation images. "
+        "seeds CI: t interval over seeds, the training noise (none from one seed). images CI: percentile interval "
+        "of the seed-mean Δ over bootstrap resamples of the validation images, the validation set as a sample. "
+        "both CI, p: the two sources together (variances added, Welch-Satterthwaite degrees of freedom; it can be "
+        "narrower than the seeds' own interval, whose few degrees of freedom make it wide). Holm p: over the "
+        f"{result.family} comparisons; simultaneous CI: the both-sources interval at 1 − 0.05/{result.family}. "
+        "A finding says improves or worse only where the simultaneous interval excludes 0.",
+        "Power, from the seed-to-seed spread of Δ: detectable Δ is the smallest effect this many seeds detect with "
+        "80 % power at α 0.05 (two-sided paired t-test, before the multiplicity adjustment); seeds for Δ: how many "
+        "seeds a Δ of the observed size would need.",
+    ]
+    return Section("Δ mAP50-95", notes, header=header, rows=rows)
+
+
+def delta_cell(delta: PairedDelta | None) -> str:
+    return "-" if delta is None else f"{delta.mean:+.3f} {interval_cell(delta.low, delta.high)}"
+
+
+def sizes_section(result: AblationResult) -> Section:
+    by_name = {s.name: s for s in result.summaries}
+    header = ("variant", *(h for m in SIZE_METRICS for h in (m, f"Δ {m} [95 % CI]")))
+    rows = []
+    for c in result.comparisons:
+        if by_name[c.reference].variant.kind != BASE:
+            continue
+        metrics = by_name[c.variant].metrics
+        rows.append([c.variant, *(cell for m in SIZE_METRICS
+                                  for cell in (mean_std_cell(metrics.get(m)), delta_cell(c.size_deltas.get(m))))])
+    note = ("COCOeval of each run's final weights (small < 32², medium < 96², large objects; AR100: recall with 100 "
+            "detections per image); Δ against the base, paired by seed, 95 % t interval over seeds (none below two).")
+    return Section("Per object size", [note], header=header, rows=rows)
+
+
+def classes_section(result: AblationResult) -> Section:
+    header = ("variant", "against", f"largest gains (up to {CLASSES_SHOWN})", f"largest losses (up to {CLASSES_SHOWN})")
+    rows = []
+    for c in result.comparisons:
+        gains = [row for row in c.class_deltas if row[1] > 0][:CLASSES_SHOWN]
+        losses = sorted((row for row in c.class_deltas if row[1] < 0), key=lambda row: row[1])[:CLASSES_SHOWN]
+        rows.append([c.variant, c.reference, classes_cell(gains), classes_cell(losses)])
+    note = "Per-class AP50-95, Δ = variant − reference averaged over the common seeds; n: the class's labels."
+    return Section("Per class", [note], header=header, rows=rows)
+
+
+def classes_cell(rows: list[tuple[str, float, int]]) -> str:
+    return "; ".join(f"{name} {delta:+.3f} (n {n})" for name, delta, n in rows) or "-"
+
+
+def method_section(result: AblationResult) -> Section:
+    notes = [s.variant.note for s in result.summaries if s.variant.note]
+    return Section("Controls and cost", bullets=[*notes, *result.notes, result.cost_note])
+
+
+# -- Markdown -----------------------------------------------------------------------------------------------------
+
+def md_cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def markdown_report(result: AblationResult) -> str:
+    lines: list[str] = []
+    for section in sections(result):
+        lines += [f"## {section.title}", ""]
+        for paragraph in section.paragraphs:
+            lines += [f"> **{paragraph}**" if paragraph == warning(result) else paragraph, ""]
+        if section.bullets:
+            lines += [*(f"- {b}" for b in section.bullets), ""]
+        if section.header:
+            lines.append("| " + " | ".join(section.header) + " |")
+            lines.append("|" + "---|" * len(section.header))
+            lines += ["| " + " | ".join(md_cell(cell) for cell in row) + " |" for row in section.rows]
+            lines.append("")
+        if section.figure:
+            lines += [f"![{section.title}]({section.figure})", ""]
+    return "\n".join(lines).rstrip()
+
+
+# -- HTML ---------------------------------------------------------------------------------------------------------
+
+STYLE = """body{font-family:sans-serif;margin:2em;max-width:1400px;color:#222}
+table{border-collapse:collapse;font-size:13px;margin:0.5em 0}
+td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
+td:first-child,th:first-child{text-align:left}th{background:#f2f2f2}img{max-width:100%}
+.warning{background:#fde8e8;border:2px solid #c0392b;padding:0.6em;font-weight:bold}p.note{font-size:13px;color:#555}"""
+
+
+def inline_png(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
+
+
+def html_section(section: Section, save_dir: Path, warning_text: str | None) -> list[str]:
+    parts = [f"<h2>{html.escape(section.title)}</h2>"]
+    for paragraph in section.paragraphs:
+        kind = "warning" if paragraph == warning_text else "note"
+        parts.append(f'<p class="{kind}">{html.escape(paragraph)}</p>')
+    if section.bullets:
+        parts.append("<ul>" + "".join(f"<li>{html.escape(b)}</li>" for b in section.bullets) + "</ul>")
+    if section.header:
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in section.header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in section.rows)
+        parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+    if section.figure and (save_dir / section.figure).is_file():
+        parts.append(inline_png(save_dir / section.figure))
+    return parts
+
+
+def write_html(result: AblationResult, save_dir: Path) -> Path:
+    """``ablation.html``: every section, figures inline; ``cam.png`` too when it exists (``--cam``)."""
+    all_sections = sections(result)
+    if (save_dir / CAM_FIGURE).is_file():
+        all_sections.append(Section("Where the variants look (Grad-CAM)", figure=CAM_FIGURE))
+    body = [part for s in all_sections for part in html_section(s, save_dir, warning(result))]
+    page = ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>yolo-attn ablation</title>"
+            f"<style>{STYLE}</style></head><body>\n<h1>Ablation: {html.escape(save_dir.name)}</h1>\n"
+            + "\n".join(body) + "\n</body></html>\n")
+    path = save_dir / "ablation.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+# -- CSV ----------------------------------------------------------------------------------------------------------
+
+def cost_fields(summary: VariantSummary) -> dict[str, Any]:
+    c = summary.cost
+    if c is None:
+        return {}
+    gpu = {"gpu_ms": c.gpu.median_ms, "gpu_p90_ms": c.gpu.p90_ms} if c.gpu else {}
+    return {"params": c.params, "gflops": c.gflops, "cpu_ms": c.cpu.median_ms, "cpu_p90_ms": c.cpu.p90_ms, **gpu}
+
+
+def comparison_fields(c: Comparison) -> dict[str, Any]:
+    tested = c.tested()
+    if tested is None:
+        return {"n": 0}
+    e, holm_p, simultaneous = tested
+    fields = {"n": e.n, "delta_map50_95": e.mean, "image_ci_low": e.images[0], "image_ci_high": e.images[1],
+              "ci_low": e.low, "ci_high": e.high, "p_value": e.p_value, "holm_p": holm_p,
+              "simultaneous_low": simultaneous[0], "simultaneous_high": simultaneous[1],
+              "detectable_delta": c.detectable, "seeds_needed": c.seeds_needed,
+              **{f"delta_{m}": d.mean for m, d in c.size_deltas.items() if d is not None}}
+    if e.seeds is not None:
+        fields.update(seed_ci_low=e.seeds.low, seed_ci_high=e.seeds.high)
+    return fields
+
+
+def write_csv(result: AblationResult, path: Path) -> None:
+    """Rows per (variant, seed) with their status, one summary row per variant, one row per comparison."""
+    rows: list[dict[str, Any]] = []
+    base = {r.seed: r for r in result.summaries[0].runs if r.ok}
+    for s in result.summaries:
+        common = {"variant": s.name, "kind": s.variant.kind, "position": s.variant.position, **cost_fields(s)}
+        for r in s.runs:
+            row = {"row": "run", **common, "seed": r.seed, "n": 1, "status": "ok" if r.ok else "failed",
+                   "wall_s": r.wall_s, "error": r.error}
+            if r.metrics is not None:
+                row.update(r.metrics)
+                if r.seed in base:
+                    row["delta_map50_95"] = r.value("map50_95") - base[r.seed].value("map50_95")
+            rows.append(row)
+        rows.append({"row": "summary", **common, "n": len(s.runs) - len(s.failed), "wall_s": s.wall_s,
+                     **{m: v[0] for m, v in s.metrics.items()}, **{f"{m}_std": v[1] for m, v in s.metrics.items()}})
+    for c in result.comparisons:
+        rows.append({"row": "comparison", "variant": c.variant, "reference": c.reference, **comparison_fields(c),
+                     "verdict": c.verdict})
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)

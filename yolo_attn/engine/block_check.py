@@ -21,7 +21,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import torch
 import yaml
@@ -30,7 +30,7 @@ from torch import nn
 from yolo_attn.engine.ablation import base_text
 from yolo_attn.engine.exporter import DEFAULT_OPSET, require
 from yolo_attn.errors import UserError
-from yolo_attn.nn.builder import STRIDE_PROBE_SIZE, LayerRecord, build_model, parse_layers
+from yolo_attn.nn.builder import STRIDE_PROBE_SIZE, build_model, parse_layers
 from yolo_attn.nn.catalog import is_attention
 from yolo_attn.nn.flops import count_gflops
 from yolo_attn.nn.model import DetectionModel
@@ -149,7 +149,7 @@ def place(block: str, base: str, args: str | list[Any] | None) -> tuple[Check, P
         block_args = _parse_args(args) if args is not None else default_block_args(base_yaml, after, block)
     except Exception as e:  # noqa: BLE001 - reported on the card
         return Check(name, "fail", one_line(e)), None
-    records = cast("list[LayerRecord]", base_model.layer_records)
+    records = base_model.layer_records
     record, gains = records[after], base_model.yaml
     assert record.out_shape is not None  # the layer before a block is a feature map
     stride = STRIDE_PROBE_SIZE // record.out_shape[-1]

@@ -9,12 +9,11 @@ import math
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
 from yolo_attn.data.coco_json import detections_to_json
-from yolo_attn.data.dataset import IMAGE_SUFFIXES
+from yolo_attn.data.images import IMAGE_SUFFIXES, ImageSkipped, read_image
 from yolo_attn.data.letterbox import letterbox
 from yolo_attn.errors import UserError
 from yolo_attn.nn.heads import configure_end_to_end, has_objectness
@@ -126,8 +125,9 @@ def box_crops(image: np.ndarray, det: torch.Tensor) -> list[tuple[int, np.ndarra
 def read_images(paths: Iterable[Path]) -> Iterator[tuple[Path, np.ndarray]]:
     """Yield (path, BGR image); an unreadable or corrupt file is skipped with a warning naming it."""
     for path in paths:
-        image = cv2.imread(str(path))
-        if image is None:
-            LOGGER.warning(f"skipping {path}: not a readable image")
+        try:
+            image = read_image(str(path))
+        except ImageSkipped as e:
+            LOGGER.warning(f"skipping {path}: {e}")
             continue
         yield path, image

@@ -30,9 +30,9 @@ WHITE = (255, 255, 255)
 
 
 def epoch_row(epoch: int, losses: list[float], metrics: dict, lrs: list[float],
-              loss_names: tuple[str, ...]) -> dict[str, float]:
+              loss_names: tuple[str, ...], skipped_steps: int = 0) -> dict[str, float]:
     """One epoch of results.csv (``epoch`` counts from 1): train losses, validation metrics and losses, learning
-    rates."""
+    rates, and the optimizer steps skipped for a non-finite loss or gradient."""
     val_losses = metrics.get("loss")
     val_losses = [float(v) for v in val_losses] if val_losses is not None else [0.0] * len(loss_names)
     row: dict[str, float] = {"epoch": epoch}
@@ -41,6 +41,7 @@ def epoch_row(epoch: int, losses: list[float], metrics: dict, lrs: list[float],
     # the validation loss (the head's eval loss) may name fewer items than the training loss chosen by --loss
     row.update({f"val/{name}_loss": value for name, value in zip(loss_names, val_losses, strict=False)})
     row.update({f"x/lr{i}": lr for i, lr in enumerate(lrs)})
+    row["train/skipped_steps"] = skipped_steps
     return row
 
 

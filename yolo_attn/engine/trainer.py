@@ -9,6 +9,7 @@ at 320 px, AdamW, 12 epochs (``configs/hyps/hyp.demo.yaml``). The head's contrac
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import logging
@@ -26,8 +27,11 @@ from torch.utils.data import DistributedSampler
 from tqdm import tqdm
 
 from yolo_attn.checkpoint import (
+    CheckpointWriteError,
     load_checkpoint,
+    load_for_resume,
     make_checkpoint,
+    resume_candidates,
     save_checkpoint,
     strip_optimizer,
     transfer_pretrained,
@@ -46,7 +50,9 @@ from yolo_attn.engine import results
 from yolo_attn.engine.autoanchor import check_anchors
 from yolo_attn.engine.autobatch import AUTO_BATCH, AUTO_BATCH_MEMORY, CPU_AUTO_BATCH, auto_batch_size
 from yolo_attn.engine.bn_calibration import calibrate_behind, image_batches
+from yolo_attn.engine.determinism import deterministic_training, set_cublas_workspace
 from yolo_attn.engine.distributed import broadcast_object, cleanup, init_distributed, wrap_model
+from yolo_attn.engine.nonfinite import NonFiniteGuard, check_finite_weights
 from yolo_attn.engine.optim import (
     NOMINAL_BATCH_SIZE,
     OPTIMIZERS,
@@ -138,6 +144,11 @@ class TrainConfig:
     cos_lr: bool = option(False, "cosine LR schedule (default linear)")
     label_smoothing: float = option(0.0, "label smoothing epsilon of the class targets (0: off)", bounds=UNIT)
     patience: int = option(100, "early stopping: epochs without improvement (0: off)", bounds=NON_NEGATIVE)
+    nonfinite_patience: int = option(10, "stop after N optimizer steps in a row skipped for a non-finite loss or "
+                                     "gradient (each such step is skipped and counted in results.csv)", metavar="N",
+                                     bounds=POSITIVE)
+    deterministic: bool = option(False, "torch.use_deterministic_algorithms in full (an error, naming the layer, "
+                                 "where an op has no deterministic kernel)")
     close_mosaic: int = option(0, "train the last N epochs without mosaic", bounds=NON_NEGATIVE)
     loss: str = option("auto", "auto: the loss the model's head declares", choices=("auto", *loss_names()))
     rect: bool = option(False, "rectangular training batches (no mosaic)")
@@ -209,7 +220,7 @@ def model_source(config: TrainConfig) -> str:
 
 
 def latest_last_checkpoint(project: Path) -> Path:
-    candidates = sorted(project.glob("*/weights/last.pt"), key=lambda p: p.stat().st_mtime)
+    candidates = resume_candidates(project)
     if not candidates:
         raise UserError(f"--resume: no */weights/last.pt under {project}; give the checkpoint path")
     return candidates[-1]
@@ -219,7 +230,7 @@ def resume_config(config: TrainConfig) -> tuple[TrainConfig, dict[str, Any]]:
     """The options of the run being resumed (this call's device wins) and its checkpoint."""
     path = Path(config.resume) if isinstance(config.resume, str) else latest_last_checkpoint(Path(config.project))
     path = path.resolve()
-    checkpoint = load_checkpoint(path)
+    checkpoint, _ = load_for_resume(path)  # a damaged last.pt: the previous one, with a warning
     if not checkpoint["train_args"]:
         raise UserError(f"{path}: has no training state to resume (an upstream or imported checkpoint)")
     saved = TrainConfig.from_options(checkpoint["train_args"])
@@ -250,6 +261,8 @@ class Trainer:
         if config.resume:
             config, self.resume_checkpoint = resume_config(config)
         self.config = config
+        if config.deterministic:
+            set_cublas_workspace()  # before anything runs on a GPU
         self.context = init_distributed(config.device)
         self.device = self.context.device
         self.is_main = self.context.is_main
@@ -274,6 +287,13 @@ class Trainer:
         self.lr_factor = lr_lambda(1, 1.0)
         self.channels_last = False
         self.tensorboard = TensorBoardLogger(None)  # writes on rank 0 from the start of the epochs
+        self._guard: NonFiniteGuard | None = None  # made by prepare_training
+
+    @property
+    def guard(self) -> NonFiniteGuard:
+        """The run's non-finite guard (made by :meth:`prepare_training`)."""
+        assert self._guard is not None, "prepare_training() makes the guard"
+        return self._guard
 
     @property
     def ema_model(self) -> DetectionModel:
@@ -330,14 +350,15 @@ class Trainer:
     def fit_to_model(self) -> None:
         """What depends on the built model: the image size rounded up to a multiple of its stride (as YOLOv5's
         check_img_size), the automatic batch size (``--batch -1``), the frozen layers (``--freeze``)."""
-        config = self.config
-        if config.img % self.stride:
-            new = math.ceil(config.img / self.stride) * self.stride
-            self.log(f"--img {config.img} is not a multiple of the max stride {self.stride}; using {new}",
-                     logging.WARNING)
-            config = self.config = dataclasses.replace(config, img=new)
+        config, img = self.config, self.config.img
+        assert img is not None  # filled in by with_defaults
+        if img % self.stride:
+            new = math.ceil(img / self.stride) * self.stride
+            self.log(f"--img {img} is not a multiple of the max stride {self.stride}; using {new}", logging.WARNING)
+            img, config = new, dataclasses.replace(config, img=new)
+            self.config = config
         if config.batch == AUTO_BATCH:
-            self.world_batch = self.batch_size = auto_batch_size(self.model, config.img, self.device)
+            self.world_batch = self.batch_size = auto_batch_size(self.model, img, self.device)
             self.config = dataclasses.replace(config, batch=self.batch_size)
         frozen = freeze_layers(self.model, config.freeze)
         if frozen:
@@ -387,8 +408,9 @@ class Trainer:
     def log_model_summary(self) -> None:
         """The layer table and totals, as ``yolo-attn info`` prints them (GFLOPs at the training size)."""
         if self.is_main:
+            assert self.config.img is not None  # filled in by with_defaults
             totals = summarize(self.model, self.config.img)
-            self.log(f"{layer_table(self.model)}\n{Path(self.config.cfg or self.config.weights).stem} summary: "
+            self.log(f"{layer_table(self.model)}\n{Path(model_source(self.config)).stem} summary: "
                      f"{totals.layers} layers, {totals.params:,} parameters, {totals.gflops:.2f} GFLOPs at "
                      f"{self.config.img} px")
 
@@ -475,6 +497,9 @@ class Trainer:
         self.compute_loss = build_loss(head, loss_hyp, config.loss)
         self.val_loss = build_loss(self.ema_model.head, loss_hyp, for_eval=True) if self.is_main else None
         self.train_model = wrap_model(self.model, self.context, config.sync_bn and self.context.enabled)
+        self._guard = NonFiniteGuard(self.model, config.nonfinite_patience, self.amp, self.context.enabled)
+        if self.resume_checkpoint is not None:
+            self.guard.saved(str(config.resume), self.state.epoch)
 
     # -- the run ------------------------------------------------------------------------------
 
@@ -493,6 +518,15 @@ class Trainer:
         if self.weights_dir != Path() and last.is_file():  # weights_dir is Path() until the run folder exists
             return f"interrupted; resume from the last checkpoint: yolo-attn train --resume {shlex.quote(str(last))}"
         return "interrupted before the first checkpoint was saved; nothing to resume"
+    def deterministic(self) -> contextlib.AbstractContextManager:
+        """--deterministic: the full flag while training, once every layer passed a run under it (forward and
+        backward on two random images of the training size); else nothing."""
+        if not self.config.deterministic:
+            return contextlib.nullcontext()
+        generator = torch.Generator(self.device).manual_seed(0)  # leaves the process-wide streams as they are
+        assert self.config.img is not None  # filled in by with_defaults
+        images = torch.rand(2, 3, self.config.img, self.config.img, device=self.device, generator=generator)
+        return deterministic_training(self.model, images)
 
     def _run(self) -> dict[str, Any] | None:
         self.setup()
@@ -512,7 +546,8 @@ class Trainer:
             f"{config.img} px, batch {self.world_batch}, {self.context.world_size} process(es) on {self.device}, "
             f"epochs {start_epoch + 1}..{config.epochs}, results in {self.save_dir}"
         )
-        metrics = self.fit(train_loader, val_loader, start_epoch)
+        with self.deterministic():
+            metrics = self.fit(train_loader, val_loader, start_epoch)
         if not self.is_main:
             return None
         self.strip_final_checkpoints()
@@ -567,7 +602,8 @@ class Trainer:
         fit = fitness(float(metrics.get("map50", 0.0)), float(metrics.get("map50_95", 0.0)))
         stop = state.stopper(epoch, fit)
         state.best_fitness, state.epoch = max(state.best_fitness, fit), epoch
-        row = results.epoch_row(epoch + 1, mean_losses, metrics, lrs, self.compute_loss.item_names)
+        row = results.epoch_row(epoch + 1, mean_losses, metrics, lrs, self.compute_loss.item_names,
+                                skipped_steps=self.guard.epoch_skips)
         results.append_results_row(self.save_dir / results.RESULTS_CSV, row)
         self.tensorboard.scalars(row, epoch + 1)
         if not self.config.nosave or final_epoch:
@@ -582,17 +618,19 @@ class Trainer:
     def train_one_epoch(self, epoch: int, loader, warmup_iters: int) -> list[float]:
         """One pass over the training set; returns the mean loss items."""
         config, state, batches = self.config, self.state, len(loader)
+        assert config.epochs is not None  # filled in by with_defaults
         self.train_model.train()
         # Shuffle order and worker seeds depend on the epoch only, so a resumed run repeats them.
         if isinstance(loader.sampler, DistributedSampler):
             loader.sampler.set_epoch(epoch)
         if loader.generator is not None:
             loader.generator.manual_seed((config.seed + epoch) * self.context.world_size + max(self.context.rank, 0))
-        mean_losses = None
+        mean_losses, finite_steps = None, 0
         self.log(results.progress_header(self.compute_loss.item_names))
         progress = tqdm(loader, desc=f"{epoch + 1}/{config.epochs}".rjust(11), total=batches, leave=True,
                         mininterval=1.0, disable=not self.is_main, bar_format="{l_bar}{bar:10}{r_bar}")
         state.optimizer.zero_grad()
+        self.guard.start_epoch()
         for i, (images, targets, _paths, _shapes) in enumerate(progress):
             iteration = i + batches * epoch
             if iteration <= warmup_iters:
@@ -602,8 +640,12 @@ class Trainer:
                 images = self.multi_scale(images, iteration)
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
-            loss_items = self.train_step(images, targets, iteration, warmup_iters)
-            mean_losses = loss_items if mean_losses is None else (mean_losses * i + loss_items) / (i + 1)
+            loss_items = self.train_step(images, targets, epoch, iteration, warmup_iters)
+            if loss_items is None:  # a non-finite loss: skipped, and left out of the epoch's mean
+                continue
+            mean_losses = loss_items if mean_losses is None else (mean_losses * finite_steps + loss_items) / (
+                finite_steps + 1)
+            finite_steps += 1
             if self.is_main:
                 memory = torch.cuda.memory_reserved(self.device) / 1e9 if self.device.type == "cuda" else 0.0
                 progress.set_description(results.progress_columns(epoch + 1, config.epochs, memory,
@@ -617,6 +659,7 @@ class Trainer:
         """YOLOv5's --multi-scale: the batch resized (bilinear) so that its long side is a random multiple of the
         stride in 0.5..1.5 x --img, drawn from (seed, rank, iteration) so that a resumed run repeats it."""
         img, stride = self.config.img, self.stride
+        assert img is not None  # filled in by with_defaults
         rng = np.random.default_rng((self.config.seed, max(self.context.rank, 0), iteration))
         size = max(int(rng.integers(int(img * 0.5), int(img * 1.5) + stride)) // stride * stride, stride)
         factor = size / max(images.shape[2:])
@@ -631,23 +674,36 @@ class Trainer:
         mosaic = results.plot_batch(images, boxes, self.data.names, self.save_dir / f"train_batch{index}.jpg")
         self.tensorboard.image(f"train_batch{index}", mosaic, 1)
 
-    def train_step(self, images: torch.Tensor, targets: torch.Tensor, iteration: int, warmup_iters: int):
-        """Forward, backward and (every ``accumulate`` batches) an optimiser step with EMA update."""
-        state = self.state
+    def train_step(self, images: torch.Tensor, targets: torch.Tensor, epoch: int, iteration: int,
+                   warmup_iters: int) -> torch.Tensor | None:
+        """Forward, backward and (every ``accumulate`` batches) an optimiser step with EMA update; a non-finite
+        loss or gradient skips the step (:class:`~yolo_attn.engine.nonfinite.NonFiniteGuard`). Returns the loss
+        items, None when the loss was non-finite."""
+        state, guard = self.state, self.guard
         accumulate = accumulation_steps(iteration, warmup_iters, self.world_batch, self.nominal_batch)
+        guard.before_forward()
         with torch.autocast(device_type=self.device.type, enabled=self.amp):
             loss, loss_items = self.compute_loss(self.train_model(images), targets.to(self.device))
         if self.context.enabled:
             loss = loss * self.context.world_size  # DDP averages gradients over processes
+        if not guard.loss_is_finite(loss):
+            guard.skip(state.optimizer, "loss", images, epoch, iteration)
+            state.last_opt_step = iteration  # the accumulation window starts again
+            return None
         state.scaler.scale(loss).backward()
         if iteration - state.last_opt_step >= accumulate:
             state.scaler.unscale_(state.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=10.0)
-            state.scaler.step(state.optimizer)
-            state.scaler.update()
-            state.optimizer.zero_grad()
-            if state.ema is not None:
-                state.ema.update(self.model)
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=10.0)
+            if guard.gradients_are_finite(norm):
+                state.scaler.step(state.optimizer)
+                state.scaler.update()
+                state.optimizer.zero_grad()
+                if state.ema is not None:
+                    state.ema.update(self.model)
+                guard.stepped()
+            else:
+                state.scaler.update()  # AMP: the scale backs off, as after a step the scaler skips itself
+                guard.skip(state.optimizer, "gradient", images, epoch, iteration)
             state.last_opt_step = iteration
         return loss_items
 
@@ -660,18 +716,26 @@ class Trainer:
                         compute_loss=self.val_loss)
 
     def save(self, is_best: bool) -> None:
-        """Write last.pt (and best.pt) atomically with everything resume needs."""
-        state = self.state
+        """Write the checkpoints atomically with everything resume needs, last.pt last (a kill before it repeats
+        the epoch, rewriting the others the same), the last.pt it replaces kept as last.prev.pt; never weights
+        with a NaN or infinity. A failed write stops the run with the checkpoints as they were."""
+        state, last = self.state, self.weights_dir / "last.pt"
+        check_finite_weights(self.model, self.ema_model, state.epoch, self.guard.last_good)
         checkpoint = make_checkpoint(
             self.model, names=list(self.data.names), ema=self.ema_model, training=state.state_dict(),
             epoch=state.epoch, best_fitness=state.best_fitness, hyp=self.hyp,
             train_args=dataclasses.asdict(self.config),
         )
-        save_checkpoint(self.weights_dir / "last.pt", checkpoint)
-        if is_best:
-            save_checkpoint(self.weights_dir / "best.pt", checkpoint)
-        if self.config.save_period > 0 and (state.epoch + 1) % self.config.save_period == 0:
-            save_checkpoint(self.weights_dir / f"epoch{state.epoch + 1}.pt", checkpoint)
+        try:
+            if self.config.save_period > 0 and (state.epoch + 1) % self.config.save_period == 0:
+                save_checkpoint(self.weights_dir / f"epoch{state.epoch + 1}.pt", checkpoint)
+            if is_best:
+                save_checkpoint(self.weights_dir / "best.pt", checkpoint)
+            save_checkpoint(last, checkpoint, keep_previous=True)
+        except CheckpointWriteError as e:
+            raise CheckpointWriteError(f"training stopped after epoch {state.epoch + 1}: {e}; last good checkpoint: "
+                                       f"{self.guard.last_good}") from None
+        self.guard.saved(last, state.epoch)
 
     def strip_final_checkpoints(self) -> None:
         """Training done: best.pt and last.pt keep the EMA weights only, without the optimizer (YOLOv5's

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from yolo_attn.data.coco_json import detections_to_json, ground_truth_json
+from yolo_attn.data.coco_json import detections_to_json, evaluable_ground_truth, ground_truth_json
 from yolo_attn.data.config import DatasetConfig, SplitSource, load_dataset_config
 from yolo_attn.data.dataset import DetectionDataset, create_dataloader
 from yolo_attn.engine.options import BATCH_FLAGS, CONF_FLAGS, IMG_FLAGS, IOU_FLAGS, NON_NEGATIVE, POSITIVE, UNIT, option
@@ -259,7 +259,7 @@ def coco_metrics(dataset: DetectionDataset, predictions: list[dict[str, Any]], s
     split = dataset.split
     if split.layout == "coco":
         assert split.annotations is not None  # the COCO layout's json
-        ground_truth: dict[str, Any] | Path = split.annotations
+        ground_truth: dict[str, Any] | Path = evaluable_ground_truth(split.annotations)
     else:
         ground_truth = ground_truth_json(dataset.image_ids, dataset.im_files, dataset.shapes, dataset.labels,
                                          split.class_to_category_id, list(split.names))
@@ -351,7 +351,8 @@ def evaluate(model: nn.Module, data: DataSource | None = None, config: EvalConfi
     ``map50``, ``map50_95`` (YOLOv5's), ``coco`` (COCOeval AP, AP50, AP75, APs, APm, APl, AR100; None with
     ``coco=False``), ``speed_ms`` (pre / inference / nms per image), ``images``, ``instances``; also
     ``coco_stats`` (all 12 COCOeval numbers), ``per_class`` rows, ``maps`` (mAP50-95 per class index),
-    ``timings_s`` and, with ``compute_loss(raw_outputs, targets) -> (loss, loss_items)``, ``loss``.
+    ``timings_s``, ``detection_stats`` (the :class:`~yolo_attn.metrics.DetectionStats` behind the numbers, per
+    image) and, with ``compute_loss(raw_outputs, targets) -> (loss, loss_items)``, ``loss``.
     Training passes its own ``dataloader``; otherwise ``data`` (plus ``split``) names the images.
     """
     config = dataclasses.replace(config or EvalConfig(), **options)
@@ -376,6 +377,7 @@ def evaluate(model: nn.Module, data: DataSource | None = None, config: EvalConfi
     output.timings["metrics"] += time.perf_counter() - t0
     result = summarize(metrics, output.stats, names, output.timings)
     result["save_dir"] = str(config.save_dir) if config.save_dir is not None else None
+    result["detection_stats"] = output.stats
     if output.loss is not None:
         result["loss"] = (output.loss.cpu() / len(dataloader)).tolist()
     _report(result, output, dataset, metrics, names, config)

@@ -70,6 +70,11 @@ class DetectionModel(nn.Module):
         return self
 
 
+def layer_label(layer: nn.Module) -> str:
+    """``layer 7 (CBAM)``: a layer of a :class:`DetectionModel` as messages name it, by index and YAML block name."""
+    return f"layer {layer.i} ({layer.type})"
+
+
 def max_stride(model: nn.Module) -> int:
     """The model's largest stride, at least 32 (image sizes and letterbox padding are multiples of it)."""
     stride = getattr(model, "stride", None)

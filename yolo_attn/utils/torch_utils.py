@@ -1,8 +1,10 @@
-"""Small torch helpers shared by the engine: unwrapping DDP models and timing forward passes."""
+"""Small torch helpers shared by the engine: unwrapping DDP models, the tensors of a layer's output, timing
+forward passes."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -11,6 +13,15 @@ from torch import nn
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The bare model inside a DataParallel / DistributedDataParallel wrapper."""
     return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
+
+
+def tensors_in(value: object) -> Iterator[torch.Tensor]:
+    """The tensors of a layer's output: a tensor, or (nested) lists and tuples of them, as heads return."""
+    if isinstance(value, torch.Tensor):
+        yield value
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from tensors_in(item)
 
 
 @torch.no_grad()
