@@ -3,7 +3,7 @@
     python docs/generate_cli.py            # from the repository root; rewrites docs/cli.md
     python docs/generate_cli.py --check    # exit 1 if docs/cli.md differs from what the parsers say
 
-The parsers are the ones ``yolo_attn.cli.main`` builds (caught when it calls ``parse_args``, one command at a
+The parsers are the ones ``yolo_attn.cli.main`` builds (caught when it parses, one command at a
 time), so the page is exactly what ``yolo-attn --help`` and ``yolo-attn COMMAND --help`` say.
 """
 
@@ -29,19 +29,19 @@ class _Parsed(BaseException):  # not an Exception: no handler in main() may swal
 
 def main_parser(command: str) -> argparse.ArgumentParser:
     """The root parser exactly as ``yolo_attn.cli.main([command])`` builds it (that command's flags configured),
-    caught when ``main`` calls ``parse_args``: nothing of ``main``'s construction is repeated here."""
-    original = argparse.ArgumentParser.parse_args
+    caught when ``main`` parses: nothing of ``main``'s construction is repeated here."""
+    original = argparse.ArgumentParser.parse_known_args  # parse_args goes through it too
 
     def capture(self, *args, **kwargs):
         raise _Parsed(self)
 
-    argparse.ArgumentParser.parse_args = capture
+    argparse.ArgumentParser.parse_known_args = capture  # type: ignore[method-assign]
     try:
         cli.main([command])
     except _Parsed as parsed:
         return parsed.parser
     finally:
-        argparse.ArgumentParser.parse_args = original
+        argparse.ArgumentParser.parse_known_args = original  # type: ignore[method-assign]
     raise RuntimeError(f"yolo_attn.cli.main([{command!r}]) returned without parsing its arguments")
 
 

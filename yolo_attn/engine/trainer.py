@@ -134,7 +134,7 @@ class TrainConfig:
     hyp: str | None = kind_option("hyp.scratch-low.yaml", "hyp.demo.yaml", "hyperparameter YAML or built-in name")
     epochs: int | None = kind_option(100, 12, bounds=POSITIVE)
     batch: int = option(16, f"total batch size over all processes; {AUTO_BATCH}: automatic (CUDA: what fits in "
-                        f"{AUTO_BATCH_MEMORY:.0%} of the GPU's memory, measured; CPU: {CPU_AUTO_BATCH})",
+                        f"{AUTO_BATCH_MEMORY * 100:.0f} %% of the GPU's memory, measured; CPU: {CPU_AUTO_BATCH})",
                         flags=BATCH_FLAGS, bounds=Bounds(1, also=(AUTO_BATCH,)))
     img: int | None = kind_option(640, 320, "train/val image size, rounded up to a multiple of the model's stride",
                                   flags=IMG_FLAGS, bounds=POSITIVE)
