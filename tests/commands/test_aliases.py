@@ -22,6 +22,7 @@ REQUIRED = {
     "export": ["--weights", "w.pt"],
     "ablate": ["--blocks", "CBAM"],
     "cam": ["--weights", "w.pt", "--source", "x.jpg"],
+    "check-block": ["CBAM"],
 }
 
 # (command, the spelling YOLOv5 or Ultralytics users type, the same thing in our main spelling)

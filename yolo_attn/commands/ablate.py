@@ -18,10 +18,10 @@ from yolo_attn.commands.common import (
     print_json,
 )
 from yolo_attn.commands.insert import add_rewire_argument
-from yolo_attn.engine.ablation import PER_RUN_OPTIONS, AblationConfig, parse_seeds, run_ablation
+from yolo_attn.engine.ablation import MIN_RESAMPLES, PER_RUN_OPTIONS, AblationConfig, parse_seeds, run_ablation
 from yolo_attn.engine.ablation_report import markdown_report
 from yolo_attn.engine.ablation_summary import AblationResult
-from yolo_attn.engine.options import NON_NEGATIVE
+from yolo_attn.engine.options import NON_NEGATIVE, Bounds
 from yolo_attn.engine.trainer import TrainConfig
 
 DEFAULTS = AblationConfig(blocks=())
@@ -47,7 +47,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--controls", action="store_true",
                    help="also train a matched control (a plain residual conv block with the parameters of the largest "
                    "attention block, at its position) and the next model scale, and compare every block with both")
-    p.add_argument("--bootstrap", type=int, default=DEFAULTS.bootstrap, metavar="N",
+    p.add_argument("--bootstrap", type=bounded(int, Bounds(MIN_RESAMPLES)), default=DEFAULTS.bootstrap, metavar="N",
                    help="bootstrap resamples of the validation images for the intervals (at least 1000; default "
                    "%(default)s)")
     add_run_dir_arguments(p, DEFAULTS.project)
