@@ -34,12 +34,15 @@ from yolo_attn.engine.autoanchor import check_anchors
 from yolo_attn.engine.bn_calibration import calibrate_behind, image_batches
 from yolo_attn.engine.distributed import broadcast_object, cleanup, init_distributed, wrap_model
 from yolo_attn.engine.optim import (
+    AUTO,
     NOMINAL_BATCH_SIZE,
     OPTIMIZERS,
     EarlyStopping,
     ModelEMA,
     accumulation_steps,
     apply_warmup,
+    auto_iterations,
+    auto_optimizer,
     build_optimizer,
     fitness,
     lr_lambda,
@@ -51,7 +54,7 @@ from yolo_attn.engine.validator import RECT_PAD, EvalConfig, evaluate
 from yolo_attn.errors import UserError
 from yolo_attn.losses import build_loss, loss_names
 from yolo_attn.losses.yolov5 import scale_loss_gains
-from yolo_attn.nn.builder import build_model
+from yolo_attn.nn.builder import build_model, model_schema
 from yolo_attn.nn.heads import head_contract
 from yolo_attn.nn.model import DetectionModel, max_stride, try_channels_last
 from yolo_attn.utils.builtin import builtin_config
@@ -103,7 +106,9 @@ class TrainConfig:
     img: int | None = kind_option(640, 320, "train/val image size", flags=("--img", "--img-size"))
     device: str = option(DEFAULT_DEVICE, DEVICE_HELP)
     workers: int = option(8, "max dataloader workers per process")
-    optimizer: str | None = kind_option("SGD", "AdamW", choices=OPTIMIZERS)
+    optimizer: str | None = kind_option(AUTO, "AdamW", "auto: SGD for a YOLOv5/YOLOv7-schema model, Ultralytics' "
+                                        "optimizer=auto (AdamW or MuSGD) for an Ultralytics-schema one "
+                                        "(docs/models.md)", choices=(AUTO, *OPTIMIZERS))
     cos_lr: bool = option(False, "cosine LR schedule (default linear)")
     label_smoothing: float = option(0.0, "label smoothing epsilon of the class targets (0: off)")
     patience: int = option(100, "early stopping: epochs without improvement")
@@ -251,6 +256,11 @@ class Trainer:
         self.save_dir, self.weights_dir = Path(save_dir), Path(save_dir) / "weights"
         if self.is_main:
             self.weights_dir.mkdir(parents=True, exist_ok=True)
+        self.write_options()
+
+    def write_options(self) -> None:
+        """hyp.yaml and opt.yaml in the run folder (main process)."""
+        if self.is_main:
             (self.save_dir / "hyp.yaml").write_text(yaml.safe_dump(self.hyp, sort_keys=False))
             (self.save_dir / "opt.yaml").write_text(yaml.safe_dump(dataclasses.asdict(self.config), sort_keys=False))
 
@@ -320,7 +330,27 @@ class Trainer:
             head.anchors.copy_(anchors.to(head.anchors))
             head.reset_grids()
 
-    def prepare_training(self) -> None:
+    def choose_optimizer(self, train_images: int) -> tuple[str, float, float]:
+        """The optimiser's (name, lr0, momentum). ``--optimizer auto`` becomes SGD (YOLOv5's default) for a
+        YOLOv5/YOLOv7-schema model and Ultralytics' ``optimizer=auto`` for an Ultralytics-schema one, which also
+        starts the bias warm-up at 0; the choice goes into the config and hyp (opt.yaml, hyp.yaml, checkpoints), so
+        a resumed run rebuilds it. Ultralytics' warm-up still ramps momentum to the hyp's, as ours does."""
+        config, hyp = self.config, self.hyp
+        if config.optimizer != AUTO:
+            return config.optimizer, hyp["lr0"], hyp["momentum"]
+        if model_schema(self.model.yaml) != "ultralytics":
+            name, lr, momentum = "SGD", hyp["lr0"], hyp["momentum"]
+        else:
+            iterations = auto_iterations(train_images, self.world_batch, self.nominal_batch, config.epochs)
+            name, lr, momentum = dataclasses.astuple(auto_optimizer(self.data.nc, iterations))
+            hyp.update(lr0=lr, warmup_bias_lr=0.0)
+            self.log(f"optimizer auto: {name} (lr0 {lr}, momentum {momentum}) for {iterations} iterations "
+                     f"(Ultralytics' rule)")
+        self.config = dataclasses.replace(config, optimizer=name)
+        self.write_options()
+        return name, lr, momentum
+
+    def prepare_training(self, train_images: int) -> None:
         """Optimizer, schedule, scaler, EMA and early stopping (restored on resume), the losses and DDP."""
         config, hyp, head = self.config, self.hyp, self.model.head
         self.nominal_batch = int(hyp.get("nbs", NOMINAL_BATCH_SIZE))
@@ -328,7 +358,7 @@ class Trainer:
         weight_decay = hyp["weight_decay"] * self.world_batch * accumulate / self.nominal_batch
         # On CPU, NHWC weights (and batches) before the optimizer and EMA copy them: ~10% less time per step.
         self.channels_last = self.device.type == "cpu" and try_channels_last(self.model)
-        optimizer = build_optimizer(self.model, config.optimizer, hyp["lr0"], hyp["momentum"], weight_decay)
+        optimizer = build_optimizer(self.model, *self.choose_optimizer(train_images), weight_decay)
         self.lr_factor = lr_lambda(config.epochs, hyp["lrf"], config.cos_lr)
         self.state = TrainingState(
             optimizer=optimizer,
@@ -365,7 +395,7 @@ class Trainer:
         train_loader, train_dataset = self.make_loader("train", True, mosaic=not self.mosaic_closed(start_epoch))
         val_loader = self.make_loader("val", augment=False)[0] if self.is_main else None
         self.check_dataset(train_dataset)
-        self.prepare_training()
+        self.prepare_training(len(train_dataset))
         if self.is_main:
             results.truncate_results(self.save_dir / results.RESULTS_CSV, start_epoch)
         config = self.config

@@ -32,7 +32,9 @@ class HeadContract:
     ``upstream``: the project whose checkpoints carry this head (``yolov5``, ``yolov7``, ...);
     ``end_to_end``: the head can give final detections without NMS (YOLOv10's one-to-one branch, YOLO26): with
     ``nms_free`` its eval output is ``(b, max_det, 6)`` rows (x1, y1, x2, y2, score, class) best first per image,
-    and the engine keeps those above its confidence threshold instead of running NMS.
+    and the engine keeps those above its confidence threshold instead of running NMS;
+    ``class_branches``: names of the head's submodules that predict the class scores (Ultralytics' MuSGD trains
+    them at 3x the learning rate).
     """
 
     default_loss: str
@@ -42,6 +44,7 @@ class HeadContract:
     objectness: bool = True
     upstream: str = "yolov5"
     end_to_end: bool = False
+    class_branches: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.default_loss not in self.losses:

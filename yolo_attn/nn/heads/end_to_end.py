@@ -54,7 +54,8 @@ class EndToEndDetect(AnchorFreeDetect):
     """
 
     contract = HeadContract(default_loss="e2e", losses=("e2e",), eval_loss="e2e", anchor_based=False,
-                            objectness=False, upstream="ultralytics", end_to_end=True)
+                            objectness=False, upstream="ultralytics", end_to_end=True,
+                            class_branches=("cv3", "one2one_cv3"))
     max_det = DEFAULT_MAX_DET
     agnostic = False
     nms_free = False
