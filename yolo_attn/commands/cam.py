@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import argparse
 
-from yolo_attn.commands.common import add_device_argument, add_json_argument, add_run_dir_arguments, print_json
+from yolo_attn.commands.common import (
+    add_config_arguments,
+    add_device_argument,
+    add_json_argument,
+    add_run_dir_arguments,
+    print_json,
+)
 from yolo_attn.engine.cam import METHODS, CamConfig, CamSettings, run_cam
+from yolo_attn.engine.validator import EvalConfig
 from yolo_attn.errors import UserError
 
 DEFAULTS = CamSettings()
@@ -26,6 +33,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--img", "--img-size", dest="img", type=int, default=DEFAULTS.img_size, help="inference size")
     p.add_argument("--conf", type=float, default=DEFAULTS.conf, help="confidence threshold of the explained boxes")
     p.add_argument("--iou", type=float, default=DEFAULTS.iou, help="NMS IoU threshold")
+    add_config_arguments(p, EvalConfig, only=("nms_free",))
     p.add_argument("--dpi", type=int, default=CamConfig.dpi, help="figure resolution (default %(default)s)")
     add_device_argument(p)
     add_run_dir_arguments(p, "runs/cam")
@@ -42,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     settings = CamSettings(
         layers=tuple(args.layer) if args.layer else None, method=args.method, class_name=args.class_name,
         blocks=tuple(args.block) if args.block else None, img_size=args.img, conf=args.conf, iou=args.iou,
-        device=args.device,
+        device=args.device, nms_free=args.nms_free,
     )
     summary = run_cam(CamConfig(weights=tuple(args.weights), source=args.source, settings=settings,
                                 project=args.project, name=args.name, exist_ok=args.exist_ok, dpi=args.dpi))

@@ -9,9 +9,18 @@ from collections import Counter
 import cv2
 
 from yolo_attn.checkpoint import load_model
-from yolo_attn.commands.common import add_device_argument, add_json_argument, add_run_dir_arguments, print_json, run_dir
+from yolo_attn.commands.common import (
+    add_config_arguments,
+    add_device_argument,
+    add_json_argument,
+    add_run_dir_arguments,
+    print_json,
+    run_dir,
+)
 from yolo_attn.engine.predictor import coco_records, image_paths, predict, read_images, yolo_label_lines
+from yolo_attn.engine.validator import EvalConfig
 from yolo_attn.errors import UserError
+from yolo_attn.nn.heads import check_nms_free
 from yolo_attn.utils.annotate import draw_detections
 
 
@@ -25,6 +34,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     add_device_argument(p)
     p.add_argument("--classes", type=int, nargs="+", help="keep only these class indices")
     p.add_argument("--agnostic-nms", action="store_true", help="class-agnostic NMS")
+    add_config_arguments(p, EvalConfig, only=("nms_free",))
     p.add_argument("--save-txt", action="store_true", help="write YOLO-format labels to <save dir>/labels/")
     p.add_argument("--save-conf", action="store_true", help="append the confidence to --save-txt lines")
     p.add_argument("--save-json", action="store_true", help="write COCO-style predictions.json")
@@ -41,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     paths = image_paths(args.source)
     loaded = load_model(args.weights, device=args.device, fuse=True)
     model, names = loaded.model, loaded.names
+    check_nms_free(model, args.nms_free)
     save_dir = run_dir(args)
     save_dir.mkdir(parents=True, exist_ok=True)
     if args.save_txt:
@@ -48,7 +59,8 @@ def run(args: argparse.Namespace) -> int:
     summary: dict[str, list[dict]] = {}
     coco: list[dict] = []
     for path, image in read_images(paths):
-        det = predict(model, [image], args.img, args.conf, args.iou, args.max_det, args.classes, args.agnostic_nms)[0]
+        det = predict(model, [image], args.img, args.conf, args.iou, args.max_det, args.classes, args.agnostic_nms,
+                      args.nms_free)[0]
         cv2.imwrite(str(save_dir / path.name), draw_detections(image, det, names))
         if args.save_txt:
             lines = yolo_label_lines(det, image.shape[:2], args.save_conf)

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 
 from yolo_attn.checkpoint import load_model
-from yolo_attn.commands.common import add_device_argument, add_json_argument, add_run_dir_arguments, print_json, run_dir
+from yolo_attn.commands.common import (
+    add_config_arguments,
+    add_device_argument,
+    add_json_argument,
+    add_run_dir_arguments,
+    print_json,
+    run_dir,
+)
 from yolo_attn.engine.validator import JSON_KEYS, EvalConfig, evaluate, format_results, resolve_split
 from yolo_attn.metrics import COCO_BACKENDS
 
@@ -21,6 +28,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--conf", "--conf-thres", type=float, default=DEFAULTS.conf_thres, help="confidence threshold")
     p.add_argument("--iou", "--iou-thres", type=float, default=DEFAULTS.iou_thres, help="NMS IoU threshold")
     p.add_argument("--max-det", type=int, default=DEFAULTS.max_det, help="maximum detections per image")
+    add_config_arguments(p, EvalConfig, only=("nms_free",))
     add_device_argument(p)
     p.add_argument("--workers", type=int, default=DEFAULTS.workers, help="dataloader workers (at most the CPU count)")
     p.add_argument("--half", action="store_true", help="FP16 inference (CUDA only)")
@@ -42,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         img_size=args.img, batch_size=args.batch, workers=args.workers, split=args.split, conf_thres=args.conf,
         iou_thres=args.iou, max_det=args.max_det, device=args.device, half=args.half, save_dir=save_dir,
         plots=not args.no_plots, coco=not args.no_coco, coco_backend=args.coco_backend, save_json=args.save_json,
-        progress=True,
+        progress=True, nms_free=args.nms_free,
     )
     result = evaluate(loaded.model, source, config)
     print(format_results(result))

@@ -27,9 +27,10 @@ from tqdm import tqdm
 from yolo_attn.data.coco_json import detections_to_json, ground_truth_json
 from yolo_attn.data.config import DatasetConfig, SplitSource, load_dataset_config
 from yolo_attn.data.dataset import DetectionDataset, create_dataloader
+from yolo_attn.engine.options import option
 from yolo_attn.errors import UserError
 from yolo_attn.metrics import ClassMetrics, ConfusionMatrix, DetectionStats, coco_backend_classes, coco_evaluate
-from yolo_attn.nn.heads import configure_end_to_end, has_objectness
+from yolo_attn.nn.heads import check_nms_free, configure_end_to_end, has_objectness
 from yolo_attn.nn.model import DetectionModel, max_stride, model_device, try_channels_last
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
 from yolo_attn.utils.device import select_device
@@ -68,7 +69,8 @@ class EvalConfig:
     conf_thres: float = 0.001
     iou_thres: float = 0.6
     max_det: int = 300
-    nms_free: bool = False  # an end-to-end head's one-to-one detections without NMS (Ultralytics' nms=False)
+    nms_free: bool = option(False, "an end-to-end head's (YOLOv10, YOLO26) one-to-one detections without NMS "
+                            "(Ultralytics' nms=False; default: the one-to-many branch and NMS)")
     device: str | torch.device | None = None
     half: bool = False
     save_dir: str | Path | None = None
@@ -325,6 +327,7 @@ def evaluate(model: nn.Module, data: DataSource | None = None, config: EvalConfi
     Training passes its own ``dataloader``; otherwise ``data`` (plus ``split``) names the images.
     """
     config = dataclasses.replace(config or EvalConfig(), **options)
+    check_nms_free(model, config.nms_free)
     start = time.perf_counter()
     device, half, dataloader = _prepare(model, data, dataloader, config)
     config = dataclasses.replace(config, half=half)

@@ -69,14 +69,28 @@ def has_objectness(model: nn.Module) -> bool:
     return contract.objectness if isinstance(contract, HeadContract) else True
 
 
+def is_end_to_end(model: nn.Module) -> bool:
+    """Whether ``model``'s head declares itself end-to-end (its contract)."""
+    contract = getattr(type(getattr(model, "head", None)), "contract", None)
+    return isinstance(contract, HeadContract) and contract.end_to_end
+
+
+def check_nms_free(model: nn.Module, nms_free: bool) -> None:
+    """Refuse ``nms_free`` (``--nms-free``) for a model whose head is not end-to-end."""
+    if nms_free and not is_end_to_end(model):
+        head = type(getattr(model, "head", None)).__name__
+        raise UserError(f"--nms-free: the model's head {head} is not end-to-end; only YOLOv10's and YOLO26's heads "
+                        "give detections without NMS")
+
+
 def configure_end_to_end(model: nn.Module, max_det: int, agnostic: bool = False, nms_free: bool = False) -> bool:
     """Whether ``model``'s eval output is final detections that take no NMS: its head is end-to-end (its contract)
     and ``nms_free`` asks for the one-to-one branch (Ultralytics' ``nms=False``; by default Ultralytics 8.4 runs
     NMS on the one-to-many branch, and so do we). The head is told to select ``max_det`` detections per image,
-    across classes with ``agnostic``."""
-    head = getattr(model, "head", None)
-    contract = getattr(type(head), "contract", None)
-    if not isinstance(contract, HeadContract) or not contract.end_to_end:
+    across classes with ``agnostic``. ``nms_free`` for a head that is not end-to-end is a :class:`UserError`."""
+    check_nms_free(model, nms_free)
+    if not is_end_to_end(model):
         return False
+    head = model.head
     head.max_det, head.agnostic, head.nms_free = int(max_det), bool(agnostic), bool(nms_free)
     return bool(nms_free)
