@@ -112,6 +112,7 @@ def build_optimizer(
     if name == "MuSGD":
         return MuSGD(musgd_groups(model, lr, weight_decay), lr=lr, momentum=momentum, nesterov=True)
     biases, decayed, norm_weights = parameter_groups(model)
+    optimizer: torch.optim.Optimizer
     if name == "SGD":
         optimizer = torch.optim.SGD(biases, lr=lr, momentum=momentum, nesterov=True)
     elif name == "AdamW":
@@ -169,7 +170,8 @@ class MuSGD(torch.optim.Optimizer):
         self.muon, self.sgd = muon, sgd
 
     @torch.no_grad()
-    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
+        """One update of every parameter with a gradient (``closure`` re-evaluates the loss, as for any optimiser)."""
         loss = None
         if closure is not None:
             with torch.enable_grad():

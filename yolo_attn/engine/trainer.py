@@ -335,14 +335,15 @@ class Trainer:
         YOLOv5/YOLOv7-schema model and Ultralytics' ``optimizer=auto`` for an Ultralytics-schema one, which also
         starts the bias warm-up at 0; the choice goes into the config and hyp (opt.yaml, hyp.yaml, checkpoints), so
         a resumed run rebuilds it. Ultralytics' warm-up still ramps momentum to the hyp's, as ours does."""
-        config, hyp = self.config, self.hyp
+        config, hyp, model, data = self.config, self.hyp, self.model, self.data
+        assert config.optimizer and config.epochs and model and data, "setup() resolves these first"
         if config.optimizer != AUTO:
             return config.optimizer, hyp["lr0"], hyp["momentum"]
-        if model_schema(self.model.yaml) != "ultralytics":
+        if model_schema(model.yaml) != "ultralytics":
             name, lr, momentum = "SGD", hyp["lr0"], hyp["momentum"]
         else:
             iterations = auto_iterations(train_images, self.world_batch, self.nominal_batch, config.epochs)
-            name, lr, momentum = dataclasses.astuple(auto_optimizer(self.data.nc, iterations))
+            name, lr, momentum = dataclasses.astuple(auto_optimizer(data.nc, iterations))
             hyp.update(lr0=lr, warmup_bias_lr=0.0)
             self.log(f"optimizer auto: {name} (lr0 {lr}, momentum {momentum}) for {iterations} iterations "
                      f"(Ultralytics' rule)")

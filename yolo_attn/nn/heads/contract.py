@@ -15,6 +15,7 @@ read only this and the head's public methods; they never name a head class. A he
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from torch import nn
 
@@ -91,6 +92,6 @@ def configure_end_to_end(model: nn.Module, max_det: int, agnostic: bool = False,
     check_nms_free(model, nms_free)
     if not is_end_to_end(model):
         return False
-    head = model.head
+    head: Any = model.head  # an end-to-end head: its contract promises these attributes
     head.max_det, head.agnostic, head.nms_free = int(max_det), bool(agnostic), bool(nms_free)
     return bool(nms_free)
