@@ -42,7 +42,9 @@ TRAIN_FLAGS = [
      "train/val image size, rounded up to a multiple of the model's stride (default 640; demo 320)"),
     (("--device",), "", None, None, None, None, None, DEVICE_HELP),
     (("--workers",), 8, int, None, None, None, None, "max dataloader workers per process"),
-    (("--optimizer",), None, None, ("SGD", "Adam", "AdamW"), None, None, None, "default SGD; demo AdamW"),
+    (("--optimizer",), None, None, ("auto", "SGD", "Adam", "AdamW", "MuSGD"), None, None, None,
+     "auto: SGD for a YOLOv5/YOLOv7-schema model, Ultralytics' optimizer=auto (AdamW or MuSGD) for an "
+     "Ultralytics-schema one (docs/models.md) (default auto; demo AdamW)"),
     (("--cos-lr",), False, None, None, 0, True, None, "cosine LR schedule (default linear)"),
     (("--label-smoothing",), 0.0, float, None, None, None, None, None),
     (("--patience",), 100, int, None, None, None, None, "early stopping: epochs without improvement (0: off)"),

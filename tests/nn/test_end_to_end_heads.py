@@ -5,6 +5,7 @@ counts, state-dict keys, eval detections, training branches, and the NMS-free pr
 from __future__ import annotations
 
 import copy
+import hashlib
 
 import numpy as np
 import pytest
@@ -188,3 +189,26 @@ def test_cam_target_reads_end_to_end_rows():
     assert detections[:, 5].tolist() == [1.0, 1.0, 0.0]
     score, _, what = DetectionTarget(False, cls=2, end_to_end=True)(rows)
     assert "best box" in what and score.item() == pytest.approx(0.1)
+
+
+FULL_MODELS = torch.load(ROOT / "tests" / "fixtures" / "ultralytics" / "end_to_end_models.pt", weights_only=True)
+
+
+@pytest.mark.parametrize("cfg", sorted(FULL_MODELS["models"]))
+def test_full_models_one_to_one_inference_matches_ultralytics(cfg):
+    """yolo26n and yolov10n on seeded weights: the one-to-one detections (Ultralytics' nms=False) and the default
+    one-to-many output (its nms=None) as Ultralytics 8.4.190 gives them (tests/fixtures/ultralytics/README.md)."""
+    reference = FULL_MODELS["models"][cfg]
+    model = build_model(cfg).eval()
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    lines = "".join(f"{k}:{list(shapes[k])}\n" for k in sorted(shapes))
+    assert hashlib.sha1(lines.encode()).hexdigest() == reference["keys_sha1"]
+    assert count_params(model) == reference["params"]
+    model.load_state_dict(seeded_state_dict(shapes), strict=True)
+    with torch.no_grad():
+        assert configure_end_to_end(model, 300, nms_free=True)
+        torch.testing.assert_close(model(seeded_input())[0], reference["detections"], rtol=1e-5, atol=1e-5)
+        assert not configure_end_to_end(model, 300)
+        decoded = model(seeded_input())[0][0].T  # (4 + nc, cells), Ultralytics' layout
+    torch.testing.assert_close(torch.stack((decoded.mean(1), decoded.amax(1))), reference["one2many_stats"],
+                               rtol=1e-5, atol=1e-5)

@@ -5,9 +5,17 @@ from __future__ import annotations
 
 import argparse
 
-from yolo_attn.commands.common import add_device_argument, add_json_argument, add_run_dir_arguments, bounded, print_json
+from yolo_attn.commands.common import (
+    add_config_arguments,
+    add_device_argument,
+    add_json_argument,
+    add_run_dir_arguments,
+    bounded,
+    print_json,
+)
 from yolo_attn.engine.cam import METHODS, CamConfig, CamSettings, run_cam
 from yolo_attn.engine.options import CONF_FLAGS, IMG_FLAGS, IOU_FLAGS, NON_NEGATIVE, POSITIVE, UNIT
+from yolo_attn.engine.validator import EvalConfig
 
 DEFAULTS = CamSettings()
 
@@ -28,6 +36,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument(*CONF_FLAGS, dest="conf", type=bounded(float, UNIT), default=DEFAULTS.conf,
                    help="confidence threshold of the explained boxes")
     p.add_argument(*IOU_FLAGS, dest="iou", type=bounded(float, UNIT), default=DEFAULTS.iou, help="NMS IoU threshold")
+    add_config_arguments(p, EvalConfig, only=("nms_free",))
     p.add_argument("--dpi", type=bounded(int, POSITIVE), default=CamConfig.dpi,
                    help="figure resolution (default %(default)s)")
     add_device_argument(p)
@@ -39,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     settings = CamSettings(
         layers=tuple(args.layer) if args.layer else None, method=args.method, class_name=args.class_name,
         blocks=tuple(args.block) if args.block else None, img_size=args.img, conf=args.conf, iou=args.iou,
-        device=args.device,
+        device=args.device, nms_free=args.nms_free,
     )
     summary = run_cam(CamConfig(weights=tuple(args.weights), source=args.source, settings=settings,
                                 project=args.project, name=args.name, exist_ok=args.exist_ok, dpi=args.dpi))

@@ -87,13 +87,14 @@ def _argument_kind(annotation: Any, declared: Option) -> dict[str, Any]:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, config_type: type,
-                         exclude: Collection[str] = ()) -> None:
-    """One flag per field of the dataclass ``config_type`` declared with an ``Option``, except ``exclude``: its
-    spellings, default, help, choices and metavar as declared, its type from the annotation."""
+                         exclude: Collection[str] = (), only: Collection[str] | None = None) -> None:
+    """One flag per field of the dataclass ``config_type`` declared with an ``Option``, except ``exclude`` (and, given
+    ``only``, except those not in it): its spellings, default, help, choices and metavar as declared, its type from
+    the annotation."""
     hints = typing.get_type_hints(config_type)
     for field in dataclasses.fields(config_type):
         declared = field.metadata.get(OPTION)
-        if declared is None or field.name in exclude:
+        if declared is None or field.name in exclude or (only is not None and field.name not in only):
             continue
         extras = {"choices": declared.choices, "metavar": declared.metavar}
         parser.add_argument(*declared.spellings(field.name), dest=field.name, default=field.default, help=declared.help,

@@ -6,9 +6,10 @@ import argparse
 from pathlib import Path
 
 from yolo_attn.checkpoint import load_model
-from yolo_attn.commands.common import add_device_argument, add_json_argument, bounded, print_json
+from yolo_attn.commands.common import add_config_arguments, add_device_argument, add_json_argument, bounded, print_json
 from yolo_attn.engine.exporter import DEFAULT_OPSET, export_onnx, image_shape, require
 from yolo_attn.engine.options import IMG_FLAGS, POSITIVE
+from yolo_attn.engine.validator import EvalConfig
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -20,6 +21,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width")
     p.add_argument("--opset", type=bounded(int, POSITIVE), default=DEFAULT_OPSET, help="ONNX opset version")
     p.add_argument("--output", help="output path (default: the weights path with .onnx)")
+    add_config_arguments(p, EvalConfig, only=("nms_free",))
     add_device_argument(p)
     add_json_argument(p, "the output path, size and input shape")
 
@@ -29,11 +31,11 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.weights, device=args.device).model
     shape = image_shape(args.img, max(int(model.stride.max()), 1))
     output = Path(args.output) if args.output else Path(args.weights).with_suffix(".onnx")
-    export_onnx(model, output, shape, args.dynamic, args.opset)
+    export_onnx(model, output, shape, args.dynamic, args.opset, args.nms_free)
     size_mb = output.stat().st_size / 1e6
     print(f"exported {args.weights} to {output} ({size_mb:.1f} MB, input 1x3x{shape[0]}x{shape[1]}, opset {args.opset}"
           f"{', dynamic' if args.dynamic else ''})")
     if args.json:
         print_json({"output": str(output), "size_mb": round(size_mb, 3), "input": [1, 3, *shape], "opset": args.opset,
-                    "dynamic": args.dynamic})
+                    "dynamic": args.dynamic, "nms_free": args.nms_free})
     return 0

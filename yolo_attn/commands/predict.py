@@ -13,6 +13,7 @@ import torch
 
 from yolo_attn.checkpoint import load_model
 from yolo_attn.commands.common import (
+    add_config_arguments,
     add_device_argument,
     add_json_argument,
     add_run_dir_arguments,
@@ -22,6 +23,8 @@ from yolo_attn.commands.common import (
 )
 from yolo_attn.engine.options import CONF_FLAGS, IMG_FLAGS, IOU_FLAGS, NON_NEGATIVE, POSITIVE, UNIT
 from yolo_attn.engine.predictor import box_crops, coco_records, image_paths, predict, read_images, yolo_label_lines
+from yolo_attn.engine.validator import EvalConfig
+from yolo_attn.nn.heads import check_nms_free
 from yolo_attn.utils.annotate import draw_detections
 
 
@@ -35,6 +38,7 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
     add_device_argument(p)
     p.add_argument("--classes", type=bounded(int, NON_NEGATIVE), nargs="+", help="keep only these class indices")
     p.add_argument("--agnostic-nms", action="store_true", help="class-agnostic NMS")
+    add_config_arguments(p, EvalConfig, only=("nms_free",))
     p.add_argument("--save-txt", action="store_true", help="write YOLO-format labels to <save dir>/labels/")
     p.add_argument("--save-conf", action="store_true", help="append the confidence to --save-txt lines")
     p.add_argument("--save-json", action="store_true", help="write COCO-style predictions.json")
@@ -67,12 +71,14 @@ def run(args: argparse.Namespace) -> int:
     paths = image_paths(args.source)
     loaded = load_model(args.weights, device=args.device, fuse=True)
     model, names = loaded.model, loaded.names
+    check_nms_free(model, args.nms_free)
     save_dir = run_dir(args)
     save_dir.mkdir(parents=True, exist_ok=True)
     summary: dict[str, list[dict]] = {}
     coco: list[dict] = []
     for path, image in read_images(paths):
-        det = predict(model, [image], args.img, args.conf, args.iou, args.max_det, args.classes, args.agnostic_nms)[0]
+        det = predict(model, [image], args.img, args.conf, args.iou, args.max_det, args.classes, args.agnostic_nms,
+                      args.nms_free)[0]
         save_outputs(args, save_dir, path, image, det, names)
         if args.save_json:
             coco.extend(coco_records(det, path, names))

@@ -37,7 +37,7 @@ from yolo_attn.engine.cam_figure import method_name, render_figure
 from yolo_attn.engine.predictor import END_TO_END_MIN_CANDIDATES, image_paths, preprocess
 from yolo_attn.errors import UserError
 from yolo_attn.nn.attention._gates import Gate
-from yolo_attn.nn.heads import configure_end_to_end, head_contract
+from yolo_attn.nn.heads import check_nms_free, configure_end_to_end, head_contract
 from yolo_attn.nn.model import DetectionModel, max_stride, model_device, tagged
 from yolo_attn.nn.registry import all_blocks
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
@@ -84,6 +84,7 @@ class CamSettings:
     conf: float = 0.25
     iou: float = 0.45
     device: str = ""
+    nms_free: bool = False  # EvalConfig.nms_free: the one-to-one detections of an end-to-end head
 
 
 @dataclass(frozen=True)
@@ -323,7 +324,7 @@ def explain(loaded: LoadedModel, label: str, image: np.ndarray, settings: CamSet
     model = loaded.model
     layers = check_layers(model, settings.layers, label) if settings.layers else head_inputs(model)
     contract = head_contract(model.head)
-    nms_free = configure_end_to_end(model, END_TO_END_MIN_CANDIDATES)  # as predict: NMS unless nms_free
+    nms_free = configure_end_to_end(model, END_TO_END_MIN_CANDIDATES, nms_free=settings.nms_free)  # as predict
     target = DetectionTarget(contract.objectness, settings.conf, settings.iou,
                              class_index(loaded.names, settings.class_name, label), loaded.names, nms_free)
     stride = max_stride(model)
@@ -384,11 +385,15 @@ def model_labels(weights: Sequence[str | Path]) -> list[str]:
 
 
 def load_models(weights: Sequence[str | Path], device: str = "", labels: Sequence[str] | None = None,
-                ) -> list[tuple[str, LoadedModel]]:
+                nms_free: bool = False) -> list[tuple[str, LoadedModel]]:
+    """(row label, loaded model) per checkpoint; ``nms_free`` is refused for a model whose head is not end-to-end."""
     if not weights:
         raise UserError("--weights: give at least one checkpoint")
     labels = list(labels) if labels is not None else model_labels(weights)
-    return [(label, load_model(w, device=device, fuse=True)) for label, w in zip(labels, weights, strict=True)]
+    models = [(label, load_model(w, device=device, fuse=True)) for label, w in zip(labels, weights, strict=True)]
+    for _, loaded in models:
+        check_nms_free(loaded.model, nms_free)
+    return models
 
 
 def read_image(path: str | Path) -> np.ndarray:
@@ -412,7 +417,7 @@ def draw_cam_figure(weights_list: Sequence[str | Path], images: Sequence[str | P
                     title: str | None = None) -> Path:
     """One figure, one row per (image, model): detections, CAMs and attention gates side by side. ``title``
     defaults to the method and the number of images."""
-    models = load_models(weights_list, settings.device, labels)
+    models = load_models(weights_list, settings.device, labels, settings.nms_free)
     rows = []
     for path in images:
         image = read_image(path)
@@ -426,7 +431,7 @@ def run_cam(config: CamConfig) -> dict:
     """``yolo-attn cam``: one figure per image under ``project/name``; returns a summary per image and model."""
     paths = image_paths(config.source)
     images = [(p, read_image(p)) for p in paths]
-    models = load_models(config.weights, config.settings.device)
+    models = load_models(config.weights, config.settings.device, nms_free=config.settings.nms_free)
     save_dir = increment_path(Path(config.project) / config.name, config.exist_ok)
     save_dir.mkdir(parents=True, exist_ok=True)
     summary: dict = {"save_dir": str(save_dir), "figures": [], "images": {}}

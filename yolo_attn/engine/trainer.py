@@ -54,12 +54,15 @@ from yolo_attn.engine.determinism import deterministic_training, set_cublas_work
 from yolo_attn.engine.distributed import broadcast_object, cleanup, init_distributed, wrap_model
 from yolo_attn.engine.nonfinite import NonFiniteGuard, check_finite_weights
 from yolo_attn.engine.optim import (
+    AUTO,
     NOMINAL_BATCH_SIZE,
     OPTIMIZERS,
     EarlyStopping,
     ModelEMA,
     accumulation_steps,
     apply_warmup,
+    auto_iterations,
+    auto_optimizer,
     build_optimizer,
     fitness,
     freeze_layers,
@@ -82,7 +85,7 @@ from yolo_attn.engine.validator import RECT_PAD, TABLE_HEADER, EvalConfig, evalu
 from yolo_attn.errors import UserError
 from yolo_attn.losses import Loss, build_loss, loss_names
 from yolo_attn.losses.yolov5 import scale_loss_gains
-from yolo_attn.nn.builder import build_model
+from yolo_attn.nn.builder import build_model, model_schema
 from yolo_attn.nn.heads import head_contract
 from yolo_attn.nn.heads.contract import AnchorBasedHead, DetectionHead
 from yolo_attn.nn.model import DetectionModel, max_stride, try_channels_last
@@ -140,7 +143,9 @@ class TrainConfig:
                                   flags=IMG_FLAGS, bounds=POSITIVE)
     device: str = option(DEFAULT_DEVICE, DEVICE_HELP)
     workers: int = option(8, "max dataloader workers per process", bounds=NON_NEGATIVE)
-    optimizer: str | None = kind_option("SGD", "AdamW", choices=OPTIMIZERS)
+    optimizer: str | None = kind_option(AUTO, "AdamW", "auto: SGD for a YOLOv5/YOLOv7-schema model, Ultralytics' "
+                                        "optimizer=auto (AdamW or MuSGD) for an Ultralytics-schema one "
+                                        "(docs/models.md)", choices=(AUTO, *OPTIMIZERS))
     cos_lr: bool = option(False, "cosine LR schedule (default linear)")
     label_smoothing: float = option(0.0, "label smoothing epsilon of the class targets (0: off)", bounds=UNIT)
     patience: int = option(100, "early stopping: epochs without improvement (0: off)", bounds=NON_NEGATIVE)
@@ -380,6 +385,11 @@ class Trainer:
         self.save_dir, self.weights_dir = Path(save_dir), Path(save_dir) / "weights"
         if self.is_main:
             self.weights_dir.mkdir(parents=True, exist_ok=True)
+        self.write_options()
+
+    def write_options(self) -> None:
+        """hyp.yaml and opt.yaml in the run folder (main process)."""
+        if self.is_main:
             (self.save_dir / "hyp.yaml").write_text(yaml.safe_dump(self.hyp, sort_keys=False))
             (self.save_dir / "opt.yaml").write_text(yaml.safe_dump(dataclasses.asdict(self.config), sort_keys=False))
 
@@ -469,7 +479,28 @@ class Trainer:
             head.anchors.copy_(anchors.to(head.anchors))
             head.reset_grids()
 
-    def prepare_training(self) -> None:
+    def choose_optimizer(self, train_images: int) -> tuple[str, float, float]:
+        """The optimiser's (name, lr0, momentum). ``--optimizer auto`` becomes SGD (YOLOv5's default) for a
+        YOLOv5/YOLOv7-schema model and Ultralytics' ``optimizer=auto`` for an Ultralytics-schema one, which also
+        starts the bias warm-up at 0; the choice goes into the config and hyp (opt.yaml, hyp.yaml, checkpoints), so
+        a resumed run rebuilds it. Ultralytics' warm-up still ramps momentum to the hyp's, as ours does."""
+        config, hyp, model, data = self.config, self.hyp, self.model, self.data
+        assert config.optimizer and config.epochs and model and data, "setup() resolves these first"
+        if config.optimizer != AUTO:
+            return config.optimizer, hyp["lr0"], hyp["momentum"]
+        if model_schema(model.yaml) != "ultralytics":
+            name, lr, momentum = "SGD", hyp["lr0"], hyp["momentum"]
+        else:
+            iterations = auto_iterations(train_images, self.world_batch, self.nominal_batch, config.epochs)
+            name, lr, momentum = dataclasses.astuple(auto_optimizer(data.nc, iterations))
+            hyp.update(lr0=lr, warmup_bias_lr=0.0)
+            self.log(f"optimizer auto: {name} (lr0 {lr}, momentum {momentum}) for {iterations} iterations "
+                     f"(Ultralytics' rule)")
+        self.config = dataclasses.replace(config, optimizer=name)
+        self.write_options()
+        return name, lr, momentum
+
+    def prepare_training(self, train_images: int) -> None:
         """Optimizer, schedule, scaler, EMA and early stopping (restored on resume), the losses and DDP."""
         config, hyp, head = self.config, self.hyp, self.model.head
         assert config.optimizer is not None and config.epochs is not None and config.img is not None  # with_defaults
@@ -478,7 +509,7 @@ class Trainer:
         weight_decay = hyp["weight_decay"] * self.world_batch * accumulate / self.nominal_batch
         # On CPU, NHWC weights (and batches) before the optimizer and EMA copy them: ~10% less time per step.
         self.channels_last = self.device.type == "cpu" and try_channels_last(self.model)
-        optimizer = build_optimizer(self.model, config.optimizer, hyp["lr0"], hyp["momentum"], weight_decay)
+        optimizer = build_optimizer(self.model, *self.choose_optimizer(train_images), weight_decay)
         self.lr_factor = lr_lambda(config.epochs, hyp["lrf"], config.cos_lr)
         self.state = TrainingState(
             optimizer=optimizer,
@@ -537,7 +568,7 @@ class Trainer:
         val_loader = self.make_loader("val", augment=False)[0] if self.is_main else None
         self.make_run_dir()  # only now: a run that cannot start leaves no folder behind
         self.check_dataset(train_dataset)
-        self.prepare_training()
+        self.prepare_training(len(train_dataset))
         if self.is_main:
             results.truncate_results(self.save_dir / results.RESULTS_CSV, start_epoch)
             self.tensorboard = TensorBoardLogger(self.save_dir)

@@ -38,7 +38,7 @@ from yolo_attn.metrics import (
     coco_backend_classes,
     coco_evaluate,
 )
-from yolo_attn.nn.heads import configure_end_to_end, has_objectness
+from yolo_attn.nn.heads import check_nms_free, configure_end_to_end, has_objectness
 from yolo_attn.nn.model import DetectionModel, max_stride, model_device, try_channels_last
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
 from yolo_attn.utils.device import select_device
@@ -80,7 +80,8 @@ class EvalConfig:
     conf_thres: float = option(0.001, "confidence threshold", flags=CONF_FLAGS, bounds=UNIT)
     iou_thres: float = option(0.6, "NMS IoU threshold", flags=IOU_FLAGS, bounds=UNIT)
     max_det: int = option(300, "maximum detections per image", bounds=POSITIVE)
-    nms_free: bool = False  # an end-to-end head's one-to-one detections without NMS (Ultralytics' nms=False)
+    nms_free: bool = option(False, "an end-to-end head's (YOLOv10, YOLO26) one-to-one detections without NMS "
+                            "(Ultralytics' nms=False; default: the one-to-many branch and NMS)")
     device: str | torch.device | None = None
     half: bool = option(False, "FP16 inference (CUDA only)")
     save_dir: str | Path | None = None
@@ -356,6 +357,7 @@ def evaluate(model: nn.Module, data: DataSource | None = None, config: EvalConfi
     Training passes its own ``dataloader``; otherwise ``data`` (plus ``split``) names the images.
     """
     config = dataclasses.replace(config or EvalConfig(), **options)
+    check_nms_free(model, config.nms_free)
     start = time.perf_counter()
     device, half, dataloader = _prepare(model, data, dataloader, config)
     config = dataclasses.replace(config, half=half)

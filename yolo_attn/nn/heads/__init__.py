@@ -4,9 +4,15 @@ Every module in this package is imported here, so a new file registers its heads
 import importlib
 import pkgutil
 
-from yolo_attn.nn.heads.contract import HeadContract, configure_end_to_end, has_objectness, head_contract
+from yolo_attn.nn.heads.contract import (
+    HeadContract,
+    check_nms_free,
+    configure_end_to_end,
+    has_objectness,
+    head_contract,
+)
 
 for _info in pkgutil.iter_modules(__path__):
     importlib.import_module(f"{__name__}.{_info.name}")
 
-__all__ = ["HeadContract", "configure_end_to_end", "has_objectness", "head_contract"]
+__all__ = ["HeadContract", "check_nms_free", "configure_end_to_end", "has_objectness", "head_contract"]

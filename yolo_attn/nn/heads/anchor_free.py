@@ -155,7 +155,7 @@ class AnchorFreeDetect(CellPointHead):
     """
 
     contract = HeadContract(default_loss="v8", losses=("v8",), eval_loss="v8", anchor_based=False, objectness=False,
-                            upstream="ultralytics")
+                            upstream="ultralytics", class_branches=("cv3",))
     export = False  # set by the exporter: eval forward then returns only the decoded tensor
 
     def __init__(self, nc: int = 80, ch=(), reg_max: int = DEFAULT_REG_MAX, legacy: bool = True):

@@ -16,7 +16,7 @@ read only this and the head's public methods; they never name a head class. A he
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from torch import nn
@@ -56,7 +56,9 @@ class HeadContract:
     ``upstream``: the project whose checkpoints carry this head (``yolov5``, ``yolov7``, ...);
     ``end_to_end``: the head can give final detections without NMS (YOLOv10's one-to-one branch, YOLO26): with
     ``nms_free`` its eval output is ``(b, max_det, 6)`` rows (x1, y1, x2, y2, score, class) best first per image,
-    and the engine keeps those above its confidence threshold instead of running NMS.
+    and the engine keeps those above its confidence threshold instead of running NMS;
+    ``class_branches``: names of the head's submodules that predict the class scores (Ultralytics' MuSGD trains
+    them at 3x the learning rate).
     """
 
     default_loss: str
@@ -66,6 +68,7 @@ class HeadContract:
     objectness: bool = True
     upstream: str = "yolov5"
     end_to_end: bool = False
+    class_branches: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.default_loss not in self.losses:
@@ -90,14 +93,28 @@ def has_objectness(model: nn.Module) -> bool:
     return contract.objectness if isinstance(contract, HeadContract) else True
 
 
+def is_end_to_end(model: nn.Module) -> bool:
+    """Whether ``model``'s head declares itself end-to-end (its contract)."""
+    contract = getattr(type(getattr(model, "head", None)), "contract", None)
+    return isinstance(contract, HeadContract) and contract.end_to_end
+
+
+def check_nms_free(model: nn.Module, nms_free: bool) -> None:
+    """Refuse ``nms_free`` (``--nms-free``) for a model whose head is not end-to-end."""
+    if nms_free and not is_end_to_end(model):
+        head = type(getattr(model, "head", None)).__name__
+        raise UserError(f"--nms-free: the model's head {head} is not end-to-end; only YOLOv10's and YOLO26's heads "
+                        "give detections without NMS")
+
+
 def configure_end_to_end(model: nn.Module, max_det: int, agnostic: bool = False, nms_free: bool = False) -> bool:
     """Whether ``model``'s eval output is final detections that take no NMS: its head is end-to-end (its contract)
     and ``nms_free`` asks for the one-to-one branch (Ultralytics' ``nms=False``; by default Ultralytics 8.4 runs
     NMS on the one-to-many branch, and so do we). The head is told to select ``max_det`` detections per image,
-    across classes with ``agnostic``."""
-    head = getattr(model, "head", None)
-    contract = getattr(type(head), "contract", None)
-    if head is None or not isinstance(contract, HeadContract) or not contract.end_to_end:
+    across classes with ``agnostic``. ``nms_free`` for a head that is not end-to-end is a :class:`UserError`."""
+    check_nms_free(model, nms_free)
+    if not is_end_to_end(model):
         return False
+    head: Any = model.head  # an end-to-end head: its contract promises these attributes
     head.max_det, head.agnostic, head.nms_free = int(max_det), bool(agnostic), bool(nms_free)
     return bool(nms_free)

@@ -45,8 +45,9 @@ class EndToEndDetect(AnchorFreeDetect):
     alone; without it (the default, as Ultralytics 8.4 validates and predicts), the one-to-many branch decoded as
     :class:`AnchorFreeDetect` decodes, for NMS. ``raw`` is the training output's dict (both branches: validation
     reports the loss of a fused copy, so fusing keeps the one-to-many branch, which Ultralytics' ``fuse`` drops).
-    With ``export`` the detections alone, and the one-to-many branch is not run. YAML: ``Detect, [nc]`` with
-    top-level ``end2end: True`` (or ``[nc, reg_max]`` as ``EndToEndDetect``).
+    With ``export`` the detections alone, and only the branch that gives them runs (as Ultralytics 8.4 exports: the
+    one-to-many output for NMS unless ``nms=False``). YAML: ``Detect, [nc]`` with top-level ``end2end: True`` (or
+    ``[nc, reg_max]`` as ``EndToEndDetect``).
 
     ``max_det`` (300) and ``agnostic`` are set by the engine
     (:func:`~yolo_attn.nn.heads.contract.configure_end_to_end`): top-k over (point, class) pairs, or with
@@ -54,7 +55,8 @@ class EndToEndDetect(AnchorFreeDetect):
     """
 
     contract = HeadContract(default_loss="e2e", losses=("e2e",), eval_loss="e2e", anchor_based=False,
-                            objectness=False, upstream="ultralytics", end_to_end=True)
+                            objectness=False, upstream="ultralytics", end_to_end=True,
+                            class_branches=("cv3", "one2one_cv3"))
     max_det = DEFAULT_MAX_DET
     agnostic = False
     nms_free = False
@@ -65,17 +67,18 @@ class EndToEndDetect(AnchorFreeDetect):
         self.one2one_cv3 = copy.deepcopy(self.cv3)
 
     def forward(self, xs: list[torch.Tensor]):
-        branches: dict[str, list[torch.Tensor]] = {}
-        if self.training or not self.export:  # an exported graph gives the one-to-one branch's detections alone
-            branches["one2many"] = self.level_maps(xs, self.cv2, self.cv3)
+        if self.export:  # an exported graph runs the one branch whose output it gives
+            if self.nms_free:
+                return self.select(self.decode(self.level_maps(xs, self.one2one_cv2, self.one2one_cv3), xyxy=True))
+            return self.decode(self.level_maps(xs, self.cv2, self.cv3))
         one2one_inputs = [x.detach() for x in xs] if self.training else xs
-        branches["one2one"] = self.level_maps(one2one_inputs, self.one2one_cv2, self.one2one_cv3)
+        branches = {"one2many": self.level_maps(xs, self.cv2, self.cv3),
+                    "one2one": self.level_maps(one2one_inputs, self.one2one_cv2, self.one2one_cv3)}
         if self.training:
             return branches
-        if not (self.nms_free or self.export):
+        if not self.nms_free:
             return self.decode(branches["one2many"]), branches
-        detections = self.select(self.decode(branches["one2one"], xyxy=True))
-        return detections if self.export else (detections, branches)
+        return self.select(self.decode(branches["one2one"], xyxy=True)), branches
 
     def select(self, decoded: torch.Tensor) -> torch.Tensor:
         """``(b, n, 4 + nc)`` decoded rows (x1, y1, x2, y2, class scores) -> the ``(b, k, 6)`` detections.
