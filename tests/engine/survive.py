@@ -48,6 +48,8 @@ def finite_checkpoint(path: Path | str) -> dict:
 
 
 def same_weights(a: dict, b: dict) -> bool:
-    """Bit for bit: every tensor of the weights and EMA weights of two checkpoints."""
-    return all(a[key].keys() == b[key].keys() and all(torch.equal(a[key][n], b[key][n]) for n in a[key])
-               for key in ("state_dict", "ema"))
+    """Bit for bit: every tensor of the weights and EMA weights of two checkpoints (a finished run's stripped
+    checkpoint has no separate EMA: both must lack it)."""
+    return all((a[key] is None and b[key] is None) or (
+        a[key] is not None and b[key] is not None and a[key].keys() == b[key].keys()
+        and all(torch.equal(a[key][n], b[key][n]) for n in a[key])) for key in ("state_dict", "ema"))

@@ -48,8 +48,10 @@ def test_plan_places_each_block_at_each_position():
 
 
 def test_too_few_bootstrap_resamples_is_a_user_error(tmp_path, capsys):
-    assert main(["ablate", "--blocks", "SE", "--bootstrap", "200", "--project", str(tmp_path)]) == 2
-    assert "--bootstrap 200: use at least 1000 resamples" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:  # argparse's exit, at parse time
+        main(["ablate", "--blocks", "SE", "--bootstrap", "200", "--project", str(tmp_path)])
+    assert exited.value.code == 2
+    assert "--bootstrap: invalid value 200: must be at least 1000" in capsys.readouterr().err
 
 
 def test_seeds_flag_takes_a_count_or_a_list():

@@ -97,8 +97,8 @@ def test_resume_past_a_damaged_last_pt_uses_the_previous_one(fault, micro, tmp_p
         damage(weights / "last.pt", "truncated")
     with caplog.at_level(logging.WARNING, logger="yolo_attn"):
         resumed = train(resume=True, project=str(tmp_path / "cut"))  # finds the run by its last.prev.pt, too
-    assert f"resuming from the previous checkpoint {weights / 'last.prev.pt'} (epoch 0)" in caplog.text
-    assert results_column(resumed["save_dir"], "epoch") == ["0", "1", "2"]
+    assert f"resuming from the previous checkpoint {weights / 'last.prev.pt'} (saved after epoch 1)" in caplog.text
+    assert results_column(resumed["save_dir"], "epoch") == ["1", "2", "3"]
     assert same_weights(full, load_checkpoint(resumed["last"]))
 
 
@@ -127,11 +127,11 @@ def test_a_full_disk_during_a_save_keeps_the_checkpoints_and_stops_clearly(micro
     monkeypatch.setattr(torch, "save", save)
     weights = tmp_path / "exp" / "weights"
     with pytest.raises(CheckpointWriteError, match=(
-            r"training stopped after epoch 1: cannot write .*\.pt: \[Errno 28\] No space left on device; .* was left "
-            rf"as it was; last good checkpoint: {weights / 'last.pt'} \(epoch 0\)")):
+            r"training stopped after epoch 2: cannot write .*\.pt: \[Errno 28\] No space left on device; .* was left "
+            rf"as it was; last good checkpoint: {weights / 'last.pt'} \(epoch 1\)")):
         train(**micro, epochs=3, project=str(tmp_path))
     monkeypatch.undo()
     assert not [p.name for p in weights.iterdir() if p.suffix != ".pt"]  # no temporary file left behind
     assert all(finite_checkpoint(p)["epoch"] == 0 for p in weights.glob("*.pt"))
     resumed = train(resume=str(weights / "last.pt"))  # once the disk has room
-    assert results_column(resumed["save_dir"], "epoch") == ["0", "1", "2"]
+    assert results_column(resumed["save_dir"], "epoch") == ["1", "2", "3"]

@@ -50,10 +50,10 @@ def test_a_block_that_turns_nan_is_named_and_its_weights_never_saved(micro, tmp_
         train(**micro, epochs=4, nonfinite_patience=2, project=str(tmp_path))
     message = str(caught.value)
     weights = tmp_path / "exp" / "weights"
-    assert "training stopped at epoch 2, iteration 4: 2 optimizer steps in a row skipped for a non-finite loss" \
+    assert "training stopped at epoch 3, iteration 4: 2 optimizer steps in a row skipped for a non-finite loss" \
         in message
     assert f"first non-finite layer output: layer {CBAM_LAYER} (CBAM)" in message
-    assert f"last good checkpoint: {weights / 'last.pt'} (epoch 1)" in message
+    assert f"last good checkpoint: {weights / 'last.pt'} (epoch 2)" in message
     for name in ("last.pt", "best.pt"):
         assert finite_checkpoint(weights / name)["epoch"] <= 1
     assert results_column(tmp_path / "exp", "train/skipped_steps") == ["0", "1"]

@@ -253,7 +253,7 @@ def test_resume_from_another_directory_and_after_the_data_moved(tiny_data, tmp_p
     with pytest.raises(UserError, match=moved):
         train(resume=str(last))
     resumed = train(resume=str(last), data=str(tmp_path / "moved" / "demo.yaml"))
-    assert resumed["save_dir"] == str(start / "runs" / "exp") and results_epochs(resumed["save_dir"]) == [0, 1]
+    assert resumed["save_dir"] == str(start / "runs" / "exp") and results_epochs(resumed["save_dir"]) == [1, 2]
     assert not (elsewhere / "runs").exists()
     with pytest.raises(UserError, match="this run finished its 2 epochs; nothing to resume"):
         train(resume=str(last))
@@ -302,7 +302,7 @@ def test_yolov5_training_options_in_one_run(tiny_data, tmp_path, caplog):
     assert "--img 70 is not a multiple of the max stride 32; using 96" in caplog.text
     assert "--freeze: layers 0..9 frozen" in caplog.text and "cached 8 images in RAM" in caplog.text
     weights = os.path.join(summary["save_dir"], "weights")
-    first, second = (load_checkpoint(os.path.join(weights, f"epoch{e}.pt"))["state_dict"] for e in (0, 1))
+    first, second = (load_checkpoint(os.path.join(weights, f"epoch{e}.pt"))["state_dict"] for e in (1, 2))
     for name, tensor in first.items():
         if name.startswith("model.") and int(name.split(".")[1]) < 10 and not name.endswith(("running_mean",
                                                                                           "running_var",

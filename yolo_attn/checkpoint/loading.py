@@ -112,7 +112,7 @@ def load_for_resume(path: str | Path) -> tuple[dict, Path]:
         if not previous.is_file():
             raise
         checkpoint = load_checkpoint(previous)
-        LOGGER.warning(f"{e}; resuming from the previous checkpoint {previous} (epoch {checkpoint['epoch']})")
+        LOGGER.warning(f"{e}; resuming from the previous checkpoint {previous} (saved after epoch {checkpoint['epoch'] + 1})")
         return checkpoint, previous
 
 

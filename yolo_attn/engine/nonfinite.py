@@ -89,7 +89,7 @@ def check_finite_weights(model: nn.Module, ema: nn.Module | None, epoch: int, la
         name = first_nonfinite_tensor(unwrap_model(module).state_dict().items())
         if name is not None:
             raise NonFiniteTrainingError(
-                f"training stopped after epoch {epoch}: the {what} are non-finite (first: {name}, "
+                f"training stopped after epoch {epoch + 1}: the {what} are non-finite (first: {name}, "
                 f"{owning_layer(model, name)}); not saved; last good checkpoint: {last_good}")
 
 
@@ -115,7 +115,7 @@ class NonFiniteGuard:
 
     def saved(self, path: Path | str, epoch: int) -> None:
         """Record the last checkpoint written with finite weights."""
-        self.last_good = f"{path} (epoch {epoch})"
+        self.last_good = f"{path} (epoch {epoch + 1})"
 
     def start_epoch(self) -> None:
         self.epoch_skips = 0
@@ -152,7 +152,7 @@ class NonFiniteGuard:
         self.consecutive += 1
         self.epoch_skips += 1
         self.total_skips += 1
-        LOGGER.warning(f"epoch {epoch} iteration {iteration}: non-finite {cause}, optimizer step skipped "
+        LOGGER.warning(f"epoch {epoch + 1} iteration {iteration}: non-finite {cause}, optimizer step skipped "
                        f"({self.consecutive} in a row, {self.epoch_skips} this epoch)")
         if self.consecutive >= self.patience:
             raise NonFiniteTrainingError(self.stop_message(cause, images, epoch, iteration, gradient))
@@ -167,6 +167,6 @@ class NonFiniteGuard:
                      f"(the last layer with a non-finite gradient: {gradient})")
         else:
             where = "every layer output finite" + (" (the loss itself goes non-finite)" if cause == "loss" else "")
-        return (f"training stopped at epoch {epoch}, iteration {iteration}: {self.consecutive} optimizer steps in a "
+        return (f"training stopped at epoch {epoch + 1}, iteration {iteration}: {self.consecutive} optimizer steps in a "
                 f"row skipped for a non-finite {cause} ({self.total_skips} in all); {where}; "
                 f"last good checkpoint: {self.last_good}")

@@ -659,7 +659,8 @@ class Trainer:
         mean_losses, finite_steps = None, 0
         self.log(results.progress_header(self.compute_loss.item_names))
         progress = tqdm(loader, desc=f"{epoch + 1}/{config.epochs}".rjust(11), total=batches, leave=True,
-                        mininterval=1.0, disable=not self.is_main, bar_format="{l_bar}{bar:10}{r_bar}")
+                        mininterval=1.0, disable=not (self.is_main and LOGGER.isEnabledFor(logging.INFO)),
+                        bar_format="{l_bar}{bar:10}{r_bar}")
         state.optimizer.zero_grad()
         self.guard.start_epoch()
         for i, (images, targets, _paths, _shapes) in enumerate(progress):
@@ -742,7 +743,8 @@ class Trainer:
         """The EMA weights on the val split, through a fused copy (Conv+BN folded: ~10% faster)."""
         model = copy.deepcopy(self.ema_model).fuse()
         config = EvalConfig(conf_thres=0.001, iou_thres=0.6, device=self.device, half=self.amp, save_dir=self.save_dir,
-                            plots=final_epoch and not self.config.noplots, coco=False, progress=True)
+                            plots=final_epoch and not self.config.noplots, coco=False,
+                            progress=LOGGER.isEnabledFor(logging.INFO))
         return evaluate(model, config=config, dataloader=val_loader, names=list(self.data.names),
                         compute_loss=self.val_loss)
 
