@@ -112,7 +112,8 @@ def load_for_resume(path: str | Path) -> tuple[dict, Path]:
         if not previous.is_file():
             raise
         checkpoint = load_checkpoint(previous)
-        LOGGER.warning(f"{e}; resuming from the previous checkpoint {previous} (saved after epoch {checkpoint['epoch'] + 1})")
+        LOGGER.warning(f"{e}; resuming from the previous checkpoint {previous} "
+                       f"(saved after epoch {checkpoint['epoch'] + 1})")
         return checkpoint, previous
 
 

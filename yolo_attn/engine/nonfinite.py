@@ -167,6 +167,6 @@ class NonFiniteGuard:
                      f"(the last layer with a non-finite gradient: {gradient})")
         else:
             where = "every layer output finite" + (" (the loss itself goes non-finite)" if cause == "loss" else "")
-        return (f"training stopped at epoch {epoch + 1}, iteration {iteration}: {self.consecutive} optimizer steps in a "
-                f"row skipped for a non-finite {cause} ({self.total_skips} in all); {where}; "
+        return (f"training stopped at epoch {epoch + 1}, iteration {iteration}: {self.consecutive} optimizer steps "
+                f"in a row skipped for a non-finite {cause} ({self.total_skips} in all); {where}; "
                 f"last good checkpoint: {self.last_good}")
