@@ -51,6 +51,7 @@ from yolo_attn.engine.latency import RUNS, WARMUP, interleaved_latency
 from yolo_attn.engine.trainer import TrainConfig, TrainingInterrupted, train
 from yolo_attn.engine.validator import EvalConfig, build_eval_loader, evaluate
 from yolo_attn.errors import UserError
+from yolo_attn.metrics import DetectionStats
 from yolo_attn.nn.builder import model_yaml_path
 from yolo_attn.nn.model import max_stride
 from yolo_attn.nn.summary import count_gflops, count_params
@@ -147,8 +148,9 @@ def evaluate_pair(folder: Path, device: str) -> dict[str, Any]:
     config = EvalConfig(img_size=int(opt["img"]), batch_size=2 * int(opt["batch"]), workers=int(opt["workers"]),
                         device=device, coco=True)
     loader = build_eval_loader(opt["data"], max_stride(model), config)
-    result = evaluate(model, config=config, dataloader=loader)
-    ImageStats.from_detection_stats(result["detection_stats"], list(loader.dataset.im_files)).save(folder / IMAGES_FILE)
+    stats = DetectionStats(loader.dataset.split.nc)
+    result = evaluate(model, config=config, dataloader=loader, stats=stats)
+    ImageStats.from_detection_stats(stats, list(loader.dataset.im_files)).save(folder / IMAGES_FILE)
     evaluation = {
         **{k: float(result[k]) for k in METRICS}, **{k: float(result["coco_stats"][k]) for k in SIZE_METRICS},
         "per_class": {row["name"]: [row["map50_95"], row["instances"]] for row in result["per_class"]},
@@ -217,7 +219,7 @@ def measure_costs(runs: dict[str, list[PairRun]], img_size: int, device: str) ->
     threads = torch.get_num_threads()
     image = torch.zeros(1, 3, img_size, img_size)
     cpu = interleaved_latency(fused, image, threads=threads)
-    gpu, where = {}, f"{threads} torch CPU threads"
+    gpu, where = {}, f"{threads} torch CPU thread{'s' * (threads > 1)}"
     if select_device(device).type == "cuda":
         gpu = interleaved_latency({n: m.cuda() for n, m in fused.items()}, image.cuda())
         where += f" and {torch.cuda.get_device_name()}"

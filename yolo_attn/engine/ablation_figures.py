@@ -5,6 +5,7 @@ controls and next scale included)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from yolo_attn.engine.ablation_summary import AblationResult
 from yolo_attn.engine.ablation_variants import ATTENTION, BASE, MATCHED, NEXT_SCALE
@@ -13,7 +14,8 @@ MARKERS = {BASE: "s", ATTENTION: "o", MATCHED: "D", NEXT_SCALE: "^"}
 DPI = 120
 
 
-def pyplot():
+def pyplot() -> Any:
+    """matplotlib's pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -51,22 +53,22 @@ def plot_deltas(result: AblationResult, path: Path) -> None:
 
 def plot_accuracy_vs_cost(result: AblationResult, path: Path) -> None:
     """mAP50-95 (mean, error bar ±1 std over seeds) against the CPU latency median (error bar to its p90) and
-    against the parameter count; every variant labelled."""
+    against the parameter count; one colour and legend entry per variant, the marker saying its kind."""
     plt = pyplot()
     fig, (by_time, by_params) = plt.subplots(1, 2, figsize=(10, 4), sharey=True, layout="constrained")
     for i, s in enumerate(result.summaries):
         if s.cost is None or "map50_95" not in s.metrics:
             continue
         mean, std = s.metrics["map50_95"]
-        marker = MARKERS.get(s.variant.kind, "o")
+        style = {"fmt": MARKERS.get(s.variant.kind, "o"), "color": f"C{i}", "capsize": 3}
         latency = s.cost.cpu
-        for ax, x, xerr in ((by_time, latency.median_ms, [[0], [latency.p90_ms - latency.median_ms]]),
-                            (by_params, s.cost.params / 1e6, None)):
-            ax.errorbar(x, mean, yerr=std or 0.0, xerr=xerr, fmt=marker, capsize=3)
-            ax.annotate(s.name, (x, mean), textcoords="offset points", xytext=(4, 4 + 9 * (i % 3)), fontsize=7)
+        by_time.errorbar(latency.median_ms, mean, yerr=std or 0.0, xerr=[[0], [latency.p90_ms - latency.median_ms]],
+                         **style)
+        by_params.errorbar(s.cost.params / 1e6, mean, yerr=std or 0.0, label=s.name, **style)
     by_time.set_xlabel("CPU latency, ms (median; bar to p90)")
     by_params.set_xlabel("parameters, millions")
     by_time.set_ylabel("mAP50-95")
+    by_params.legend(fontsize=7, loc="best")
     bars = f"mean ± 1 std over {len(result.seeds)} seeds" if len(result.seeds) > 1 else "one seed, no error bars"
     fig.suptitle(f"accuracy against cost ({bars}); ■ base, ● attention, ◆ matched control, ▲ next scale", fontsize=9)
     fig.savefig(path, dpi=DPI)

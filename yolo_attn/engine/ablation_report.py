@@ -299,7 +299,7 @@ def write_csv(result: AblationResult, path: Path) -> None:
             row = {"row": "run", **common, "seed": r.seed, "n": 1, "status": "ok" if r.ok else "failed",
                    "wall_s": r.wall_s, "error": r.error}
             if r.metrics is not None:
-                row.update(r.metrics)
+                row.update({k: v for k, v in r.metrics.items() if math.isfinite(v)})  # NaN: COCOeval had no labels
                 if r.seed in base:
                     row["delta_map50_95"] = r.value("map50_95") - base[r.seed].value("map50_95")
             rows.append(row)

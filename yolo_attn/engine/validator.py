@@ -345,16 +345,18 @@ def _report(result: dict[str, Any], output: InferenceOutput, dataset: DetectionD
 
 
 def evaluate(model: nn.Module, data: DataSource | None = None, config: EvalConfig | None = None, *, dataloader=None,
-             names: list[str] | None = None, compute_loss: LossFunction | None = None, **options: Any) -> dict:
+             names: list[str] | None = None, compute_loss: LossFunction | None = None,
+             stats: DetectionStats | None = None, **options: Any) -> dict:
     """Evaluate ``model`` on a dataset split; returns the metrics dict that ``yolo-attn val --json`` prints.
 
     ``options`` override fields of ``config`` (an :class:`EvalConfig`). Keys: ``precision``, ``recall``,
     ``map50``, ``map50_95`` (YOLOv5's), ``coco`` (COCOeval AP, AP50, AP75, APs, APm, APl, AR100; None with
     ``coco=False``), ``speed_ms`` (pre / inference / nms per image), ``images``, ``instances``; also
     ``coco_stats`` (all 12 COCOeval numbers), ``per_class`` rows, ``maps`` (mAP50-95 per class index),
-    ``timings_s``, ``detection_stats`` (the :class:`~yolo_attn.metrics.DetectionStats` behind the numbers, per
-    image) and, with ``compute_loss(raw_outputs, targets) -> (loss, loss_items)``, ``loss``.
-    Training passes its own ``dataloader``; otherwise ``data`` (plus ``split``) names the images.
+    ``timings_s`` and, with ``compute_loss(raw_outputs, targets) -> (loss, loss_items)``, ``loss``.
+    Training passes its own ``dataloader``; otherwise ``data`` (plus ``split``) names the images. ``stats``: an
+    empty :class:`~yolo_attn.metrics.DetectionStats` of the split's classes to record into, for a caller that reads
+    the per-image statistics afterwards (an ablation's bootstrap over images).
     """
     config = dataclasses.replace(config or EvalConfig(), **options)
     check_nms_free(model, config.nms_free)
@@ -363,8 +365,9 @@ def evaluate(model: nn.Module, data: DataSource | None = None, config: EvalConfi
     config = dataclasses.replace(config, half=half)
     dataset: DetectionDataset = dataloader.dataset
     names = list(names or dataset.split.names)
-    confusion = ConfusionMatrix(dataset.split.nc) if config.plots else None
-    output = InferenceOutput(DetectionStats(dataset.split.nc, confusion))
+    if stats is None:
+        stats = DetectionStats(dataset.split.nc, ConfusionMatrix(dataset.split.nc) if config.plots else None)
+    output = InferenceOutput(stats)
     output.timings["data"] = time.perf_counter() - start
     if config.save_dir is not None:
         Path(config.save_dir).mkdir(parents=True, exist_ok=True)
@@ -379,7 +382,6 @@ def evaluate(model: nn.Module, data: DataSource | None = None, config: EvalConfi
     output.timings["metrics"] += time.perf_counter() - t0
     result = summarize(metrics, output.stats, names, output.timings)
     result["save_dir"] = str(config.save_dir) if config.save_dir is not None else None
-    result["detection_stats"] = output.stats
     if output.loss is not None:
         result["loss"] = (output.loss.cpu() / len(dataloader)).tolist()
     _report(result, output, dataset, metrics, names, config)
