@@ -100,7 +100,7 @@ def test_ablate_yolo26n_with_cbam(files, tmp_path, capsys):
                  "--project", str(tmp_path), "--name", "run", "--json"])
     assert code == 0
     summary = last_json(capsys)
-    assert [row["variant"] for row in summary["rows"]] == ["base", "CBAM-after10"]
+    assert [row["variant"] for row in summary["variants"]] == ["base", "CBAM-after10"]
     variant = yaml.safe_load((tmp_path / "run" / "models" / "CBAM-after10.yaml").read_text())
     assert variant["backbone"][-1][2] == "CBAM" and variant["end2end"] is True
     assert (tmp_path / "run" / "cam.png").stat().st_size > 0

@@ -36,7 +36,7 @@ TRAIN_FLAGS = [
      "hyperparameter YAML or built-in name (default hyp.scratch-low.yaml; demo hyp.demo.yaml)"),
     (("--epochs",), None, int, None, None, None, None, "default 100; demo 12"),
     (("--batch", "--batch-size"), 16, int, None, None, None, None,
-     "total batch size over all processes; -1: automatic (CUDA: what fits in 60% of the GPU's memory, measured; "
+     "total batch size over all processes; -1: automatic (CUDA: what fits in 60 %% of the GPU's memory, measured; "
      "CPU: 16)"),
     (("--img", "--imgsz", "--img-size"), None, int, None, None, None, None,
      "train/val image size, rounded up to a multiple of the model's stride (default 640; demo 320)"),

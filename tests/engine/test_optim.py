@@ -3,6 +3,8 @@ own MuSGD (tests/fixtures/ultralytics/musgd_steps.pt), and the trainer's ``--opt
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
@@ -119,8 +121,9 @@ def test_auto_by_schema(cfg, images, expected, tiny_data, tmp_path):
 @pytest.mark.slow  # MuSGD's bfloat16 Newton-Schulz steps are slow on a CPU (~30 s a step for yolo26n on 2 cores)
 def test_yolo26n_trains_with_musgd(tiny_data, tmp_path):
     summary = train(cfg="yolo26n.yaml", data=tiny_data, epochs=1, img=64, batch=4, workers=0, optimizer="MuSGD",
-                    project=str(tmp_path), noplots=True)
-    optimizer = load_checkpoint(summary["last"])["training"]["optimizer"]
+                    project=str(tmp_path), noplots=True, save_period=1)
+    weights = Path(summary["save_dir"]) / "weights"  # epoch1.pt keeps the optimizer (the final last.pt is stripped)
+    optimizer = load_checkpoint(weights / "epoch1.pt")["training"]["optimizer"]
     groups = optimizer["param_groups"]
     assert [g["param_group"] for g in groups] == ["bias", "bias", "weight", "weight", "norm", "norm", "muon", "muon"]
     assert any("muon_momentum" in state for state in optimizer["state"].values())

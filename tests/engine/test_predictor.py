@@ -111,7 +111,8 @@ def test_predict_crops_without_annotated_images(shared, tmp_path, capsys):
 def test_hidden_labels_and_scores():
     image = np.zeros((100, 120, 3), np.uint8)
     det = torch.tensor([[20.0, 40.0, 80.0, 90.0, 0.9, 1.0]])
-    full, names_only, boxes_only = (draw_detections(image, det, ["cat", "dog"], labels=labels, scores=scores)
+    full, names_only, boxes_only = (draw_detections(image, det, ["cat", "dog"], hide_labels=not labels,
+                                                      hide_conf=not scores)
                                     for labels, scores in ((True, True), (True, False), (False, True)))
     label_area = (slice(0, 36), slice(0, 120))  # the label sits above the box (its line reaches y 38)
     assert not boxes_only[label_area].any() and names_only[label_area].any()

@@ -124,7 +124,7 @@ def results_rows(folder: Path) -> list[dict[str, str]]:
 
 def check_finished(folder: Path, reference: Path) -> None:
     rows = results_rows(folder)
-    assert [int(r["epoch"]) for r in rows] == list(range(EPOCHS))
+    assert [int(r["epoch"]) for r in rows] == list(range(1, EPOCHS + 1))
     assert rows == results_rows(reference)
     for name in ("last.pt", "best.pt"):
         assert same_weights(load_checkpoint(folder / "exp" / "weights" / name),
