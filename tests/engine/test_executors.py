@@ -15,7 +15,7 @@ import torch
 from yolo_attn.cli import main
 from yolo_attn.data.synthetic import generate_demo_dataset
 from yolo_attn.engine import executors
-from yolo_attn.engine.executors import LocalPool, job_devices, make_executor, threads_per_job
+from yolo_attn.engine.executors import LocalPool, RayExecutor, job_devices, make_executor, threads_per_job
 from yolo_attn.errors import UserError
 
 BROKEN_BLOCKS = Path(__file__).parents[1] / "fixtures" / "plugins" / "broken_blocks.py"
@@ -109,6 +109,8 @@ def test_ray_tasks_give_the_figures_of_one_job(sequential, tmp_path, monkeypatch
     monkeypatch.setattr(executors, "available_cores", lambda: 2)
     ray.init(num_cpus=2, include_dashboard=False)
     try:
+        RayExecutor(2, "cpu", "local", tmp_path).check_shared_storage(ray)  # every node (this one) reads the marker
+        assert list(tmp_path.iterdir()) == []  # and it is gone
         assert ablate(data, tmp_path, "ray", "--executor", "ray", "--jobs", "2") == figures
     finally:
         ray.shutdown()

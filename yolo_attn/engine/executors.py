@@ -12,7 +12,7 @@ the items it took with it, so that the other items' results are kept.
   robin. One job runs in this process, with torch's threads as they are.
 - :class:`RayExecutor`: one Ray task per item, one GPU per task where this process sees CUDA, else the same CPU
   share as the local pool; ``address`` joins a running cluster (whose nodes must all see the run folder: checked
-  with a marker file that a task reads back), none starts Ray locally.
+  with a marker file that a task on every node reads back), none starts Ray locally.
 """
 
 from __future__ import annotations
@@ -237,18 +237,23 @@ class RayExecutor:
             return failed(item, f"its Ray task failed ({type(e).__name__})")
 
     def check_shared_storage(self, ray: ModuleType) -> None:
-        """A file written here must be readable from a Ray task: the pairs' folders are written by the tasks and
-        read back by this process."""
+        """A file written here must be readable from a task on every node of the cluster: the pairs' folders are
+        written by the tasks and read back by this process."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
         self.run_folder.mkdir(parents=True, exist_ok=True)
         marker = self.run_folder / f".ray-storage-check-{uuid.uuid4().hex}"
         token = uuid.uuid4().hex
         marker.write_text(token, encoding="utf-8")
+        nodes = [node["NodeID"] for node in ray.nodes() if node["Alive"]]
+        reader = ray.remote(_read_marker)
         try:
-            seen = ray.get(ray.remote(_read_marker).options(num_cpus=0, scheduling_strategy="SPREAD")
-                           .remote(str(marker.resolve())))
+            seen = ray.get([reader.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node, False))
+                            .remote(str(marker.resolve())) for node in nodes])
         finally:
             marker.unlink()
-        if seen != token:
+        blind = [node for node, text in zip(nodes, seen, strict=True) if text != token]
+        if blind:
             raise UserError(f"--ray-address {self.address}: the run folder {self.run_folder.resolve()} is not visible "
-                            "from the cluster's workers; put --project on storage every node mounts at the same path "
-                            "(NFS, a shared volume)")
+                            f"from {len(blind)} of the cluster's {len(nodes)} nodes; put --project on storage every "
+                            "node mounts at the same path (NFS, a shared volume)")
