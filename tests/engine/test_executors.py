@@ -119,7 +119,7 @@ def test_ray_tasks_give_the_figures_of_one_job(sequential, tmp_path, monkeypatch
 @pytest.mark.slow
 def test_a_pair_failing_in_a_worker_is_marked_and_the_others_go_on(sequential, tmp_path, capsys, clean_plugins):
     """A plugin block whose backward fails (an in-place change of a saved tensor): the workers load the plugin (the
-    variant builds there) and its pair fails, marked; the base's pair finishes."""
+    variant builds there) and its pair fails, marked; the base's pair finishes, and --resume keeps it."""
     data, _ = sequential
     argv = ["ablate", "--plugin", str(BROKEN_BLOCKS), "--blocks", "InplaceGate", "--seeds", "1", "--data", data,
             "--epochs", "1", "--img", "64", "--batch", "4", "--workers", "0", "--project", str(tmp_path), "--name",
@@ -129,3 +129,6 @@ def test_a_pair_failing_in_a_worker_is_marked_and_the_others_go_on(sequential, t
     with open(tmp_path / "broken" / "ablation.csv", newline="") as f:
         runs = [(r["variant"], r["status"]) for r in csv.DictReader(f) if r["row"] == "run"]
     assert runs == [("base", "ok"), ("InplaceGate-after9", "failed")]
+    assert main([*argv, "--resume"]) == 1  # the finished pair is kept, the failed one trains (and fails) again
+    log = capsys.readouterr().err
+    assert "base seed 0 already trained, skipping" in log and "training InplaceGate-after9" in log
