@@ -17,6 +17,7 @@ import torch
 
 from tests.conftest import CONFIGS, ROOT
 from yolo_attn.data.synthetic import generate_demo_dataset
+from yolo_attn.nn.yaml_edit import insert_block
 from yolo_attn.plugins import sha256_of
 
 SEED_BLOCKS = Path(__file__).parent / "fixtures" / "plugins" / "seed_blocks.py"
@@ -101,12 +102,18 @@ def test_the_seed_blocks_train_on_coco8_through_a_wheel_install(tmp_path, shared
     print(f"wheel run: train {summary}; val {figures[0]}")
 
 
-@pytest.mark.slow
-def test_torchrun_ranks_load_the_same_plugin(tmp_path):
+def bam_setup(tmp_path: Path) -> tuple[Path, Path]:
+    """A tiny demo set and yolov5n with the seed posts' BAM (a plugin block) after its SPPF: their paths."""
     data = generate_demo_dataset(tmp_path / "demo", n_train=8, n_val=2, img_size=64)
     cfg = tmp_path / "bam.yaml"
-    cfg.write_text((CONFIGS / "models" / "yolov5n.yaml").read_text().replace(
-        "[-1, 1, SPPF, [1024, 5]],  # 9", "[-1, 1, SPPF, [1024, 5]],  # 9\n   [-1, 1, BAM, [1024]],"))
+    # the later layers renumbered: every layer's output is used, as DDP needs for synchronized gradients
+    cfg.write_text(insert_block((CONFIGS / "models" / "yolov5n.yaml").read_text(), 9, "BAM", [1024]))
+    return data, cfg
+
+
+@pytest.mark.slow
+def test_torchrun_ranks_load_the_same_plugin(tmp_path):
+    data, cfg = bam_setup(tmp_path)
     env = clean_env(PYTHONPATH=str(ROOT), YOLO_ATTN_CACHE=str(tmp_path / "cache"))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
                "yolo_attn", "train", "--plugin", str(SEED_BLOCKS), "--cfg", str(cfg), "--data", str(data),

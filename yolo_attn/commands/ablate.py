@@ -25,6 +25,7 @@ from yolo_attn.engine.options import NON_NEGATIVE, Bounds
 from yolo_attn.engine.trainer import TrainConfig
 
 DEFAULTS = AblationConfig(blocks=())
+SCALE_OPTIONS = ("jobs", "executor", "ray_address")  # AblationConfig's own options (declared there)
 
 
 def configure_parser(p: argparse.ArgumentParser) -> None:
@@ -55,6 +56,8 @@ def configure_parser(p: argparse.ArgumentParser) -> None:
                    help="continue <project>/<name>: skip finished (variant, seed) runs, retry failed ones")
     p.add_argument("--cam", type=bounded(int, NON_NEGATIVE), default=DEFAULTS.cam, metavar="N",
                    help="also draw every variant's Grad-CAM on the first N validation images (cam.png)")
+    scale = p.add_argument_group("scale out", "run the (variant, seed) pairs at once, on this machine or a Ray cluster")
+    add_config_arguments(scale, AblationConfig, only=SCALE_OPTIONS)
     add_json_argument(p, '{"save_dir": ..., "variants": [...], "comparisons": [...]}')
 
 
@@ -65,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         train=config_from_args(args, TrainConfig, exclude=PER_RUN_OPTIONS),
         seeds=parse_seeds(args.seeds), project=args.project, name=args.name, exist_ok=args.exist_ok,
         resume=args.resume, cam=args.cam, controls=args.controls, bootstrap=args.bootstrap,
+        **{name: getattr(args, name) for name in SCALE_OPTIONS},
     )
     result, save_dir = run_ablation(config)
     print(markdown_report(result))

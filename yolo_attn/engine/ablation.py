@@ -29,6 +29,7 @@ import torch
 import yaml
 
 from yolo_attn.checkpoint import load_checkpoint, load_model
+from yolo_attn.data.synthetic import generate_demo_dataset
 from yolo_attn.engine import results
 from yolo_attn.engine.ablation_images import ImageStats, check_same_images
 from yolo_attn.engine.ablation_report import write_html, write_reports
@@ -47,7 +48,9 @@ from yolo_attn.engine.ablation_summary import (
     with_verdicts,
 )
 from yolo_attn.engine.ablation_variants import Variant, matched_controls, next_scale, plan_variants
+from yolo_attn.engine.executors import EXECUTORS, make_executor
 from yolo_attn.engine.latency import RUNS, WARMUP, interleaved_latency
+from yolo_attn.engine.options import POSITIVE, option
 from yolo_attn.engine.trainer import TrainConfig, TrainingInterrupted, train
 from yolo_attn.engine.validator import EvalConfig, build_eval_loader, evaluate
 from yolo_attn.errors import UserError
@@ -95,6 +98,23 @@ class AblationConfig:
     cam: int = 0  # draw the CAM figure of every variant on this many validation images (yolo_attn.engine.cam)
     controls: bool = False
     bootstrap: int = 1000
+    jobs: int = option(1, "run up to N (variant, seed) pairs at once, each in its own process; on the CPU the cores "
+                       "are divided among them, --device 0,1,2,3 gives each one GPU, round robin", metavar="N",
+                       bounds=POSITIVE)
+    executor: str = option("local", "where the pairs run: local processes, or one Ray task each (pip install "
+                           "'yolo-attn[ray]'; the run folder must be on storage every node sees)", choices=EXECUTORS)
+    ray_address: str | None = option(None, "with --executor ray: join this running cluster (default: start Ray on "
+                                     "this machine)", metavar="ADDRESS")
+
+
+@dataclass(frozen=True)
+class PairJob:
+    """One (variant, seed) pair of an ablation, as an executor hands it to :func:`run_job`."""
+
+    variant: Variant
+    seed: int
+    save_dir: Path
+    config: AblationConfig
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -170,14 +190,29 @@ def run_pair(variant: Variant, seed: int, save_dir: Path, config: AblationConfig
     except UserError:
         raise
     except Exception as e:  # a failed run must not take the others with it
-        LOGGER.error(f"ablate: {variant.name} seed {seed} FAILED ({type(e).__name__}: {e}); it enters no Δ, "
-                     "--resume trains it again")
-        return PairRun(variant.name, seed, folder, None, error=f"{type(e).__name__}: {e}")
+        return failed_pair(variant.name, seed, folder, f"{type(e).__name__}: {e}")
     per_class = {name: (float(ap), int(n)) for name, (ap, n) in evaluation["per_class"].items()}
     metrics = {k: float(evaluation[k]) for k in METRICS}
     # COCOeval's -1: no labels of that size in the validation set
     metrics.update({k: float(evaluation[k]) if evaluation[k] >= 0 else math.nan for k in SIZE_METRICS})
     return PairRun(variant.name, seed, folder, metrics, per_class, float(summary["wall_s"]))
+
+
+def run_job(job: PairJob, device: str) -> PairRun:
+    """:func:`run_pair` on ``device`` (the executor's worker's; the one of ``--device`` in this process)."""
+    train = dataclasses.replace(job.config.train, device=device)
+    return run_pair(job.variant, job.seed, job.save_dir, dataclasses.replace(job.config, train=train))
+
+
+def failed_pair(variant: str, seed: int, folder: Path, why: str) -> PairRun:
+    """A pair that failed, logged: it enters no difference and ``--resume`` trains it again."""
+    LOGGER.error(f"ablate: {variant} seed {seed} FAILED ({why}); it enters no Δ, --resume trains it again")
+    return PairRun(variant, seed, folder, None, error=why)
+
+
+def lost_job(job: PairJob, why: str) -> PairRun:
+    """The failed run of a pair whose worker process died."""
+    return failed_pair(job.variant.name, job.seed, job.save_dir / job.variant.name / f"seed{job.seed}", why)
 
 
 def run_finished(checkpoint: dict[str, Any]) -> bool:
@@ -302,11 +337,16 @@ def run_ablation(config: AblationConfig) -> tuple[AblationResult, Path]:
     variants, notes = plan(config)
     save_dir = target if config.resume else increment_path(target, config.exist_ok)
     save_dir.mkdir(parents=True, exist_ok=True)
+    if config.train.data is None:  # the demo set: written here once, not by several workers at once
+        generate_demo_dataset()
+    jobs = [PairJob(v, seed, save_dir, config) for v in variants for seed in config.seeds]
+    executor = make_executor(config.executor, config.jobs, config.train.device, config.ray_address, save_dir)
     try:
-        runs = {v.name: [run_pair(v, seed, save_dir, config) for seed in config.seeds] for v in variants}
-    except TrainingInterrupted:
+        finished = executor.run_all(run_job, jobs, lost_job)
+    except KeyboardInterrupt:
         raise TrainingInterrupted(f"interrupted; continue the ablation with the same command and --resume "
                                   f"(it picks up {save_dir})") from None
+    runs = {v.name: [r for r in finished if r.variant == v.name] for v in variants}
     done = [r for pair_runs in runs.values() for r in pair_runs if r.ok]  # the base's first
     img_size = int(yaml.safe_load((done[0].folder / "opt.yaml").read_text())["img"]) if done else 0
     result = build_result(variants, runs, config, notes, img_size)
