@@ -110,6 +110,7 @@ def tiny_data(tmp_path_factory):
 def test_auto_by_schema(cfg, images, expected, tiny_data, tmp_path):
     trainer = Trainer(TrainConfig(cfg=cfg, data=tiny_data, epochs=1, img=64, workers=0, project=str(tmp_path)))
     trainer.setup()
+    trainer.make_run_dir()  # where choose_optimizer records its choice (the run folder, never the working directory)
     assert trainer.config.optimizer == "auto"
     assert trainer.choose_optimizer(images) == expected
     saved = yaml.safe_load((trainer.save_dir / "opt.yaml").read_text())

@@ -388,8 +388,8 @@ class Trainer:
         self.write_options()
 
     def write_options(self) -> None:
-        """hyp.yaml and opt.yaml in the run folder (main process)."""
-        if self.is_main:
+        """hyp.yaml and opt.yaml in the run folder (main process), once :meth:`make_run_dir` has made it."""
+        if self.is_main and self.weights_dir.is_dir() and self.weights_dir != Path():
             (self.save_dir / "hyp.yaml").write_text(yaml.safe_dump(self.hyp, sort_keys=False))
             (self.save_dir / "opt.yaml").write_text(yaml.safe_dump(dataclasses.asdict(self.config), sort_keys=False))
 
