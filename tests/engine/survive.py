@@ -11,6 +11,7 @@ import yaml
 
 from yolo_attn.checkpoint import load_checkpoint
 from yolo_attn.data.synthetic import generate_demo_dataset
+from yolo_attn.engine.trainer import Trainer
 
 CBAM_LAYER = 3  # the index of the CBAM layer in MICRO_MODEL
 MICRO_MODEL = {
@@ -53,3 +54,15 @@ def same_weights(a: dict, b: dict) -> bool:
     return all((a[key] is None and b[key] is None) or (
         a[key] is not None and b[key] is not None and a[key].keys() == b[key].keys()
         and all(torch.equal(a[key][n], b[key][n]) for n in a[key])) for key in ("state_dict", "ema"))
+
+
+def interrupt_at_epoch(monkeypatch, stop_epoch: int) -> None:
+    """Make training raise KeyboardInterrupt as epoch ``stop_epoch`` begins (the earlier ones are saved)."""
+    original = Trainer.train_one_epoch
+
+    def dies(self, epoch, *args, **kwargs):
+        if epoch == stop_epoch:
+            raise KeyboardInterrupt
+        return original(self, epoch, *args, **kwargs)
+
+    monkeypatch.setattr(Trainer, "train_one_epoch", dies)

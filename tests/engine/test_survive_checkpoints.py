@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from tests.engine.survive import finite_checkpoint, results_column, same_weights
+from tests.engine.survive import finite_checkpoint, interrupt_at_epoch, results_column, same_weights
 from yolo_attn.checkpoint import CheckpointWriteError, load_checkpoint, make_checkpoint, save_checkpoint
 from yolo_attn.cli import main
-from yolo_attn.engine.trainer import Trainer, train
+from yolo_attn.engine.trainer import train
 from yolo_attn.nn.builder import build_model
 
 DAMAGE = {  # name: (make the damaged bytes from a good file's, what the error says)
@@ -68,24 +68,12 @@ def test_a_damaged_weights_file_is_one_clear_error_on_every_command(kind, micro,
         assert f"{weights}: not a readable PyTorch checkpoint" in errors[0] and DAMAGE[kind][1] in errors[0], errors
 
 
-def stop_in_epoch(monkeypatch, stopped_epoch: int) -> None:
-    """The run dies at the start of ``stopped_epoch``, after the epochs before it were saved."""
-    original = Trainer.train_one_epoch
-
-    def train_one_epoch(self, epoch, *args, **kwargs):
-        if epoch == stopped_epoch:
-            raise KeyboardInterrupt
-        return original(self, epoch, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "train_one_epoch", train_one_epoch)
-
-
 @pytest.mark.parametrize("fault", ["truncated", "missing"])
 def test_resume_past_a_damaged_last_pt_uses_the_previous_one(fault, micro, tmp_path, monkeypatch, caplog):
     """last.pt truncated (a torn copy) or missing (a kill between the two renames of a save): --resume continues
     from last.prev.pt with a warning and ends bit-identical to a run that was never interrupted."""
     full = load_checkpoint(train(**micro, epochs=3, project=str(tmp_path / "full"))["last"])
-    stop_in_epoch(monkeypatch, 2)
+    interrupt_at_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train(**micro, epochs=3, project=str(tmp_path / "cut"))
     monkeypatch.undo()

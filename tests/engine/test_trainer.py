@@ -19,6 +19,7 @@ import pytest
 import torch
 
 from tests.conftest import CONFIGS, ROOT
+from tests.engine.survive import interrupt_at_epoch
 from yolo_attn import build_model
 from yolo_attn.checkpoint import load_checkpoint, load_model, transfer_weights
 from yolo_attn.data.synthetic import generate_demo_dataset
@@ -216,18 +217,6 @@ def test_close_mosaic_covers_last_epochs():
     assert [e for e in range(10) if trainer.mosaic_closed(e)] == [7, 8, 9]
     trainer.config = dataclasses.replace(trainer.config, close_mosaic=0)
     assert not any(trainer.mosaic_closed(e) for e in range(10))
-
-
-def interrupt_at_epoch(monkeypatch, stop_epoch: int) -> None:
-    """Make training raise KeyboardInterrupt as epoch ``stop_epoch`` begins (the earlier ones are saved)."""
-    original = Trainer.train_one_epoch
-
-    def dies(self, epoch, *args, **kwargs):
-        if epoch == stop_epoch:
-            raise KeyboardInterrupt
-        return original(self, epoch, *args, **kwargs)
-
-    monkeypatch.setattr(Trainer, "train_one_epoch", dies)
 
 
 @pytest.mark.slow
