@@ -19,7 +19,8 @@ from yolo_attn.data.augment import TrainDataset
 from yolo_attn.data.config import load_dataset_config
 from yolo_attn.data.dataset import create_dataloader
 from yolo_attn.engine.optim import build_optimizer
-from yolo_attn.losses.yolov5 import ComputeLoss, scale_loss_gains
+from yolo_attn.losses import build_loss
+from yolo_attn.losses.yolov5 import scale_loss_gains
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "coco128" / "coco128.yaml"
@@ -45,7 +46,7 @@ def dataloader_rate(data: Path, hyp: dict, img: int, batch: int, workers: int, b
 def train_rate(model_name: str, hyp: dict, img: int, batch: int, iters: int, device: torch.device) -> float:
     """Images/s of optimisation steps on a fixed random batch (one warm-up step not timed)."""
     model = build_model(ROOT / "configs" / "models" / f"{model_name}.yaml", nc=80).to(device).train()
-    loss_fn = ComputeLoss(model.head, scale_loss_gains(hyp, model.head.nl, 80, img))
+    loss_fn = build_loss(model.head, scale_loss_gains(hyp, model.head.nl, 80, img), "auto")  # the head's own loss
     optimizer = build_optimizer(model, "SGD", hyp["lr0"], hyp["momentum"], hyp["weight_decay"])
     amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=amp)

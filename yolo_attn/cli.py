@@ -20,6 +20,7 @@ from typing import NoReturn
 
 from yolo_attn import __version__
 from yolo_attn.errors import UserError
+from yolo_attn.utils.cpu_share import mark_start
 
 # command -> (module, one-line help); modules are imported only when their command runs.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -100,6 +101,7 @@ def cli_logging(level: int) -> Iterator[None]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    mark_start()  # the CPU load as the command starts: the first window of its thread governor
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="yolo-attn",
                                      description="YAML-driven YOLO builder and trainer with attention blocks")

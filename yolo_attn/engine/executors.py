@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -34,6 +33,7 @@ import torch
 
 from yolo_attn.errors import UserError
 from yolo_attn.plugins import load_plugin, loaded_plugins
+from yolo_attn.utils.cpu_share import available_cores
 from yolo_attn.utils.device import device_indices
 
 Item = TypeVar("Item")
@@ -72,12 +72,6 @@ class WorkerSetup:
         for name in self.plugins:
             load_plugin(name)
         torch.set_num_threads(self.threads)
-
-
-def available_cores() -> int:
-    """The CPU cores this process may run on (its affinity where the system has one)."""
-    affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def threads_per_job(jobs: int) -> int:

@@ -91,6 +91,7 @@ from yolo_attn.nn.heads.contract import AnchorBasedHead, DetectionHead
 from yolo_attn.nn.model import DetectionModel, max_stride, try_channels_last
 from yolo_attn.nn.summary import layer_table, summarize
 from yolo_attn.utils.builtin import builtin_config
+from yolo_attn.utils.cpu_share import ThreadGovernor
 from yolo_attn.utils.device import DEFAULT_DEVICE, DEVICE_HELP
 from yolo_attn.utils.paths import increment_path
 from yolo_attn.utils.runtime import reusing_freed_memory
@@ -143,6 +144,9 @@ class TrainConfig:
                                   flags=IMG_FLAGS, bounds=POSITIVE)
     device: str = option(DEFAULT_DEVICE, DEVICE_HELP)
     workers: int = option(8, "max dataloader workers per process", bounds=NON_NEGATIVE)
+    threads: int = option(0, "CPU intra-op threads per process (0: as many as there are free cores, measured again "
+                          "every few seconds as other work comes and goes; with --deterministic: all it may use)",
+                          metavar="N", bounds=NON_NEGATIVE)
     optimizer: str | None = kind_option(AUTO, "AdamW", "auto: SGD for a YOLOv5/YOLOv7-schema model, Ultralytics' "
                                         "optimizer=auto (AdamW or MuSGD) for an Ultralytics-schema one "
                                         "(docs/models.md)", choices=(AUTO, *OPTIMIZERS))
@@ -293,6 +297,7 @@ class Trainer:
         self.channels_last = False
         self.tensorboard = TensorBoardLogger(None)  # writes on rank 0 from the start of the epochs
         self._guard: NonFiniteGuard | None = None  # made by prepare_training
+        self.thread_governor = ThreadGovernor(enabled=False)  # made by cpu_threads() when the epochs start
 
     @property
     def guard(self) -> NonFiniteGuard:
@@ -559,6 +564,12 @@ class Trainer:
         images = torch.rand(2, 3, self.config.img, self.config.img, device=self.device, generator=generator)
         return deterministic_training(self.model, images)
 
+    def cpu_threads(self) -> ThreadGovernor:
+        """--threads: a fixed team, or one the governor fits to the free cores (CPU, not --deterministic)."""
+        self.thread_governor = ThreadGovernor(self.device.type == "cpu" and not self.config.deterministic,
+                                              fixed=self.config.threads)
+        return self.thread_governor
+
     def _run(self) -> dict[str, Any] | None:
         self.setup()
         config = self.config
@@ -577,7 +588,7 @@ class Trainer:
             f"{config.img} px, batch {self.world_batch}, {self.context.world_size} process(es) on {self.device}, "
             f"epochs {start_epoch + 1}..{config.epochs}, results in {self.save_dir}"
         )
-        with self.deterministic():
+        with self.deterministic(), self.cpu_threads():
             metrics = self.fit(train_loader, val_loader, start_epoch)
         if not self.is_main:
             return None
@@ -673,6 +684,7 @@ class Trainer:
             if self.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             loss_items = self.train_step(images, targets, epoch, iteration, warmup_iters)
+            self.thread_governor.update()
             if loss_items is None:  # a non-finite loss: skipped, and left out of the epoch's mean
                 continue
             mean_losses = loss_items if mean_losses is None else (mean_losses * finite_steps + loss_items) / (

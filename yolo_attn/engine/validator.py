@@ -41,6 +41,7 @@ from yolo_attn.metrics import (
 from yolo_attn.nn.heads import check_nms_free, configure_end_to_end, has_objectness
 from yolo_attn.nn.model import DetectionModel, max_stride, model_device, try_channels_last
 from yolo_attn.utils.boxes import scale_boxes, xywh2xyxy
+from yolo_attn.utils.cpu_share import ThreadGovernor
 from yolo_attn.utils.device import select_device
 from yolo_attn.utils.nms import end_to_end_detections, non_max_suppression
 from yolo_attn.utils.runtime import start_in_children
@@ -220,9 +221,10 @@ def plot_val_batch(index: int, images: torch.Tensor, targets: torch.Tensor, dete
 @torch.no_grad()
 def run_inference(model: nn.Module, loader, config: EvalConfig, device: torch.device, output: InferenceOutput,
                   compute_loss: LossFunction | None = None, chunk: int | None = None,
-                  channels_last: bool = False) -> None:
+                  channels_last: bool = False, threads: ThreadGovernor | None = None) -> None:
     """Forward every batch (``chunk`` images at a time, NHWC with ``channels_last``), NMS, and record
-    statistics (and loss); with ``plots`` and a ``save_dir``, draw the first batches (:func:`plot_val_batch`)."""
+    statistics (and loss); with ``plots`` and a ``save_dir``, draw the first batches (:func:`plot_val_batch`).
+    ``threads`` fits the CPU team to the free cores between batches."""
     dataset: DetectionDataset = loader.dataset
     image_id_of = dict(zip(dataset.im_files, dataset.image_ids, strict=True))
     keep_predictions = config.coco or config.save_json
@@ -251,6 +253,8 @@ def run_inference(model: nn.Module, loader, config: EvalConfig, device: torch.de
                       dataset.split.class_to_category_id, keep_predictions)
         timings["nms"] += t1 - t0
         timings["metrics"] += time.perf_counter() - t1
+        if threads is not None:
+            threads.update()
         tick = time.perf_counter()
 
 
@@ -372,11 +376,12 @@ def evaluate(model: nn.Module, data: DataSource | None = None, config: EvalConfi
     if config.save_dir is not None:
         Path(config.save_dir).mkdir(parents=True, exist_ok=True)
     fast = _cpu_fast_path(model, device)
-    with inference_state(model, half, channels_last=fast) as channels_last:
+    with inference_state(model, half, channels_last=fast) as channels_last, \
+            ThreadGovernor(device.type == "cpu") as threads:
         if device.type == "cuda":  # the first CUDA call pays for kernel set-up; keep it out of the timings
             model(torch.zeros(1, 3, 64, 64, device=device, dtype=torch.half if half else torch.float))
         run_inference(model, dataloader, config, device, output, compute_loss, CPU_CHUNK if fast else None,
-                      channels_last)
+                      channels_last, threads)
     t0 = time.perf_counter()
     metrics = output.stats.compute()
     output.timings["metrics"] += time.perf_counter() - t0
