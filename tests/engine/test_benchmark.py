@@ -8,6 +8,8 @@ import sys
 
 import pytest
 
+from yolo_attn import build_model
+from yolo_attn.checkpoint import make_checkpoint, save_checkpoint
 from yolo_attn.engine import benchmark as benchmark_module
 from yolo_attn.engine.benchmark import (
     CSV_NAME,
@@ -98,10 +100,20 @@ def test_bad_formats_and_missing_onnxruntime_are_refused_before_anything_runs(sh
     for bad in ("", "torch,tflite", "pt"):
         with pytest.raises(UserError, match="--formats .*: give one or more of torch, onnx"):
             parse_formats(bad)
+    with pytest.raises(UserError, match="--runs 0: must be at least 1"):  # a config built in Python is checked too
+        run_benchmark(config_for(shared, runs=0), tmp_path / "exp")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes ``import onnxruntime`` fail
     with pytest.raises(UserError, match=r"onnxruntime: pip install 'yolo-attn\[export\]'"):
         run_benchmark(config_for(shared), tmp_path / "exp")
     assert not (tmp_path / "exp").exists()
+
+
+def test_bad_input_stops_the_benchmark(shared, tmp_path):
+    """A model whose classes differ from the data's is the user's error, not a format's failure."""
+    weights = tmp_path / "two_classes.pt"
+    save_checkpoint(weights, make_checkpoint(build_model("yolov5n.yaml", nc=2), names=["a", "b"]))
+    with pytest.raises(UserError, match="the model predicts 2 classes but .* has 80"):
+        run_benchmark(config_for(shared, weights=weights, formats="torch"), tmp_path / "exp")
 
 
 def test_gemm_rate_is_the_operations_over_the_median_time():

@@ -151,10 +151,13 @@ def _runner(fmt: str, config: BenchmarkConfig, model: DetectionModel, shape: tup
 
 def _accuracy(fmt: str, config: BenchmarkConfig, model: DetectionModel, shape: tuple[int, int], save_dir: Path,
               threads: int, loader: Any) -> tuple[FormatResult, nn.Module | None]:
-    """Export (for onnx) and validate one format; a failure is the format's status, logged, not raised."""
+    """Export (for onnx) and validate one format; a failure is the format's status, logged, not raised (bad input,
+    a :class:`UserError` such as a model whose classes differ from the data's, stops the benchmark)."""
     try:
         runner, path = _runner(fmt, config, model, shape, save_dir, threads)
         metrics = evaluate(runner, config=_eval_config(config), dataloader=loader)
+    except UserError:
+        raise
     except Exception as e:  # an export or runtime failure is this format's result; the other formats still run
         LOGGER.warning(f"{fmt}: failed: {type(e).__name__}: {e}")
         return FormatResult(fmt, status=f"failed: {type(e).__name__}: {e}"), None
