@@ -31,14 +31,17 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "val": ("yolo_attn.commands.val", "evaluate a model (mAP, COCO metrics)"),
     "predict": ("yolo_attn.commands.predict", "run detection on images"),
     "export": ("yolo_attn.commands.export", "export a model to ONNX"),
+    "benchmark": ("yolo_attn.commands.benchmark",
+                  "speed (ms/img), mAP and file size per format (torch, ONNX), against the machine's fp32 GEMM "
+                  "rate"),
     "ablate": ("yolo_attn.commands.ablate", "train and compare attention-block variants side by side"),
     "cam": ("yolo_attn.commands.cam",
             "class-activation maps and attention-block gates over images, models side by side"),
     "check-block": ("yolo_attn.commands.check_block", "the zoo's checks on one block (FILE.py:Class) as a report card"),
 }
 # Commands that build, load or list models: they take --plugin and load the user's plugins before they run.
-PLUGIN_COMMANDS = frozenset({"info", "blocks", "insert", "train", "val", "predict", "export", "ablate", "cam",
-                             "check-block"})
+PLUGIN_COMMANDS = frozenset({"info", "blocks", "insert", "train", "val", "predict", "export", "benchmark", "ablate",
+                             "cam", "check-block"})
 
 
 class CommandParser(argparse.ArgumentParser):

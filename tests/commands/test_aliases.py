@@ -20,6 +20,7 @@ REQUIRED = {
     "val": ["--weights", "w.pt", "--data", "d.yaml"],
     "predict": ["--weights", "w.pt", "--source", "x.jpg"],
     "export": ["--weights", "w.pt"],
+    "benchmark": ["--weights", "w.pt", "--data", "d.yaml"],
     "ablate": ["--blocks", "CBAM"],
     "cam": ["--weights", "w.pt", "--source", "x.jpg"],
     "check-block": ["CBAM"],
@@ -43,6 +44,8 @@ ALIASES = [
     ("cam", ["--conf-thres", "0.3"], ["--conf", "0.3"]),
     ("export", ["--imgsz", "320", "256"], ["--img", "320", "256"]),
     ("info", ["--imgsz", "320"], ["--img", "320"]),
+    ("benchmark", ["--imgsz", "320"], ["--img", "320"]),
+    ("benchmark", ["--batch-size", "8"], ["--batch", "8"]),
 ]
 
 # YOLOv5's train.py / detect.py flags that are ours too (value parsed -> the namespace attribute it sets)

@@ -15,7 +15,7 @@ from yolo_attn.cli import COMMANDS, main
 from yolo_attn.data.synthetic import generate_demo_dataset
 from yolo_attn.utils.device import DEFAULT_DEVICE
 
-RUN_WRITERS = {"train", "val", "predict", "ablate", "cam"}
+RUN_WRITERS = {"train", "val", "predict", "benchmark", "ablate", "cam"}
 
 
 def options_of(command: str) -> dict[str, argparse.Action]:
@@ -53,6 +53,7 @@ USER_ERRORS = {
     "val": ["--weights", "missing.pt", "--data", "missing.yaml"],
     "predict": ["--weights", "missing.pt", "--source", "missing.jpg"],
     "export": ["--weights", "missing.pt"],
+    "benchmark": ["--weights", "missing.pt", "--data", "missing.yaml"],
     "ablate": ["--blocks", "CBAM", "--base", "missing.yaml"],
     "cam": ["--weights", "missing.pt", "--source", "missing.jpg"],
     "check-block": ["missing.py:Block"],
@@ -88,6 +89,8 @@ def json_runs(inputs, tmp_path) -> dict[str, list[str]]:
         "export": ["--weights", inputs["weights"], "--img", "64", "--output", str(tmp_path / "m.onnx")],
         "predict": ["--weights", inputs["weights"], "--source", inputs["image"], "--img", "64", *runs],
         "val": ["--weights", inputs["weights"], "--data", inputs["coco8"], "--img", "64", "--no-plots", *runs],
+        "benchmark": ["--weights", inputs["weights"], "--data", inputs["coco8"], "--img", "64", "--runs", "1",
+                      "--gemm-size", "64", "--formats", "torch", "--workers", "0", *runs],
         "train": ["--cfg", "yolov5n.yaml", "--data", inputs["data"], "--epochs", "1", "--noplots", *tiny, *runs],
         "ablate": ["--blocks", "SE", "--data", inputs["data"], "--epochs", "1", "--cam", "1", *tiny, *runs],
         "cam": ["--weights", inputs["weights"], "--source", inputs["image"], "--img", "64", "--dpi", "30", *runs],

@@ -3,6 +3,9 @@
 Timings taken at different moments compare the machine's load, not the models. Here every model runs on the same
 input, in turns (A B C A B C ...), after a warm-up of each, on a fixed number of CPU threads; the result is the
 median and the 90th percentile of each model's runs. CUDA work is synchronised around every run.
+
+:func:`gemm_rate` times a square fp32 matrix product the same way: the machine's own limit, against which a
+model's GFLOPs x images per second can be read (``yolo-attn benchmark``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from torch import nn
 
 WARMUP = 3
 RUNS = 20
+GEMM_SIZE = 2048  # a square fp32 product of this side keeps every core busy (BLAS blocking needs no more)
 
 
 @dataclass(frozen=True)
@@ -63,3 +67,27 @@ def interleaved_latency(models: Mapping[str, nn.Module], x: torch.Tensor, runs: 
                 synchronize()
                 times[name].append((time.perf_counter() - start) * 1e3)
     return {name: Latency(float(np.median(t)), float(np.percentile(t, 90)), runs) for name, t in times.items()}
+
+
+class SquareProduct(nn.Module):
+    """``x @ b`` for a fixed square ``b``: the matrix product whose rate :func:`gemm_rate` measures."""
+
+    b: torch.Tensor
+
+    def __init__(self, b: torch.Tensor) -> None:
+        super().__init__()
+        self.register_buffer("b", b)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.mm(x, self.b)
+
+
+def gemm_rate(size: int = GEMM_SIZE, runs: int = RUNS, warmup: int = WARMUP, threads: int | None = None,
+              device: torch.device | str = "cpu") -> tuple[float, Latency]:
+    """The fp32 GEMM rate in GFLOP/s (``2 size**3`` floating-point operations over the median time) of a square
+    ``size x size`` product on ``device``, timed as :func:`interleaved_latency` times models, on ``threads`` CPU
+    threads; with the latency it comes from."""
+    generator = torch.Generator().manual_seed(0)
+    a, b = (torch.rand(size, size, generator=generator).to(device) for _ in range(2))
+    latency = interleaved_latency({"gemm": SquareProduct(b)}, a, runs, warmup, threads)["gemm"]
+    return 2 * size**3 / (latency.median_ms * 1e6), latency
