@@ -26,9 +26,16 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "coco128" / "coco128.yaml"
 
 
-def dataloader_rate(data: Path, hyp: dict, img: int, batch: int, workers: int, batches: int) -> float:
-    """Images/s of the mosaic-augmented train loader (after its first batch, which starts the workers)."""
+def dataloader_rate(data: Path, hyp: dict, img: int, batch: int, workers: int, batches: int,
+                    cache: str | None = None) -> float:
+    """Images/s of the mosaic-augmented train loader (after its first batch, which starts the workers), with the
+    images decoded from their files or from ``--cache ram|disk`` (filled before the clock starts)."""
     dataset = TrainDataset(load_dataset_config(data).split("train"), img, batch, stride=32, hyp=hyp)
+    if cache is not None:
+        dataset.cache_images(cache)
+        if cache == "disk":  # the .npy files are written on first read: one untimed pass makes them
+            for index in range(len(dataset)):
+                dataset.load_image(index)
     loader = create_dataloader(dataset, batch, workers=workers, shuffle=True)
     iterator = iter(loader)
     next(iterator)
@@ -84,14 +91,18 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=5, help="timed optimisation steps per model and device")
     parser.add_argument("--loader-batches", type=int, default=8)
     parser.add_argument("--workers", type=int, default=8)
-    parser.add_argument("--models", nargs="+", default=["yolov5n", "yolov5s"])
+    parser.add_argument("--models", nargs="*", default=["yolov5n", "yolov5s"])
+    parser.add_argument("--cache", nargs="+", choices=("none", "ram", "disk"), default=["none"],
+                        help="loader image sources to compare (train --cache)")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--hyp", type=Path, default=ROOT / "configs" / "hyps" / "hyp.scratch-low.yaml")
     args = parser.parse_args()
     hyp = yaml.safe_load(args.hyp.read_text())
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, img {args.img}, batch {args.batch}")
-    rate = dataloader_rate(args.data, hyp, args.img, args.batch, args.workers, args.loader_batches)
-    print(f"dataloader (mosaic + augment, {args.workers} max workers): {rate:.1f} images/s")
+    for cache in args.cache:
+        rate = dataloader_rate(args.data, hyp, args.img, args.batch, args.workers, args.loader_batches,
+                               None if cache == "none" else cache)
+        print(f"dataloader (mosaic + augment, {args.workers} max workers, cache {cache}): {rate:.1f} images/s")
     devices = [torch.device("cpu")] + ([torch.device("cuda:0")] if torch.cuda.is_available() else [])
     for device in devices:
         for name in args.models:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
@@ -23,8 +24,9 @@ from yolo_attn.commands.common import (
 )
 from yolo_attn.engine.options import CONF_FLAGS, IMG_FLAGS, IOU_FLAGS, NON_NEGATIVE, POSITIVE, UNIT
 from yolo_attn.engine.predictor import box_crops, coco_records, image_paths, predict, read_images, yolo_label_lines
-from yolo_attn.engine.validator import EvalConfig
+from yolo_attn.engine.validator import EvalConfig, inference_state
 from yolo_attn.nn.heads import check_nms_free
+from yolo_attn.nn.model import model_device
 from yolo_attn.utils.annotate import draw_detections
 
 
@@ -67,18 +69,12 @@ def save_outputs(args: argparse.Namespace, save_dir: Path, path: Path, image: np
             cv2.imwrite(str(folder / f"{path.stem}_{i}.jpg"), crop)
 
 
-def run(args: argparse.Namespace) -> int:
-    paths = image_paths(args.source)
-    loaded = load_model(args.weights, device=args.device, fuse=True)
-    model, names = loaded.model, loaded.names
-    check_nms_free(model, args.nms_free)
-    save_dir = run_dir(args)
-    save_dir.mkdir(parents=True, exist_ok=True)
+def report_detections(args: argparse.Namespace, save_dir: Path, detections: Iterable[tuple[Path, np.ndarray,
+                      torch.Tensor]], names: list[str]) -> tuple[dict[str, list[dict]], list[dict]]:
+    """Save each image's outputs and print its line; returns the JSON summary and the COCO records."""
     summary: dict[str, list[dict]] = {}
     coco: list[dict] = []
-    for path, image in read_images(paths):
-        det = predict(model, [image], args.img, args.conf, args.iou, args.max_det, args.classes, args.agnostic_nms,
-                      args.nms_free)[0]
+    for path, image, det in detections:
         save_outputs(args, save_dir, path, image, det, names)
         if args.save_json:
             coco.extend(coco_records(det, path, names))
@@ -89,6 +85,20 @@ def run(args: argparse.Namespace) -> int:
             {"class": int(c), "name": names[int(c)], "score": round(s, 5), "box": [round(v, 1) for v in box]}
             for *box, s, c in det.tolist()
         ]
+    return summary, coco
+
+
+def run(args: argparse.Namespace) -> int:
+    paths = image_paths(args.source)
+    loaded = load_model(args.weights, device=args.device, fuse=True)
+    model, names = loaded.model, loaded.names
+    check_nms_free(model, args.nms_free)
+    save_dir = run_dir(args)
+    save_dir.mkdir(parents=True, exist_ok=True)
+    with inference_state(model, half=False, channels_last=model_device(model).type == "cpu"):  # as val runs it
+        detections = ((path, image, predict(model, [image], args.img, args.conf, args.iou, args.max_det, args.classes,
+                                            args.agnostic_nms, args.nms_free)[0]) for path, image in read_images(paths))
+        summary, coco = report_detections(args, save_dir, detections, names)
     if args.save_json:
         (save_dir / "predictions.json").write_text(json.dumps(coco))
     print(f"results saved to {save_dir}")
