@@ -253,9 +253,12 @@ def test_sigint_prints_where_to_resume_and_exits_130(tiny_data, tmp_path):
     """Ctrl-C (a real SIGINT to a real `python -m yolo_attn train`): exit 130, one line with the resume command."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "YOLO_ATTN_CACHE": str(tmp_path / "cache")}
     command = [sys.executable, "-m", "yolo_attn", "-q", "train", "--cfg", "yolov5n.yaml", "--data", tiny_data,
-               "--epochs", "50", "--img", "64", "--batch", "4", "--workers", "0", "--noplots", "--project",
+               "--epochs", "500", "--img", "64", "--batch", "4", "--workers", "0", "--noplots", "--project",
                str(tmp_path)]
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the child whatever this process's (an ignored SIGINT would be inherited), and
+    # more epochs than the child can finish between two polls of a loaded machine
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     last = tmp_path / "exp" / "weights" / "last.pt"
     deadline = time.time() + 300
     while not last.exists() and process.poll() is None and time.time() < deadline:

@@ -16,3 +16,12 @@ def test_an_edited_layout_is_not_builtin():
     d = load_model_yaml("yolov5s.yaml")
     d["head"][-1] = [[17, 20], 1, "Detect", ["nc", "anchors"]]
     assert not is_builtin_model(d)
+
+
+def test_an_ultralytics_checkpoints_yaml_is_recognised():
+    """Ultralytics saves the scale it built and its input channels ('channels') into the checkpoint's YAML."""
+    d = load_model_yaml("yolo11n.yaml")
+    d["scale"], d["channels"] = "n", 3
+    assert is_builtin_model(d)
+    d["scales"]["n"] = [0.5, 0.25, 2048]  # a scale of its own is a new layout
+    assert not is_builtin_model(d)

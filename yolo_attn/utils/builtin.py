@@ -35,8 +35,10 @@ def is_builtin_model(model_yaml: dict[str, Any]) -> bool:
 
 
 def _layout_key(model_yaml: dict[str, Any]) -> str:
-    # nc and ch may be overridden, and yaml_file is the name the YAML was read under (added by load_model_yaml)
-    ignored = ("nc", "ch", "yaml_file")
+    # nc and ch may be overridden, and yaml_file is the name the YAML was read under (added by load_model_yaml);
+    # an Ultralytics checkpoint's YAML adds the scale it was built at (one of its 'scales', which are compared) and
+    # its input channels as 'channels'
+    ignored = ("nc", "ch", "yaml_file", "scale", "channels")
     return json.dumps({k: v for k, v in model_yaml.items() if k not in ignored}, sort_keys=True, default=str)
 
 
