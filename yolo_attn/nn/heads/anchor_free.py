@@ -60,7 +60,8 @@ class DFL(nn.Module):
         self.reg_max = reg_max
         self.conv = nn.Conv2d(reg_max, 1, 1, bias=False).requires_grad_(False)
         with torch.no_grad():
-            self.conv.weight.copy_(torch.arange(reg_max, dtype=torch.float).view(1, reg_max, 1, 1))
+            # from a list: torch.arange on the resource guard's meta device imports PyTorch's decompositions (2 s)
+            self.conv.weight.copy_(torch.tensor(list(range(reg_max)), dtype=torch.float).view(1, reg_max, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(b, 4 * reg_max, n)`` -> ``(b, 4, n)``."""
