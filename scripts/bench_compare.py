@@ -230,15 +230,16 @@ def parse_args() -> argparse.Namespace:
 
 
 def references(args: argparse.Namespace, scratch: Path) -> list[Reference]:
-    env = reference_env(scratch, args.yolov5_path)
+    """The references named on the command line, each with its environment, its data view and its weights."""
     refs = []
     if args.ultralytics is not None:
-        ul_env = {**reference_env(scratch, ""), "PYTHONPATH": ""}
-        refs.append(Reference("ultralytics", scratch, ul_env, link_dataset(args.data, scratch, "ultralytics"),
+        refs.append(Reference("ultralytics", scratch, reference_env(scratch, ""),
+                              link_dataset(args.data, scratch, "ultralytics"),
                               args.ultralytics_weights or scratch / "ultralytics-train3" / "exp" / "weights" /
                               "last.pt"))
     if args.yolov5 is not None:
-        refs.append(Reference("yolov5", args.yolov5.resolve(), env, link_dataset(args.data, scratch, "yolov5"),
+        refs.append(Reference("yolov5", args.yolov5.resolve(), reference_env(scratch, args.yolov5_path),
+                              link_dataset(args.data, scratch, "yolov5"),
                               args.weights))
     return refs
 

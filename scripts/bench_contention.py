@@ -26,11 +26,12 @@ SHARED = ROOT.parent / "shared"
 
 
 def start(args: argparse.Namespace, threads: int, folder: Path, name: str) -> tuple[subprocess.Popen, float]:
+    """One ``yolo-attn train`` in the background, its output into ``<name>.log``; with its start time."""
     command = [sys.executable, "-m", "yolo_attn", "-q", "train", "--cfg", args.cfg, "--data", str(args.data),
                "--img", str(args.img), "--epochs", str(args.epochs), "--batch", str(args.batch), "--threads",
                str(threads), "--noplots", "--project", str(folder), "--name", name, "--exist-ok"]
-    log = open(folder / f"{name}.log", "w")  # noqa: SIM115 (closed with the process)
-    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), time.perf_counter()
+    with open(folder / f"{name}.log", "w") as log:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT), time.perf_counter()
 
 
 def wait(process: subprocess.Popen, started: float) -> dict[str, float]:

@@ -26,10 +26,15 @@ PROC = Path("/proc")
 HEADROOM = 0.3  # cores: a quiet machine's background (a few % of a core) must not cost a thread
 
 
-def available_cores() -> int:
-    """The CPU cores this process may run on (its affinity where the system has one)."""
+def _allowed_cpus() -> set[int]:
+    """The CPUs this process may run on (its affinity where the system has one)."""
     affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
+    return set(affinity(0)) if affinity is not None else set(range(os.cpu_count() or 1))
+
+
+def available_cores() -> int:
+    """How many CPU cores this process may run on."""
+    return len(_allowed_cpus())
 
 
 def _busy_ticks(cpus: set[int]) -> int | None:
@@ -88,11 +93,6 @@ class CpuSample:
         return max(0.0, ticks / os.sysconf("SC_CLK_TCK") / seconds)
 
 
-def _allowed_cpus() -> set[int]:
-    affinity = getattr(os, "sched_getaffinity", None)
-    return set(affinity(0)) if affinity is not None else set(range(os.cpu_count() or 1))
-
-
 _START: CpuSample | None = None
 
 
@@ -134,10 +134,11 @@ class ThreadGovernor:
         if sample is None:
             self.last = None
             return
-        threads = fitting_threads(self.limit, len(self.cpus), sample.others_since(self.last))
+        others = sample.others_since(self.last)
+        threads = fitting_threads(self.limit, len(self.cpus), others)
         if threads != self.torch.get_num_threads():
-            LOGGER.debug("other processes keep %.1f of %d cores busy: %d intra-op threads",
-                         sample.others_since(self.last), len(self.cpus), threads)
+            LOGGER.debug("other processes keep %.1f of %d cores busy: %d intra-op threads", others, len(self.cpus),
+                         threads)
             self.torch.set_num_threads(threads)
         self.last = sample
 
